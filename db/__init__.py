@@ -1,0 +1,1 @@
+"""The schema (SQLModel) and every query that the API, worker and CLI share."""

@@ -1,0 +1,131 @@
+"""The job row is the system of record: claims with a lease, fenced by the attempt number."""
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import and_, or_, update
+from sqlmodel import Session, col, select
+
+from db.models import Batch, Job, JobState, utcnow
+
+
+@dataclass(frozen=True)
+class Claim:
+    job_id: uuid.UUID
+    attempt: int
+
+
+def claim_job(
+    *, session: Session, job_id: uuid.UUID, worker: str, lease_seconds: int, max_attempts: int
+) -> Claim | None:
+    """Take a queued job (or one whose lease expired) for this worker, or None if another
+    worker holds it, it is final, its batch is cancelled, or it ran out of attempts."""
+    now = utcnow()
+    cancelled = select(Batch.cancel_requested).where(Batch.id == Job.batch_id).scalar_subquery()
+    claimable = or_(
+        col(Job.state) == JobState.queued,
+        and_(col(Job.state) == JobState.running, col(Job.lease_until) < now),
+    )
+    statement = (
+        update(Job)
+        .where(col(Job.id) == job_id, claimable, col(Job.attempts) < max_attempts)
+        .where(cancelled.is_(False))
+        .values(
+            state=JobState.running,
+            attempts=Job.attempts + 1,
+            lease_until=now + timedelta(seconds=lease_seconds),
+            worker=worker,
+            started_at=now,
+            error=None,
+        )
+        .returning(col(Job.attempts))
+    )
+    attempt = session.exec(statement).scalar_one_or_none()  # type: ignore[call-overload]
+    session.commit()
+    return Claim(job_id, attempt) if attempt is not None else None
+
+
+def _owned(claim: Claim) -> list:  # type: ignore[type-arg]
+    return [
+        col(Job.id) == claim.job_id,
+        col(Job.state) == JobState.running,
+        col(Job.attempts) == claim.attempt,
+    ]
+
+
+def renew_lease(*, session: Session, claim: Claim, lease_seconds: int) -> bool:
+    """Extend the lease; False if the job is no longer ours or its batch was cancelled."""
+    cancelled = session.exec(
+        select(Batch.cancel_requested).join(Job).where(Job.id == claim.job_id)
+    ).one()
+    if cancelled:
+        return False
+    result = session.exec(
+        update(Job)
+        .where(*_owned(claim))
+        .values(lease_until=utcnow() + timedelta(seconds=lease_seconds))
+    )
+    session.commit()
+    return result.rowcount == 1
+
+
+def finish_job(
+    *, session: Session, claim: Claim, state: JobState, error: str | None = None, **values: object
+) -> bool:
+    """Move our running job to a final state (in the caller's transaction; no commit)."""
+    result = session.exec(
+        update(Job)
+        .where(*_owned(claim))
+        .values(state=state, error=error, lease_until=None, finished_at=utcnow(), **values)
+    )
+    return result.rowcount == 1
+
+
+def release_job(*, session: Session, claim: Claim, error: str) -> None:
+    """Give a job back to the queue after a transient failure."""
+    session.exec(
+        update(Job)
+        .where(*_owned(claim))
+        .values(state=JobState.queued, error=error, lease_until=None)
+    )
+    session.commit()
+
+
+def reap_expired(
+    *, session: Session, max_attempts: int, now: datetime | None = None
+) -> list[uuid.UUID]:
+    """Requeue running jobs whose lease expired (their worker died) and fail those out of
+    attempts. Returns the ids to enqueue again."""
+    now = now or utcnow()
+    expired = and_(col(Job.state) == JobState.running, col(Job.lease_until) < now)
+    session.exec(
+        update(Job)
+        .where(expired, col(Job.attempts) >= max_attempts)
+        .values(
+            state=JobState.failed,
+            error="worker lost: lease expired on the last attempt",
+            finished_at=now,
+            lease_until=None,
+        )
+    )
+    requeued = session.exec(
+        update(Job)
+        .where(expired, col(Job.attempts) < max_attempts)
+        .values(state=JobState.queued, error="worker lost: lease expired", lease_until=None)
+        .returning(col(Job.id))
+    ).scalars()  # type: ignore[call-overload]
+    ids = list(requeued)
+    session.commit()
+    return ids
+
+
+def get_job(*, session: Session, job_id: uuid.UUID) -> Job | None:
+    return session.get(Job, job_id)
+
+
+def queued_job_ids(*, session: Session, batch_id: uuid.UUID | None = None) -> list[uuid.UUID]:
+    query = select(Job.id).where(Job.state == JobState.queued)
+    if batch_id is not None:
+        query = query.where(Job.batch_id == batch_id)
+    return list(session.exec(query.order_by(col(Job.line))))

@@ -1,0 +1,145 @@
+"""Storing a solved job (trace, candidates, cost, curve: one transaction, idempotent)
+and reading results back."""
+
+import uuid
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from sqlmodel import Session, col, select
+
+from db.bulk import insert_ignoring_conflicts
+from db.jobs import Claim, finish_job
+from db.models import BudgetPoint, Candidate, Job, JobCost, JobState, TraceNode
+from worker.search.answers import is_correct
+from worker.search.types import SearchResult
+
+
+@dataclass(frozen=True)
+class CostRecord:
+    prompt_tokens: int
+    cached_tokens: int
+    completion_tokens: int
+    verifier_tokens: int
+    verifier_cached_tokens: int
+    engine_calls: int
+    verifier_calls: int
+    wall_seconds: float
+    engine_seconds: float
+    flops: float
+
+
+def result_rows(
+    job_id: uuid.UUID, gold: str | None, result: SearchResult, cost: CostRecord
+) -> dict[Any, list[dict[str, Any]]]:
+    """Rows per table for one solved job."""
+    nodes = [
+        {
+            "job_id": job_id, "node_id": n.id, "parent_id": n.parent_id, "depth": n.depth,
+            "kind": n.kind, "status": n.status, "text": n.text,
+            "prompt_tokens": n.prompt_tokens, "cached_tokens": n.cached_tokens,
+            "completion_tokens": n.completion_tokens, "step_score": n.step_score,
+            "agg_score": n.agg_score,
+        }
+        for n in result.trace.nodes
+    ]
+    candidates = [
+        {
+            "job_id": job_id, "idx": c.index, "grp": c.group, "leaf_node_id": c.leaf_id,
+            "text": c.text, "finish": c.finish, "answer": c.answer, "canonical": c.canonical,
+            "extraction": c.extraction, "step_scores": c.step_scores, "score": c.score,
+            "selected": c.selected,
+            "correct": is_correct(gold, c.answer if c.finished else None),
+        }
+        for c in result.candidates
+    ]
+    by_index = {c["idx"]: c for c in candidates}
+    curve = [
+        {
+            "job_id": job_id, "n": n, "candidate_idx": idx,
+            "answer": by_index[idx]["answer"] if by_index[idx]["finish"] == "stop" else None,
+            "correct": by_index[idx]["correct"],
+        }
+        for n, idx in result.curve.items()
+    ]
+    return {
+        TraceNode.__table__: nodes,
+        Candidate.__table__: candidates,
+        BudgetPoint.__table__: curve,
+        JobCost.__table__: [{"job_id": job_id, **asdict(cost)}],
+    }
+
+
+def store_result(
+    *, session: Session, claim: Claim, gold: str | None, result: SearchResult, cost: CostRecord
+) -> bool:
+    """Mark our job succeeded and write its rows, all or nothing. False (nothing written)
+    if the job is no longer ours: a reaper gave it to another worker, or it was cancelled."""
+    answer = result.answer
+    if not finish_job(
+        session=session, claim=claim, state=JobState.succeeded,
+        answer=answer, correct=is_correct(gold, answer),
+    ):
+        session.rollback()
+        return False
+    for table, rows in result_rows(claim.job_id, gold, result, cost).items():
+        insert_ignoring_conflicts(session, table, rows)
+    session.commit()
+    return True
+
+
+def job_trace(*, session: Session, job_id: uuid.UUID) -> list[TraceNode]:
+    query = select(TraceNode).where(TraceNode.job_id == job_id).order_by(col(TraceNode.node_id))
+    return list(session.exec(query))
+
+
+def job_candidates(*, session: Session, job_id: uuid.UUID) -> list[Candidate]:
+    query = select(Candidate).where(Candidate.job_id == job_id).order_by(col(Candidate.idx))
+    return list(session.exec(query))
+
+
+def job_result(*, session: Session, job: Job, config: dict[str, Any]) -> dict[str, Any]:
+    """The public result record of one job (the shape of `ttcq results`)."""
+    cost = session.get(JobCost, job.id)
+    candidates = job_candidates(session=session, job_id=job.id)
+    curve = session.exec(
+        select(BudgetPoint).where(BudgetPoint.job_id == job.id).order_by(col(BudgetPoint.n))
+    )
+    return {
+        "custom_id": job.custom_id,
+        "line": job.line,
+        "problem": job.problem,
+        "gold": job.gold,
+        "answer": job.answer,
+        "correct": job.correct,
+        "status": job.state,
+        "error": job.error,
+        "attempts": job.attempts,
+        "strategy": config.get("strategy"),
+        "n": config.get("n"),
+        "cost": _cost_dict(cost),
+        "candidates": [
+            {
+                "text": c.text, "answer": c.answer, "extraction": c.extraction,
+                "score": c.score, "step_scores": c.step_scores, "selected": c.selected,
+                "finish": c.finish, "correct": c.correct,
+            }
+            for c in candidates
+        ],
+        "budget_curve": [{"n": p.n, "answer": p.answer, "correct": p.correct} for p in curve],
+    }
+
+
+def _cost_dict(cost: JobCost | None) -> dict[str, Any] | None:
+    if cost is None:
+        return None
+    return cost.model_dump(exclude={"job_id"})
+
+
+def batch_results(
+    *, session: Session, batch_id: uuid.UUID, config: dict[str, Any]
+) -> Iterator[dict[str, Any]]:
+    """Every job of the batch in dataset order, finished or not."""
+    query = select(Job).where(Job.batch_id == batch_id).order_by(col(Job.line))
+    for job in session.exec(query):
+        yield job_result(session=session, job=job, config=config)

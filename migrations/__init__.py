@@ -1,0 +1,1 @@
+"""Alembic migrations; the URL comes from the settings (or the caller's Config)."""

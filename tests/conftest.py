@@ -1,0 +1,71 @@
+"""Shared fixtures: the real SmolLM2 model, a fresh migrated Postgres database, Redis."""
+
+import os
+import uuid
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
+
+import pytest
+import redis
+from sqlalchemy import create_engine, text
+from sqlmodel import Session, SQLModel
+
+from db.migrate import upgrade
+from db.session import get_engine
+from worker.engines.llamacpp import LlamaCppEngine
+
+PG_SERVER = os.environ.get("TTCQ_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432")
+REDIS_URL = os.environ.get("TTCQ_TEST_REDIS", "redis://127.0.0.1:6379/15")
+
+
+@pytest.fixture(scope="session")
+def engine() -> LlamaCppEngine:
+    """The real SmolLM2-135M-Instruct model, loaded once."""
+    return LlamaCppEngine(n_ctx=2048)
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> Iterator[str]:
+    """A database of its own for this test session, migrated to head, dropped after."""
+    name = f"ttcq_test_{uuid.uuid4().hex[:8]}"
+    url = f"{PG_SERVER}/{name}"
+    upgrade(url)
+    yield url
+    get_engine(url).dispose()
+    admin = create_engine(f"{PG_SERVER}/postgres", isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture
+def db_url(pg_url: str) -> Iterator[str]:
+    """The session's database, emptied before each test."""
+    with get_engine(pg_url).begin() as conn:
+        names = ", ".join(f'"{t.name}"' for t in SQLModel.metadata.sorted_tables)
+        conn.execute(text(f"TRUNCATE {names} CASCADE"))
+    yield pg_url
+
+
+@pytest.fixture
+def sessions(db_url: str):  # type: ignore[no-untyped-def]
+    """A session factory, as the worker uses it."""
+
+    @contextmanager
+    def make() -> Iterator[Session]:
+        with Session(get_engine(db_url), expire_on_commit=False) as session:
+            yield session
+
+    def factory() -> AbstractContextManager[Session]:
+        return make()
+
+    return factory
+
+
+@pytest.fixture
+def redis_url() -> Iterator[str]:
+    client = redis.Redis.from_url(REDIS_URL)
+    client.flushdb()
+    yield REDIS_URL
+    client.flushdb()
+    client.close()

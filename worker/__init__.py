@@ -1,0 +1,1 @@
+"""The worker: Celery tasks (thin) and the search domain (engines, verifiers, strategies)."""

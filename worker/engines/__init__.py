@@ -1,0 +1,1 @@
+"""Engines generate continuations of token prompts; see base.Engine."""

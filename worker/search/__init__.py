@@ -1,0 +1,1 @@
+"""Search strategies: plain functions of (problem, config, engine, verifier)."""

@@ -1,0 +1,97 @@
+"""The typed, validated search configuration; recipes are YAML overrides of it."""
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+StrategyName = Literal[
+    "majority", "best_of_n", "weighted_best_of_n", "beam_search", "dvts", "lookahead",
+    "self_refine",
+]
+VerifierName = Literal["self_judge", "checker", "none"]
+Aggregation = Literal["last", "min", "prod", "mean"]
+Selection = Literal["naive", "weighted", "majority"]
+
+TREE_STRATEGIES = ("beam_search", "dvts", "lookahead")
+DEFAULT_SELECTION: dict[str, Selection] = {
+    "majority": "majority",
+    "weighted_best_of_n": "weighted",
+}
+DEFAULT_SYSTEM_PROMPT = (
+    "Solve the math problem step by step. Separate the steps with a blank line. "
+    "Write the final answer as \\boxed{answer}."
+)
+
+
+class ConfigError(ValueError):
+    """A search config that cannot run; the message names the field."""
+
+
+class SearchConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    strategy: StrategyName = "majority"
+    n: int = Field(default=4, ge=1, le=4096, description="budget: samples, beams or leaves")
+    beam_width: int = Field(default=4, ge=1, description="M: expansions per kept beam")
+    lookahead: int = Field(default=0, ge=0, le=16, description="k greedy steps before scoring")
+    rounds: int = Field(default=2, ge=1, le=16, description="self_refine revisions")
+    verifier: VerifierName = "checker"
+    aggregation: Aggregation = "min"
+    selection: Selection | None = None
+    temperature: float = Field(default=0.8, ge=0.0, le=2.0)
+    top_p: float = Field(default=1.0, gt=0.0, le=1.0)
+    top_k: int = Field(default=0, ge=0)
+    max_tokens: int = Field(default=512, ge=1, description="per candidate, over all steps")
+    max_step_tokens: int = Field(default=256, ge=1)
+    max_depth: int = Field(default=40, ge=1, description="steps per candidate")
+    step_delimiter: str = Field(default="\n\n", min_length=1)
+    seed: int = 0
+    system_prompt: str = DEFAULT_SYSTEM_PROMPT
+
+    @model_validator(mode="after")
+    def _check_shape(self) -> "SearchConfig":
+        if self.strategy in TREE_STRATEGIES and self.n % self.beam_width:
+            raise ValueError(
+                f"n={self.n} is not divisible by beam_width={self.beam_width} "
+                f"(strategy {self.strategy} keeps n/beam_width beams)"
+            )
+        if self.strategy == "lookahead" and self.lookahead < 1:
+            raise ValueError("strategy lookahead needs lookahead >= 1")
+        if self.strategy not in ("majority", "self_refine") and self.verifier == "none":
+            raise ValueError(f"strategy {self.strategy} needs a verifier")
+        return self
+
+    @property
+    def final_selection(self) -> Selection:
+        return self.selection or DEFAULT_SELECTION.get(self.strategy, "naive")
+
+
+def _describe(error: ValidationError) -> str:
+    parts = []
+    for item in error.errors():
+        where = ".".join(str(p) for p in item["loc"]) or "config"
+        parts.append(f"{where}: {item['msg']}")
+    return "; ".join(parts)
+
+
+def make_config(**values: Any) -> SearchConfig:
+    """A SearchConfig from plain values, raising ConfigError with the failing fields named."""
+    try:
+        return SearchConfig(**{k: v for k, v in values.items() if v is not None})
+    except ValidationError as error:
+        raise ConfigError(_describe(error)) from None
+
+
+def load_recipe(path: str | Path) -> dict[str, Any]:
+    """A YAML recipe: a mapping of SearchConfig fields overriding the defaults."""
+    try:
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except yaml.YAMLError as error:
+        raise ConfigError(f"recipe {path}: not valid YAML: {error}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"recipe {path}: expected a mapping of config fields")
+    return data

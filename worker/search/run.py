@@ -1,0 +1,86 @@
+"""What every strategy shares: the prompt, metered engine calls, the trace, verifier
+calls with their cost, and turning candidates into a result."""
+
+from collections.abc import Sequence
+
+from worker.engines.base import Completion, Engine, GenerationRequest, SamplingParams, Usage
+from worker.engines.metered import MeteredEngine
+from worker.search.answers import canonical_answer, extract_answer
+from worker.search.config import SearchConfig
+from worker.search.scoring import aggregate, budget_curve, select
+from worker.search.types import Candidate, Problem, SearchResult, Trace, TraceNode
+from worker.verifiers.base import Verifier
+
+
+class SearchRun:
+    def __init__(self, problem: Problem, config: SearchConfig, engine: Engine, verifier: Verifier):
+        self.problem = problem
+        self.config = config
+        # A fresh meter per search, so its usage is exactly this search's generation.
+        self.engine = MeteredEngine(engine)
+        self.engine.reset()
+        self.verifier = verifier
+        self.verification = Usage()
+        self.trace = Trace()
+        self.root = self.trace.add(None, "prompt", problem.text)
+        self.prompt_ids = tuple(self.chat([problem.text]))
+
+    def chat(self, user_turns: Sequence[str], assistant_turns: Sequence[str] = ()) -> list[int]:
+        """Token ids of the system prompt, alternating user/assistant turns, reply start."""
+        messages = [{"role": "system", "content": self.config.system_prompt}]
+        for i, user in enumerate(user_turns):
+            messages.append({"role": "user", "content": user})
+            if i < len(assistant_turns):
+                messages.append({"role": "assistant", "content": assistant_turns[i]})
+        return self.engine.chat_prompt(messages)
+
+    def params(
+        self, *, max_tokens: int, seed: int, stop: bool = False, greedy: bool = False
+    ) -> SamplingParams:
+        c = self.config
+        return SamplingParams(
+            max_tokens=max_tokens,
+            temperature=0.0 if greedy else c.temperature,
+            top_p=c.top_p,
+            top_k=c.top_k,
+            stop=(c.step_delimiter,) if stop else (),
+            seed=c.seed + seed,
+        )
+
+    def generate(self, requests: Sequence[GenerationRequest]) -> list[list[Completion]]:
+        return self.engine.generate(requests)
+
+    def score(self, paths: Sequence[Sequence[str]], *, last_only: bool = False) -> list[list[float]]:
+        """Step scores from the verifier; its tokens are counted as verification."""
+        if not paths:
+            return []
+        out = self.verifier.score(self.problem.text, paths, last_only=last_only)
+        self.verification.add(out.usage)
+        return out.scores
+
+    def steps_of(self, node: TraceNode) -> list[str]:
+        """Step texts on the path from the root to node (prompt excluded)."""
+        return [n.text for n in self.trace.path(node)]
+
+    def finish(self, candidates: list[Candidate], *, group_size: int = 1) -> SearchResult:
+        """Extract answers, aggregate scores, pick the final candidate, read the curve."""
+        for c in candidates:
+            extracted = extract_answer(c.text)
+            c.answer, c.extraction = extracted.answer, extracted.method
+            c.canonical = canonical_answer(c.answer) if c.finished else None
+            if c.step_scores:
+                c.score = aggregate(c.step_scores, self.config.aggregation)
+        method = self.config.final_selection
+        chosen = select(candidates, method)
+        candidates[chosen].selected = True
+        self.trace.nodes[candidates[chosen].leaf_id].status = "selected"
+        group_n = max(c.group for c in candidates) + 1
+        return SearchResult(
+            strategy=self.config.strategy,
+            candidates=candidates,
+            trace=self.trace,
+            selected=chosen,
+            generation=self.engine.usage,
+            verification=self.verification,
+            curve=budget_curve(candidates, method, group_n * group_size, group_size),
+        )
