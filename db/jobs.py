@@ -3,6 +3,7 @@
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import and_, or_, update
 from sqlmodel import Session, col, select
@@ -41,12 +42,12 @@ def claim_job(
         )
         .returning(col(Job.attempts))
     )
-    attempt = session.exec(statement).scalar_one_or_none()  # type: ignore[call-overload]
+    attempt = session.exec(statement).scalar_one_or_none()
     session.commit()
     return Claim(job_id, attempt) if attempt is not None else None
 
 
-def _owned(claim: Claim) -> list:  # type: ignore[type-arg]
+def _owned(claim: Claim) -> list[Any]:
     return [
         col(Job.id) == claim.job_id,
         col(Job.state) == JobState.running,
@@ -82,14 +83,22 @@ def finish_job(
     return result.rowcount == 1
 
 
-def release_job(*, session: Session, claim: Claim, error: str) -> None:
-    """Give a job back to the queue after a transient failure."""
+def release_job(*, session: Session, claim: Claim, error: str, max_attempts: int) -> bool:
+    """Give a job back to the queue after a transient failure; True if requeued. On its
+    last attempt it fails instead: a queued job no claim can take would wait forever."""
+    out_of_attempts = claim.attempt >= max_attempts
     session.exec(
         update(Job)
         .where(*_owned(claim))
-        .values(state=JobState.queued, error=error, lease_until=None)
+        .values(
+            state=JobState.failed if out_of_attempts else JobState.queued,
+            error=error,
+            lease_until=None,
+            finished_at=utcnow() if out_of_attempts else None,
+        )
     )
     session.commit()
+    return not out_of_attempts
 
 
 def reap_expired(
@@ -114,10 +123,16 @@ def reap_expired(
         .where(expired, col(Job.attempts) < max_attempts)
         .values(state=JobState.queued, error="worker lost: lease expired", lease_until=None)
         .returning(col(Job.id))
-    ).scalars()  # type: ignore[call-overload]
+    ).scalars()
     ids = list(requeued)
     session.commit()
     return ids
+
+
+def batch_priorities(*, session: Session, job_ids: list[uuid.UUID]) -> dict[uuid.UUID, int]:
+    """Each job's batch priority, to re-enqueue reaped jobs where they were."""
+    query = select(Job.id, Batch.priority).join(Batch).where(col(Job.id).in_(job_ids))
+    return dict(session.exec(query).all())
 
 
 def get_job(*, session: Session, job_id: uuid.UUID) -> Job | None:

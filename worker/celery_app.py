@@ -10,7 +10,9 @@ DEFAULT_QUEUE = "ttcq"
 
 def make_celery(settings: Settings | None = None) -> Celery:
     settings = settings or get_settings()
-    app = Celery("ttcq", broker=settings.redis_url, include=["worker.tasks"])
+    # Tasks are registered by worker.main (register_tasks): an app that only enqueues
+    # (API, CLI) does not import the engine.
+    app = Celery("ttcq", broker=settings.redis_url)
     app.conf.update(
         task_acks_late=True,  # ack after the task ran, so a crash re-delivers it
         task_reject_on_worker_lost=True,

@@ -1,12 +1,14 @@
 """Run one job end to end: claim its row, search, store the result. The same path serves
 the Celery task and the embedded `ttcq run`; nothing here knows about Celery."""
 
+import logging
+import threading
 import time
 import traceback
 import uuid
 from collections.abc import Callable
 from contextlib import AbstractContextManager
-from typing import Literal
+from typing import Any, Literal
 
 from sqlmodel import Session
 
@@ -25,6 +27,8 @@ Outcome = Literal["succeeded", "failed", "cancelled", "skipped", "lost"]
 SessionFactory = Callable[[], AbstractContextManager[Session]]
 # How often a running job touches its row (lease renewal and the cancellation check).
 CHECK_INTERVAL_SECONDS = 1.0
+
+logger = logging.getLogger(__name__)
 
 
 class JobCancelled(Exception):
@@ -50,21 +54,60 @@ def cost_record(result: SearchResult, wall_seconds: float, n_params: int) -> Cos
     )
 
 
-def _lease_keeper(
-    sessions: SessionFactory, claim: Claim, lease_seconds: int
-) -> Callable[[], None]:
-    last = 0.0
+class LeaseKeeper:
+    """Renews a claimed job's lease from a background thread while its search runs, so a
+    single long engine call cannot outlive the lease. The search learns of a cancelled
+    batch or a lost lease at its next engine call (check), without a database round trip."""
 
-    def before_engine_call() -> None:
-        nonlocal last
-        if time.monotonic() - last < CHECK_INTERVAL_SECONDS:
-            return
-        with sessions() as session:
-            if not renew_lease(session=session, claim=claim, lease_seconds=lease_seconds):
-                raise JobCancelled()
-        last = time.monotonic()
+    def __init__(self, sessions: SessionFactory, claim: Claim, lease_seconds: int, every: float):
+        self._sessions, self._claim, self._lease_seconds = sessions, claim, lease_seconds
+        self._every = every
+        self._stop = threading.Event()
+        self._lost = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="ttcq-lease", daemon=True)
 
-    return before_engine_call
+    def __enter__(self) -> "LeaseKeeper":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def check(self) -> None:
+        if self._lost.is_set():
+            raise JobCancelled()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._every):
+            try:
+                with self._sessions() as session:
+                    renewed = renew_lease(
+                        session=session, claim=self._claim, lease_seconds=self._lease_seconds
+                    )
+            except Exception:  # the lease has slack for a passing database error
+                logger.warning("lease renewal of job %s failed", self._claim.job_id, exc_info=True)
+                continue
+            if not renewed:
+                self._lost.set()
+                return
+
+
+def _claim(
+    sessions: SessionFactory, job_id: uuid.UUID, worker_name: str, lease_seconds: int,
+    max_attempts: int,
+) -> tuple[Claim, Problem, dict[str, Any]] | None:
+    with sessions() as session:
+        claim = claim_job(
+            session=session, job_id=job_id, worker=worker_name,
+            lease_seconds=lease_seconds, max_attempts=max_attempts,
+        )
+        if claim is None:
+            return None
+        job = get_job(session=session, job_id=job_id)
+        batch = get_batch(session=session, batch_id=job.batch_id) if job else None
+        assert job is not None and batch is not None
+        return claim, Problem(job.problem, job.gold, job.custom_id), batch.config
 
 
 def process_job(
@@ -75,31 +118,31 @@ def process_job(
     worker_name: str,
     lease_seconds: int,
     max_attempts: int,
+    check_seconds: float = CHECK_INTERVAL_SECONDS,
 ) -> Outcome:
     """Claim and solve one job. Raises TransientEngineError (job released to the queue)
-    when the engine failed in a way worth retrying."""
-    with sessions() as session:
-        claim = claim_job(
-            session=session, job_id=job_id, worker=worker_name,
-            lease_seconds=lease_seconds, max_attempts=max_attempts,
-        )
-        if claim is None:
-            return "skipped"
-        job = get_job(session=session, job_id=job_id)
-        batch = get_batch(session=session, batch_id=job.batch_id) if job else None
-        assert job is not None and batch is not None
-        problem = Problem(job.problem, job.gold, job.custom_id)
-        config = SearchConfig(**batch.config)
-    guarded = MeteredEngine(engine, _lease_keeper(sessions, claim, lease_seconds))
+    when the engine failed in a way worth retrying and attempts are left."""
+    claimed = _claim(sessions, job_id, worker_name, lease_seconds, max_attempts)
+    if claimed is None:
+        return "skipped"
+    claim, problem, config_values = claimed
+    keeper = LeaseKeeper(sessions, claim, lease_seconds, min(check_seconds, lease_seconds / 3))
+    # Verifier calls go through the same guard: they cost as much as generation.
+    guarded = MeteredEngine(engine, keeper.check)
     started = time.perf_counter()
     try:
-        result = run_search(problem, config, guarded, make_verifier(config.verifier, engine))
+        with keeper:
+            config = SearchConfig(**config_values)
+            result = run_search(problem, config, guarded, make_verifier(config.verifier, guarded))
     except JobCancelled:
         return _finish(sessions, claim, JobState.cancelled, "cancelled while running")
     except TransientEngineError as error:
         with sessions() as session:
-            release_job(session=session, claim=claim, error=f"transient: {error}")
-        raise
+            requeued = release_job(session=session, claim=claim, error=f"transient: {error}",
+                                   max_attempts=max_attempts)
+        if requeued:
+            raise
+        return "failed"
     except Exception:  # a bug or a bad problem: record it on the job, do not retry
         return _finish(sessions, claim, JobState.failed, traceback.format_exc(limit=8))
     cost = cost_record(result, time.perf_counter() - started, engine.info.n_params)

@@ -1,0 +1,177 @@
+"""The job row as the system of record: exclusive claims, leases, reaping, fenced writes."""
+
+import threading
+import uuid
+from datetime import timedelta
+
+from sqlalchemy import event, update
+from sqlmodel import col
+
+from db.batches import cancel_batch
+from db.jobs import Claim, claim_job, reap_expired, release_job, renew_lease
+from db.models import Candidate, Job, JobCost, JobState, TraceNode, utcnow
+from db.results import store_result
+from db.session import get_engine
+from tests.utils.jobs import count_rows, job_of, make_batch, synthetic_result, zero_cost
+from worker.service import SessionFactory
+
+LEASE = 60
+
+
+def _claim(sessions: SessionFactory, job_id: uuid.UUID, worker: str = "w1",
+           max_attempts: int = 3) -> Claim | None:
+    with sessions() as session:
+        return claim_job(session=session, job_id=job_id, worker=worker,
+                         lease_seconds=LEASE, max_attempts=max_attempts)
+
+
+def _expire(sessions: SessionFactory, job_id: uuid.UUID) -> None:
+    """Age the job's lease as if its worker had died a while ago."""
+    with sessions() as session:
+        session.exec(update(Job).where(col(Job.id) == job_id)
+                     .values(lease_until=utcnow() - timedelta(seconds=1)))
+        session.commit()
+
+
+def _reap(sessions: SessionFactory, max_attempts: int = 3) -> list[uuid.UUID]:
+    with sessions() as session:
+        return reap_expired(session=session, max_attempts=max_attempts)
+
+
+def _store(sessions: SessionFactory, claim: Claim, nodes: int = 3) -> bool:
+    with sessions() as session:
+        return store_result(session=session, claim=claim, gold="3",
+                            result=synthetic_result(nodes), cost=zero_cost())
+
+
+def test_concurrent_claims_have_one_winner(sessions: SessionFactory) -> None:
+    [job_id] = make_batch(sessions)
+    start = threading.Barrier(8)
+    claims: list[Claim | None] = []
+
+    def contend(i: int) -> None:
+        start.wait()
+        claims.append(_claim(sessions, job_id, worker=f"w{i}"))
+
+    threads = [threading.Thread(target=contend, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert [c for c in claims if c is not None] == [Claim(job_id, 1)]
+
+
+def test_claim_refuses_a_job_of_a_cancelled_batch(sessions: SessionFactory) -> None:
+    [job_id] = make_batch(sessions)
+    with sessions() as session:
+        cancel_batch(session=session, batch_id=job_of(sessions, job_id).batch_id)
+    assert _claim(sessions, job_id) is None
+
+
+def test_claim_takes_over_an_expired_lease_with_the_next_attempt(sessions: SessionFactory) -> None:
+    [job_id] = make_batch(sessions)
+    _claim(sessions, job_id)
+    _expire(sessions, job_id)
+    assert _claim(sessions, job_id, worker="w2") == Claim(job_id, 2)
+
+
+def test_lease_renewal_fails_after_the_batch_is_cancelled(sessions: SessionFactory) -> None:
+    [job_id] = make_batch(sessions)
+    claim = _claim(sessions, job_id)
+    assert claim is not None
+    with sessions() as session:
+        cancel_batch(session=session, batch_id=job_of(sessions, job_id).batch_id)
+        assert not renew_lease(session=session, claim=claim, lease_seconds=LEASE)
+
+
+def test_lease_renewal_fails_for_a_superseded_claim(sessions: SessionFactory) -> None:
+    [job_id] = make_batch(sessions)
+    stale = _claim(sessions, job_id)
+    assert stale is not None
+    _expire(sessions, job_id)
+    _claim(sessions, job_id, worker="w2")
+    with sessions() as session:
+        assert not renew_lease(session=session, claim=stale, lease_seconds=LEASE)
+
+
+def test_reap_requeues_jobs_whose_lease_expired(sessions: SessionFactory) -> None:
+    expired, live = make_batch(sessions, problems=2)
+    _claim(sessions, expired)
+    _claim(sessions, live)
+    _expire(sessions, expired)
+    assert _reap(sessions) == [expired]
+    assert job_of(sessions, expired).state == JobState.queued
+    assert job_of(sessions, live).state == JobState.running
+
+
+def test_reap_fails_jobs_that_used_their_last_attempt(sessions: SessionFactory) -> None:
+    [job_id] = make_batch(sessions)
+    _claim(sessions, job_id, max_attempts=1)
+    _expire(sessions, job_id)
+    assert _reap(sessions, max_attempts=1) == []
+    job = job_of(sessions, job_id)
+    assert (job.state, job.lease_until) == (JobState.failed, None)
+    assert "lease expired" in (job.error or "")
+
+
+def test_release_requeues_a_job_with_attempts_left(sessions: SessionFactory) -> None:
+    [job_id] = make_batch(sessions)
+    claim = _claim(sessions, job_id)
+    assert claim is not None
+    with sessions() as session:
+        assert release_job(session=session, claim=claim, error="busy", max_attempts=3)
+    assert job_of(sessions, job_id).state == JobState.queued
+
+
+def test_release_on_the_last_attempt_fails_the_job(sessions: SessionFactory) -> None:
+    [job_id] = make_batch(sessions)
+    claim = _claim(sessions, job_id, max_attempts=1)
+    assert claim is not None
+    with sessions() as session:
+        assert not release_job(session=session, claim=claim, error="busy", max_attempts=1)
+    assert job_of(sessions, job_id).state == JobState.failed
+
+
+def test_store_with_a_superseded_claim_writes_nothing(sessions: SessionFactory) -> None:
+    [job_id] = make_batch(sessions)
+    stale = _claim(sessions, job_id)
+    assert stale is not None
+    _expire(sessions, job_id)
+    _claim(sessions, job_id, worker="w2")
+    assert not _store(sessions, stale)
+    with sessions() as session:
+        assert count_rows(session, TraceNode, job_id) == 0
+        assert session.get(JobCost, job_id) is None
+    assert job_of(sessions, job_id).state == JobState.running
+
+
+def test_storing_twice_keeps_one_copy(sessions: SessionFactory) -> None:
+    [job_id] = make_batch(sessions)
+    claim = _claim(sessions, job_id)
+    assert claim is not None
+    assert _store(sessions, claim)
+    assert not _store(sessions, claim)
+    with sessions() as session:
+        assert count_rows(session, TraceNode, job_id) == 3
+        assert count_rows(session, Candidate, job_id) == 2
+    assert job_of(sessions, job_id).state == JobState.succeeded
+
+
+def test_a_10000_node_trace_is_one_insert_statement(sessions: SessionFactory, db_url: str) -> None:
+    [job_id] = make_batch(sessions)
+    claim = _claim(sessions, job_id)
+    assert claim is not None
+    statements: list[str] = []
+
+    def record(conn, cursor, statement, parameters, context, executemany):  # type: ignore[no-untyped-def]
+        statements.append(statement)
+
+    event.listen(get_engine(db_url), "before_cursor_execute", record)
+    try:
+        assert _store(sessions, claim, nodes=10_000)
+    finally:
+        event.remove(get_engine(db_url), "before_cursor_execute", record)
+    assert sum('INSERT INTO "trace_node"' in s for s in statements) == 1
+    assert len(statements) < 10  # the whole result: a handful of round trips
+    with sessions() as session:
+        assert count_rows(session, TraceNode, job_id) == 10_000

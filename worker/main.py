@@ -1,0 +1,60 @@
+"""Start a Celery worker: `ttcq worker`, or `python -m worker.main` (used by crash tests)."""
+
+import argparse
+import logging
+import sys
+
+from celery import Celery
+
+from ttcq.settings import Settings, get_settings
+from worker.celery_app import DEFAULT_QUEUE, make_celery
+from worker.reaper import install_reaper
+from worker.tasks import EngineFactory, register_tasks
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(processName)s %(name)s: %(message)s"
+
+
+def create_worker_app(
+    settings: Settings | None = None,
+    *,
+    engine_factory: EngineFactory | None = None,
+    queue: str = DEFAULT_QUEUE,
+) -> Celery:
+    """The Celery app of a worker: the solve task, and a reaper running beside it."""
+    settings = settings or get_settings()
+    app = make_celery(settings)
+    register_tasks(app, settings=settings, engine_factory=engine_factory)
+    install_reaper(app, settings=settings, queue=queue)
+    return app
+
+
+def run_worker(concurrency: int = 1, queue: str = DEFAULT_QUEUE, loglevel: str = "INFO") -> None:
+    """Run a worker until it is stopped. Prefork, so that the hard time limit can kill a
+    stuck search; each child process loads its own engine (concurrency 1: one per engine)."""
+    logging.basicConfig(level=loglevel.upper(), format=LOG_FORMAT)
+    app = create_worker_app(queue=queue)
+    worker = app.Worker(
+        concurrency=concurrency,
+        queues=[queue],
+        loglevel=loglevel,
+        pool_cls="prefork",
+        # Workers need not know each other: the job rows in Postgres coordinate them.
+        without_gossip=True,
+        without_mingle=True,
+    )
+    worker.start()
+    if worker.exitcode:
+        sys.exit(worker.exitcode)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m worker.main", description=__doc__)
+    parser.add_argument("--concurrency", type=int, default=1)
+    parser.add_argument("--queue", default=DEFAULT_QUEUE)
+    parser.add_argument("--loglevel", default="INFO")
+    args = parser.parse_args(argv)
+    run_worker(args.concurrency, args.queue, args.loglevel)
+
+
+if __name__ == "__main__":
+    main()

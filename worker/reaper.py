@@ -1,0 +1,95 @@
+"""The reaper: jobs whose lease expired (their worker died) go back on the queue.
+
+It runs as a thread in every worker process; reaping is one conditional UPDATE, so
+reapers on many workers never requeue the same job twice."""
+
+import logging
+import threading
+import uuid
+from collections import defaultdict
+
+from celery import Celery, bootsteps
+from sqlalchemy.pool import NullPool
+from sqlmodel import Session, create_engine
+
+from db.jobs import batch_priorities, reap_expired
+from ttcq.settings import Settings
+from worker.celery_app import DEFAULT_QUEUE
+from worker.queue import enqueue_jobs
+from worker.service import SessionFactory
+
+logger = logging.getLogger(__name__)
+
+
+def reap_once(
+    *, sessions: SessionFactory, app: Celery, max_attempts: int, queue: str = DEFAULT_QUEUE
+) -> list[uuid.UUID]:
+    """Requeue expired jobs in the database, then enqueue them (after the commit, so the
+    task finds them 'queued'). Returns the ids enqueued."""
+    with sessions() as session:
+        ids = reap_expired(session=session, max_attempts=max_attempts)
+        priorities = batch_priorities(session=session, job_ids=ids) if ids else {}
+    by_priority: dict[int, list[uuid.UUID]] = defaultdict(list)
+    for job_id in ids:
+        by_priority[priorities.get(job_id, 0)].append(job_id)
+    for priority, job_ids in by_priority.items():
+        enqueue_jobs(app, job_ids, priority=priority, queue=queue)
+    if ids:
+        logger.warning("requeued %d jobs whose lease expired", len(ids))
+    return ids
+
+
+class Reaper:
+    """Calls reap_once every interval on a daemon thread until stopped."""
+
+    def __init__(
+        self, *, app: Celery, sessions: SessionFactory, interval: float, max_attempts: int,
+        queue: str = DEFAULT_QUEUE,
+    ):
+        self._app, self._sessions, self._interval = app, sessions, interval
+        self._max_attempts, self._queue = max_attempts, queue
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="ttcq-reaper", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval):
+            try:
+                reap_once(sessions=self._sessions, app=self._app,
+                          max_attempts=self._max_attempts, queue=self._queue)
+            except Exception:  # the database or Redis is away: try again next round
+                logger.exception("reaper round failed")
+
+
+def reaper_sessions(url: str) -> SessionFactory:
+    """Sessions without a pool: the prefork parent must hold no open connection that a
+    forked child would inherit and share."""
+    engine = create_engine(url, poolclass=NullPool)
+    return lambda: Session(engine, expire_on_commit=False)
+
+
+def install_reaper(
+    app: Celery, *, settings: Settings, sessions: SessionFactory | None = None,
+    queue: str = DEFAULT_QUEUE,
+) -> None:
+    """Run a Reaper in every worker started from app, for as long as the worker runs.
+    A worker bootstep rather than the worker_ready signal: steps belong to one app (signals
+    are process-wide) and run under celery.contrib.testing's embedded worker too."""
+    reaper_sessions_ = sessions or reaper_sessions(settings.database_url)
+
+    class ReaperStep(bootsteps.StartStopStep):
+        requires = {"celery.worker.components:Pool"}
+
+        def create(self, parent: object) -> Reaper:
+            return Reaper(app=app, sessions=reaper_sessions_, queue=queue,
+                          interval=settings.reaper_interval_seconds,
+                          max_attempts=settings.max_attempts)
+
+    app.steps["worker"].add(ReaperStep)

@@ -1,0 +1,76 @@
+"""The Celery task: a thin shell over worker.service.process_job (an id in, retries out)."""
+
+import logging
+import os
+import uuid
+from collections.abc import Callable
+from functools import cache, partial
+
+from celery import Celery, Task
+from sqlmodel import Session
+
+from db.session import get_engine
+from ttcq.settings import Settings
+from worker.celery_app import SOLVE_TASK
+from worker.engines.base import Engine, TransientEngineError
+from worker.service import Outcome, SessionFactory, process_job
+
+EngineFactory = Callable[[], Engine]
+BACKOFF_BASE_SECONDS = 5
+BACKOFF_MAX_SECONDS = 300
+
+logger = logging.getLogger(__name__)
+
+
+def backoff_seconds(retries: int) -> int:
+    """Exponential backoff: 5 s, 10 s, 20 s … capped at five minutes."""
+    return int(min(BACKOFF_BASE_SECONDS * 2**retries, BACKOFF_MAX_SECONDS))
+
+
+def llamacpp_engine_factory(settings: Settings) -> EngineFactory:
+    def build() -> Engine:
+        from worker.engines.llamacpp import LlamaCppEngine  # heavy: only in worker processes
+
+        return LlamaCppEngine(settings.model_path, settings.n_ctx, settings.n_threads)
+
+    return build
+
+
+def database_sessions(url: str) -> SessionFactory:
+    """Sessions on the process's engine, looked up at call time so that a prefork child
+    opens its own connections instead of inheriting its parent's."""
+    return lambda: Session(get_engine(url), expire_on_commit=False)
+
+
+def register_tasks(
+    app: Celery,
+    *,
+    settings: Settings,
+    engine_factory: EngineFactory | None = None,
+    sessions: SessionFactory | None = None,
+) -> Task:
+    """Register the solve task on app. The engine is built once per process, on first use
+    (after the prefork pool forked: llama.cpp state does not survive a fork)."""
+    engine = cache(engine_factory or llamacpp_engine_factory(settings))
+    solve_job = partial(
+        process_job,
+        sessions=sessions or database_sessions(settings.database_url),
+        lease_seconds=settings.lease_seconds,
+        max_attempts=settings.max_attempts,
+    )
+
+    # The claim on the job row, not Celery, caps attempts; max_retries is only a backstop.
+    @app.task(name=SOLVE_TASK, bind=True, max_retries=settings.max_attempts)
+    def solve(task: Task, job_id: str) -> Outcome:
+        worker_name = f"{task.request.hostname}/{os.getpid()}"
+        try:
+            outcome = solve_job(job_id=uuid.UUID(job_id), engine=engine(), worker_name=worker_name)
+        except TransientEngineError as error:
+            # process_job put the row back to 'queued' (the reaper only touches 'running'
+            # rows), so this retry is the job's one message; a duplicate would lose the claim.
+            logger.warning("job %s: transient engine error, retrying: %s", job_id, error)
+            raise task.retry(exc=error, countdown=backoff_seconds(task.request.retries)) from error
+        logger.info("job %s: %s", job_id, outcome)
+        return outcome
+
+    return solve
