@@ -4,6 +4,7 @@ from collections.abc import Callable
 
 from worker.engines.base import Engine
 from worker.search.config import SearchConfig
+from worker.search.refine import self_refine
 from worker.search.sampling import best_of_n, majority, weighted_best_of_n
 from worker.search.types import Problem, SearchResult
 from worker.verifiers.base import Verifier
@@ -14,6 +15,7 @@ STRATEGIES: dict[str, Strategy] = {
     "majority": majority,
     "best_of_n": best_of_n,
     "weighted_best_of_n": weighted_best_of_n,
+    "self_refine": self_refine,
 }
 
 
