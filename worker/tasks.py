@@ -60,7 +60,9 @@ def register_tasks(
     )
 
     # The claim on the job row, not Celery, caps attempts; max_retries is only a backstop.
-    @app.task(name=SOLVE_TASK, bind=True, max_retries=settings.max_attempts)
+    # shared=False: a shared task would be added to every app created later in the process
+    # (each test's app would run the first app's closure, engine and all).
+    @app.task(name=SOLVE_TASK, bind=True, shared=False, max_retries=settings.max_attempts)
     def solve(task: Task, job_id: str) -> Outcome:
         worker_name = f"{task.request.hostname}/{os.getpid()}"
         try:

@@ -1,0 +1,154 @@
+"""What a worker does when the world moves under it: cancellation, a lost lease, a long
+engine call, a transient error on the last attempt, and the reaper's re-enqueue."""
+
+import json
+import time
+import uuid
+from collections.abc import Callable, Sequence
+
+import pytest
+import redis
+from celery import Celery
+from sqlalchemy import update
+from sqlmodel import col
+
+from db.batches import cancel_batch
+from db.jobs import Claim, claim_job
+from db.models import Candidate, Job, JobCost, JobState, utcnow
+from tests.utils.jobs import RecordingEngine, count_rows, job_of, make_batch
+from ttcq.settings import Settings
+from worker.celery_app import make_celery
+from worker.engines.base import Completion, GenerationRequest, TransientEngineError
+from worker.engines.llamacpp import LlamaCppEngine
+from worker.reaper import reap_once
+from worker.service import LeaseKeeper, SessionFactory, process_job
+
+Hook = Callable[[], None]
+
+
+class HookedEngine(RecordingEngine):
+    """Runs a hook as its first generate call starts: the world changing mid-search."""
+
+    def __init__(self, inner: LlamaCppEngine, hook: Hook):
+        super().__init__(inner)
+        self.hook: Hook | None = hook
+
+    def generate(self, requests: Sequence[GenerationRequest]) -> list[list[Completion]]:
+        if self.hook is not None:
+            hook, self.hook = self.hook, None
+            hook()
+        return super().generate(requests)
+
+
+def _process(sessions: SessionFactory, job_id: uuid.UUID, engine: RecordingEngine,
+             max_attempts: int = 3) -> str:
+    return process_job(sessions=sessions, job_id=job_id, engine=engine, worker_name="w1",
+                       lease_seconds=5, max_attempts=max_attempts, check_seconds=0.05)
+
+
+def test_cancelling_a_running_batch_stops_its_job_at_the_next_engine_call(
+    sessions: SessionFactory, engine: LlamaCppEngine
+) -> None:
+    [job_id] = make_batch(sessions, strategy="best_of_n", verifier="self_judge", max_tokens=4)
+
+    def cancel() -> None:
+        with sessions() as session:
+            cancel_batch(session=session, batch_id=job_of(sessions, job_id).batch_id)
+        time.sleep(0.5)  # several lease checks: the keeper has seen the cancellation
+
+    hooked = HookedEngine(engine, cancel)
+    assert _process(sessions, job_id, hooked) == "cancelled"
+    assert (hooked.usage.calls, hooked.logprob_calls) == (1, 0)  # the verifier never ran
+    assert job_of(sessions, job_id).state == JobState.cancelled
+
+
+def test_a_job_handed_to_another_worker_stores_nothing(
+    sessions: SessionFactory, engine: LlamaCppEngine
+) -> None:
+    [job_id] = make_batch(sessions, max_tokens=4)
+
+    def taken_over() -> None:
+        """Our lease expired and a second worker claimed the job, in one transaction (else
+        our lease keeper could renew the lease in between)."""
+        with sessions() as session:
+            session.exec(update(Job).where(col(Job.id) == job_id).values(lease_until=utcnow()))
+            claim_job(session=session, job_id=job_id, worker="w2", lease_seconds=60,
+                      max_attempts=3)
+
+    assert _process(sessions, job_id, HookedEngine(engine, taken_over)) == "lost"
+    with sessions() as session:
+        assert count_rows(session, Candidate, job_id) == 0
+        assert session.get(JobCost, job_id) is None
+    assert job_of(sessions, job_id).worker == "w2"
+
+
+def test_lease_keeper_renews_the_lease_while_an_engine_call_runs(
+    sessions: SessionFactory,
+) -> None:
+    [job_id] = make_batch(sessions)
+    with sessions() as session:
+        claim = claim_job(session=session, job_id=job_id, worker="w1", lease_seconds=5,
+                          max_attempts=3)
+    assert claim is not None
+    first_lease = job_of(sessions, job_id).lease_until
+    with LeaseKeeper(sessions, claim, lease_seconds=5, every=0.05) as keeper:
+        time.sleep(0.3)  # one long engine call: no check() in between
+        keeper.check()
+    later_lease = job_of(sessions, job_id).lease_until
+    assert first_lease is not None and later_lease is not None and later_lease > first_lease
+
+
+def test_transient_error_on_the_last_attempt_fails_the_job(
+    sessions: SessionFactory, engine: LlamaCppEngine
+) -> None:
+    [job_id] = make_batch(sessions)
+
+    def fail() -> None:
+        raise TransientEngineError("server restarting")
+
+    assert _process(sessions, job_id, HookedEngine(engine, fail), max_attempts=1) == "failed"
+    job = job_of(sessions, job_id)
+    assert (job.state, job.error) == (JobState.failed, "transient: server restarting")
+
+
+def test_transient_error_with_attempts_left_requeues_and_raises(
+    sessions: SessionFactory, engine: LlamaCppEngine
+) -> None:
+    [job_id] = make_batch(sessions)
+
+    def fail() -> None:
+        raise TransientEngineError("server restarting")
+
+    with pytest.raises(TransientEngineError):
+        _process(sessions, job_id, HookedEngine(engine, fail))
+    assert job_of(sessions, job_id).state == JobState.queued
+
+
+def _queued_messages(redis_url: str) -> dict[bytes, list[dict[str, object]]]:
+    """Messages waiting in Redis, by list key (kombu keeps one list per priority)."""
+    client = redis.Redis.from_url(redis_url)
+    try:
+        keys = [k for k in client.keys() if client.type(k) == b"list"]
+        return {k: [json.loads(m) for m in client.lrange(k, 0, -1)] for k in keys}
+    finally:
+        client.close()
+
+
+def test_reap_once_enqueues_expired_jobs_at_their_batch_priority(
+    sessions: SessionFactory, db_url: str, redis_url: str
+) -> None:
+    [job_id] = make_batch(sessions, priority=7)
+    with sessions() as session:
+        claim: Claim | None = claim_job(session=session, job_id=job_id, worker="dead",
+                                        lease_seconds=5, max_attempts=3)
+        session.exec(update(Job).where(col(Job.id) == job_id).values(lease_until=utcnow()))
+        session.commit()
+    assert claim is not None
+    app: Celery = make_celery(Settings(database_url=db_url, redis_url=redis_url))
+    assert reap_once(sessions=sessions, app=app, max_attempts=3) == [job_id]
+    app.close()
+    [(key, [message])] = _queued_messages(redis_url).items()
+    assert key == b"ttcq\x06\x162"  # our priority 7 is Redis priority 2
+    headers = message["headers"]
+    assert isinstance(headers, dict)
+    assert (headers["task"], headers["argsrepr"]) == ("ttcq.solve", repr([str(job_id)]))
