@@ -1,0 +1,176 @@
+"""`ttcq`: a client of the API (submit, status, results, cancel), a launcher for the API,
+the worker and migrations, and `ttcq run`, the embedded mode (see api.embedded)."""
+
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from api.cli_options import (
+    config_from,
+    dataset_options,
+    error_report,
+    field_mapping,
+    search_options,
+)
+from api.client import ApiError, Client
+from api.embedded import run_command
+from api.output import OutputError, write_results
+from ttcq.settings import get_settings
+from worker.celery_app import DEFAULT_QUEUE
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="ttcq")
+def main() -> None:
+    """ttcq: make small models solve math problems by spending compute at inference."""
+
+
+main.add_command(run_command)
+
+
+def client_options(command: F) -> F:
+    command = click.option("--token", default=None, help="API token [TTCQ_API_TOKEN]")(command)
+    return click.option("--api-url", default=None, help="API base URL [TTCQ_API_URL]")(command)
+
+
+@contextmanager
+def _client(api_url: str | None, token: str | None) -> Iterator[Client]:
+    """A client of the API; its errors become CLI errors with the line/field list."""
+    settings = get_settings()
+    try:
+        with Client(api_url or settings.api_url, token or settings.api_token) as client:
+            yield client
+    except ApiError as error:
+        raise click.ClickException(_describe(error)) from None
+
+
+def _describe(error: ApiError) -> str:
+    return error_report(error.message, error.errors)
+
+
+@main.command()
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@search_options
+@dataset_options
+@click.option("--model", default="", help="model (worker queue) to run on")
+@click.option("--priority", type=click.IntRange(0, 9), default=0, help="higher runs first")
+@click.option("--name", default="", help="a name for the batch")
+@client_options
+def submit(file: Path, recipe: Path | None, field_pairs: tuple[str, ...], model: str,
+           priority: int, name: str, api_url: str | None, token: str | None,
+           **flags: Any) -> None:
+    """Submit a dataset (JSONL, CSV or Parquet); prints the batch id."""
+    config = config_from(recipe, flags)
+    fields = field_mapping(field_pairs)
+    with _client(api_url, token) as client:
+        batch = client.submit_file(file, config=config, fields=fields, name=name,
+                                   model=model, priority=priority)
+    click.echo(batch["id"])
+    click.echo(f"queued {batch['total']} problems; follow with: ttcq status {batch['id']} "
+               "--watch", err=True)
+
+
+def _print_batch(batch: dict[str, Any]) -> None:
+    accuracy = batch["accuracy"]
+    graded = (f"{batch['correct']}/{batch['graded']} correct ({accuracy:.1%})"
+              if accuracy is not None else "none graded yet")
+    click.echo(f"batch {batch['id']}  {batch['strategy']}  n={batch['config'].get('n')}  "
+               f"{batch['done']}/{batch['total']} done  {graded}")
+    click.echo("  " + "  ".join(f"{state}={count}" for state, count in batch["counts"].items()))
+
+
+@main.command()
+@click.argument("batch_id")
+@click.option("--watch", is_flag=True, help="show a live progress bar until every job is final")
+@click.option("--interval", type=click.FloatRange(min=0.1), default=2.0, show_default=True,
+              help="seconds between polls with --watch")
+@client_options
+def status(batch_id: str, watch: bool, interval: float, api_url: str | None,
+           token: str | None) -> None:
+    """Jobs of a batch by state, and accuracy so far."""
+    with _client(api_url, token) as client:
+        batch = client.batch(batch_id)
+        if watch:
+            batch = _watch(client, batch, interval)
+    _print_batch(batch)
+
+
+def _watch(client: Client, batch: dict[str, Any], interval: float) -> dict[str, Any]:
+    with click.progressbar(length=batch["total"], label="jobs done", show_pos=True,
+                           show_eta=True, file=sys.stderr) as bar:
+        bar.update(batch["done"])
+        while batch["done"] < batch["total"]:
+            time.sleep(interval)
+            previous, batch = batch["done"], client.batch(batch["id"])
+            bar.update(batch["done"] - previous)
+    return batch
+
+
+@main.command()
+@click.argument("batch_id")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="out.jsonl, out.csv or out.parquet (default: JSON lines on stdout)")
+@client_options
+def results(batch_id: str, output: Path | None, api_url: str | None, token: str | None) -> None:
+    """Write one result per problem: answer, correctness, cost and candidates."""
+    with _client(api_url, token) as client:
+        try:
+            count = write_results(client.results(batch_id), output)
+        except OutputError as error:
+            raise click.BadParameter(str(error), param_hint="--output") from None
+    if output is not None:
+        click.echo(f"wrote {count} results to {output}", err=True)
+
+
+@main.command()
+@click.argument("batch_id")
+@client_options
+def cancel(batch_id: str, api_url: str | None, token: str | None) -> None:
+    """Cancel a batch: queued jobs at once, running ones at their next check."""
+    with _client(api_url, token) as client:
+        _print_batch(client.cancel(batch_id))
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=int, default=8000, show_default=True)
+def api(host: str, port: int) -> None:
+    """Run the API server."""
+    import uvicorn
+
+    get_settings()  # fail here, with the reason, if the settings are invalid
+    uvicorn.run("api.app:create_app", factory=True, host=host, port=port)
+
+
+@main.command()
+@click.option("--concurrency", type=click.IntRange(min=1), default=1, show_default=True,
+              help="worker processes (one engine each)")
+@click.option("--queue", default=DEFAULT_QUEUE, show_default=True)
+@click.option("--loglevel", default="INFO", show_default=True)
+def worker(concurrency: int, queue: str, loglevel: str) -> None:
+    """Run a Celery worker that solves queued jobs."""
+    from worker.main import run_worker  # imported here: it loads the task modules
+
+    run_worker(concurrency=concurrency, queue=queue, loglevel=loglevel)
+
+
+@main.group()
+def db() -> None:
+    """Database schema."""
+
+
+@db.command()
+@click.option("--url", default=None, help="database URL [TTCQ_DATABASE_URL]")
+def upgrade(url: str | None) -> None:
+    """Migrate the database to the newest schema (creating a Postgres database if needed)."""
+    from db.migrate import upgrade as migrate
+
+    migrate(url or get_settings().database_url)
+    click.echo("database is at the newest schema", err=True)

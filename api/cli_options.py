@@ -1,0 +1,81 @@
+"""Options shared by `ttcq submit` and `ttcq run`: search flags over a recipe, field mapping."""
+
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, TypeVar, get_args
+
+import click
+
+from api.datasets import parse_fields
+from worker.search.config import (
+    Aggregation,
+    ConfigError,
+    Selection,
+    StrategyName,
+    VerifierName,
+    load_recipe,
+)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+# Each flag maps to the SearchConfig field of the same name; unset flags keep the recipe's
+# value, and fields neither sets keep SearchConfig's defaults.
+SEARCH_FLAGS: list[tuple[str, Any, str]] = [
+    ("--strategy", click.Choice(get_args(StrategyName)), "search strategy"),
+    ("--n", click.IntRange(min=1), "budget: samples, beams or leaves"),
+    ("--verifier", click.Choice(get_args(VerifierName)), "step verifier"),
+    ("--beam-width", click.IntRange(min=1), "M: expansions per kept beam"),
+    ("--lookahead", click.IntRange(min=0), "k greedy steps before scoring a step"),
+    ("--rounds", click.IntRange(min=1), "self_refine revisions"),
+    ("--aggregation", click.Choice(get_args(Aggregation)), "step-score aggregation"),
+    ("--selection", click.Choice(get_args(Selection)), "final answer selection"),
+    ("--max-tokens", click.IntRange(min=1), "tokens per candidate, over all steps"),
+    ("--temperature", click.FloatRange(min=0.0), "sampling temperature"),
+    ("--seed", int, "base seed; each branch derives its own"),
+]
+SEARCH_KEYS = [flag[2:].replace("-", "_") for flag, _, _ in SEARCH_FLAGS]
+
+
+def search_options(command: F) -> F:
+    """Add the search flags and --config RECIPE to a command."""
+    for flag, kind, help_text in reversed(SEARCH_FLAGS):
+        command = click.option(flag, type=kind, default=None, help=help_text)(command)
+    return click.option(
+        "--config", "recipe", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+        help="YAML recipe of SearchConfig fields; flags override it",
+    )(command)
+
+
+def dataset_options(command: F) -> F:
+    return click.option(
+        "--field", "field_pairs", multiple=True, metavar="FIELD=COLUMN",
+        help="map a column to problem, gold or custom_id (repeatable)",
+    )(command)
+
+
+def config_from(recipe: Path | None, flags: Mapping[str, Any]) -> dict[str, Any]:
+    """The recipe's fields overridden by the flags that were given."""
+    try:
+        config = load_recipe(recipe) if recipe else {}
+    except (ConfigError, OSError) as error:
+        raise click.BadParameter(str(error), param_hint="--config") from None
+    config.update({k: flags[k] for k in SEARCH_KEYS if flags.get(k) is not None})
+    return config
+
+
+def field_mapping(pairs: tuple[str, ...]) -> dict[str, str]:
+    try:
+        return parse_fields(pairs)
+    except ValueError as error:
+        raise click.BadParameter(str(error), param_hint="--field") from None
+
+
+def error_report(message: str, errors: list[dict[str, Any]]) -> str:
+    """A rejected dataset's errors, one per line: `  line 3, field problem: missing`."""
+    lines = [message]
+    for item in errors:
+        where = ", ".join(
+            f"{key} {item[key]}" for key in ("line", "field") if item.get(key) is not None
+        )
+        lines.append(f"  {where}: {item['message']}" if where else f"  {item['message']}")
+    return "\n".join(lines)

@@ -1,0 +1,86 @@
+"""A small HTTP client of the API, used by the CLI (and usable from notebooks)."""
+
+import json
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+
+class ApiError(Exception):
+    """An error answer from the API, with the line/field errors of a rejected dataset."""
+
+    def __init__(self, status: int, message: str, errors: list[dict[str, Any]] | None = None):
+        super().__init__(message)
+        self.status, self.message, self.errors = status, message, errors or []
+
+    @classmethod
+    def of(cls, response: httpx.Response) -> "ApiError":
+        try:
+            detail = response.json().get("detail", response.text)
+        except (ValueError, AttributeError):
+            detail = response.text
+        if isinstance(detail, dict):
+            return cls(response.status_code, str(detail.get("message")), detail.get("errors"))
+        if isinstance(detail, list):  # FastAPI's request validation errors
+            detail = "; ".join(f"{'.'.join(map(str, d['loc']))}: {d['msg']}" for d in detail)
+        return cls(response.status_code, str(detail))
+
+
+class Client:
+    def __init__(self, base_url: str, token: str, *, timeout: float = 60.0):
+        self.base_url = base_url
+        self.http = httpx.Client(
+            base_url=base_url, headers={"Authorization": f"Bearer {token}"}, timeout=timeout
+        )
+
+    def __enter__(self) -> "Client":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.http.close()
+
+    def _request(self, method: str, path: str, **kwargs: Any) -> Any:
+        try:
+            response = self.http.request(method, path, **kwargs)
+        except httpx.TransportError as error:
+            raise ApiError(0, f"cannot reach the API at {self.base_url}: {error}") from None
+        if response.is_error:
+            raise ApiError.of(response)
+        return response.json()
+
+    def submit_file(
+        self, path: Path, *, config: Mapping[str, Any], fields: Mapping[str, str],
+        name: str = "", model: str = "", priority: int = 0,
+    ) -> dict[str, Any]:
+        form = {
+            "config": json.dumps(dict(config)), "name": name, "model": model,
+            "priority": str(priority), "field": [f"{k}={v}" for k, v in fields.items()],
+        }
+        with path.open("rb") as handle:
+            files = {"file": (path.name, handle)}
+            result: dict[str, Any] = self._request("POST", "/v1/batches/upload",
+                                                   data=form, files=files)
+        return result
+
+    def batch(self, batch_id: str) -> dict[str, Any]:
+        result: dict[str, Any] = self._request("GET", f"/v1/batches/{batch_id}")
+        return result
+
+    def cancel(self, batch_id: str) -> dict[str, Any]:
+        result: dict[str, Any] = self._request("POST", f"/v1/batches/{batch_id}/cancel")
+        return result
+
+    def results(self, batch_id: str) -> Iterator[dict[str, Any]]:
+        """The batch's result records, streamed (a large batch is never held in memory)."""
+        try:
+            with self.http.stream("GET", f"/v1/batches/{batch_id}/results") as response:
+                if response.is_error:
+                    response.read()
+                    raise ApiError.of(response)
+                for line in response.iter_lines():
+                    if line:
+                        yield json.loads(line)
+        except httpx.TransportError as error:
+            raise ApiError(0, f"cannot reach the API at {self.base_url}: {error}") from None

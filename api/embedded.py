@@ -1,0 +1,206 @@
+"""`ttcq run`: the embedded mode. No Redis and no API: the dataset goes into a local
+database (SQLite by default, or Postgres) and every job runs in this process through the
+same path a Celery worker takes (worker.service.process_job), with the llama.cpp engine."""
+
+import sys
+import time
+import uuid
+from collections import Counter
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import click
+from sqlalchemy.engine import make_url
+
+from api.cli_options import (
+    config_from,
+    dataset_options,
+    error_report,
+    field_mapping,
+    search_options,
+)
+from api.datasets import DatasetError, Limits, detect_format, load_dataset
+from api.output import OutputError, check_output_path, write_results
+from db.batches import ProblemIn, create_batch
+from db.migrate import upgrade
+from db.results import batch_results
+from db.session import get_engine, session_scope
+from ttcq.settings import Settings, get_settings
+from worker.engines.base import Engine, EngineError, TransientEngineError
+from worker.search.config import ConfigError, SearchConfig, make_config
+from worker.service import SessionFactory, process_job
+
+DEFAULT_DB = "sqlite:///ttcq.db"
+OWNER = "local"
+# SmolLM2-135M makes about 100 tokens/s on two CPU cores; a GSM8K solution fits in 256
+# tokens, and SearchConfig's server default (512) would double the worst case of a demo.
+EMBEDDED_MAX_TOKENS = 256
+TOKEN_FIELDS = ("prompt_tokens", "cached_tokens", "completion_tokens", "verifier_tokens",
+                "engine_calls")
+
+
+@dataclass
+class Summary:
+    """Totals over the result records, gathered while they are written out."""
+
+    problems: int = 0
+    graded: int = 0
+    correct: int = 0
+    states: Counter[str] = field(default_factory=Counter)
+    totals: Counter[str] = field(default_factory=Counter)
+
+    def add(self, record: dict[str, Any]) -> dict[str, Any]:
+        self.problems += 1
+        self.states[record["status"]] += 1
+        if record["correct"] is not None:
+            self.graded += 1
+            self.correct += bool(record["correct"])
+        cost = record["cost"] or {}
+        self.totals.update({k: cost.get(k, 0) for k in TOKEN_FIELDS})
+        return record
+
+
+def session_factory(url: str) -> SessionFactory:
+    return contextmanager(partial(session_scope, url))
+
+
+def _search_config(recipe: Path | None, flags: dict[str, Any]) -> SearchConfig:
+    values = config_from(recipe, flags)
+    values.setdefault("max_tokens", EMBEDDED_MAX_TOKENS)
+    try:
+        return make_config(**values)
+    except ConfigError as error:
+        raise click.UsageError(f"invalid config: {error}") from None
+
+
+def _problems(path: Path, pairs: tuple[str, ...], settings: Settings,
+              limit: int | None) -> list[ProblemIn]:
+    limits = Limits(settings.max_problem_chars, settings.max_batch_problems)
+    try:
+        problems = load_dataset(path.read_bytes(), fmt=detect_format(path.name), limits=limits,
+                                fields=field_mapping(pairs))
+    except DatasetError as error:
+        raise click.ClickException(error_report(f"{path}: {error.summary()}",
+                                                error.detail()["errors"])) from None
+    return problems[:limit] if limit else problems
+
+
+def _engine(model_path: str, settings: Settings) -> Engine:
+    from worker.engines.llamacpp import LlamaCppEngine  # llama.cpp is needed only here
+
+    try:
+        return LlamaCppEngine(model_path, n_ctx=settings.n_ctx, n_threads=settings.n_threads)
+    except EngineError as error:
+        raise click.ClickException(str(error)) from None
+
+
+def _solve(sessions: SessionFactory, engine: Engine, job_id: uuid.UUID,
+           settings: Settings) -> str:
+    # Each claim spends an attempt, so a job that keeps failing transiently ends "skipped".
+    while True:
+        try:
+            return process_job(sessions=sessions, job_id=job_id, engine=engine,
+                               worker_name="embedded", lease_seconds=settings.lease_seconds,
+                               max_attempts=settings.max_attempts)
+        except TransientEngineError:
+            continue
+
+
+def _solve_all(sessions: SessionFactory, engine: Engine, job_ids: list[uuid.UUID],
+               settings: Settings) -> None:
+    solved = Counter[str]()
+    with click.progressbar(
+        job_ids, label="solving", show_pos=True, show_eta=True,
+        item_show_func=lambda _: ", ".join(f"{k} {v}" for k, v in solved.items()) or None,
+        file=sys.stderr,
+    ) as bar:
+        for job_id in bar:
+            solved[_solve(sessions, engine, job_id, settings)] += 1
+
+
+@click.command("run")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@search_options
+@dataset_options
+@click.option("--limit", type=click.IntRange(min=1), default=None,
+              help="solve only the first K problems")
+@click.option("--db", "db_url", default=DEFAULT_DB, show_default=True,
+              help="SQLite or Postgres URL (migrated first)")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="results file: .jsonl, .csv or .parquet")
+@click.option("--model-path", default=None,
+              help="a GGUF model [TTCQ_MODEL_PATH; default SmolLM2-135M-Instruct]")
+@click.option("--name", default="", help="a name for the batch")
+def run_command(file: Path, recipe: Path | None, field_pairs: tuple[str, ...],
+                limit: int | None, db_url: str, out: Path | None, model_path: str | None,
+                name: str, **flags: Any) -> None:
+    """Solve a dataset in this process (no Redis, no API) and print a summary."""
+    settings = get_settings()
+    config = _search_config(recipe, flags)
+    problems = _problems(file, field_pairs, settings, limit)
+    if out is not None:
+        _check_out(out)  # before the long part, not after it
+    upgrade(db_url)
+    sessions = session_factory(db_url)
+    with sessions() as session:
+        batch, job_ids = create_batch(session=session, owner=OWNER, name=name or file.name,
+                                      config=config.model_dump(mode="json"), problems=problems)
+    started = time.perf_counter()
+    engine = _engine(model_path or settings.model_path, settings)
+    loaded = time.perf_counter()
+    _solve_all(sessions, engine, job_ids, settings)
+    timing = (loaded - started, time.perf_counter() - loaded)
+    summary = _collect(sessions, batch.id, batch.config, out)
+    get_engine(db_url).dispose()
+    _print_summary(summary, timing, batch.id, db_url, out)
+
+
+def _collect(sessions: SessionFactory, batch_id: uuid.UUID, config: dict[str, Any],
+             out: Path | None) -> Summary:
+    """Sum up the results, writing them to out on the way when asked to."""
+    summary = Summary()
+    with sessions() as session:
+        records = batch_results(session=session, batch_id=batch_id, config=config)
+        if out is None:
+            for record in records:
+                summary.add(record)
+        else:
+            write_results(map(summary.add, records), out)
+    return summary
+
+
+def _check_out(out: Path) -> None:
+    try:
+        check_output_path(out)
+    except OutputError as error:
+        raise click.BadParameter(str(error), param_hint="--out") from None
+
+
+def _print_summary(summary: Summary, timing: tuple[float, float], batch_id: uuid.UUID,
+                   db_url: str, out: Path | None) -> None:
+    load_seconds, solve_seconds = timing
+    t = summary.totals
+    accuracy = (f"{summary.correct}/{summary.graded} ({summary.correct / summary.graded:.1%})"
+                if summary.graded else "no gold answers")
+    cached_share = t["cached_tokens"] / t["prompt_tokens"] if t["prompt_tokens"] else 0.0
+    rows = [
+        ("problems", str(summary.problems)),
+        ("jobs", ", ".join(f"{k} {v}" for k, v in sorted(summary.states.items()))),
+        ("solved", accuracy),
+        ("prompt tokens", f"{t['prompt_tokens']} ({t['cached_tokens']} cached, "
+                          f"{cached_share:.0%})"),
+        ("completion tokens", str(t["completion_tokens"])),
+        ("verifier tokens", str(t["verifier_tokens"])),
+        ("engine calls", str(t["engine_calls"])),
+        ("wall time", f"{solve_seconds:.1f} s (+ {load_seconds:.1f} s loading the model)"),
+        ("time per problem", f"{solve_seconds / max(summary.problems, 1):.2f} s"),
+        ("results", str(out) if out else "not written (use --out)"),
+        ("database", f"{make_url(db_url).render_as_string(hide_password=True)} "
+                     f"(batch {batch_id})"),
+    ]
+    width = max(len(label) for label, _ in rows)
+    for label, value in rows:
+        click.echo(f"{label:<{width}}  {value}")

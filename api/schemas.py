@@ -1,0 +1,139 @@
+"""Request and response bodies of the API (the OpenAPI spec is generated from these)."""
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from db.models import Batch
+from db.queries_api import Progress
+
+PROBLEMS_DOC = (
+    "Problem records, as the rows of a dataset file: {problem, gold?, custom_id?, ...} or the "
+    "MATH-500 / GSM8K shapes; fields not used as problem, gold or custom_id are kept as meta. "
+    "Errors name the 1-based position in this list as `line`."
+)
+
+
+class BatchOptions(BaseModel):
+    """What a submission sets besides its problems; shared by the JSON and upload endpoints."""
+
+    config: dict[str, Any] = Field(
+        default_factory=dict,
+        description="SearchConfig fields (strategy, n, verifier, ...); the rest keep defaults",
+    )
+    name: str = Field(default="", max_length=256)
+    model: str = Field(default="", max_length=512)
+    priority: int = Field(default=0, ge=0, le=9, description="higher runs first")
+    fields: dict[str, str] = Field(
+        default_factory=dict,
+        description="column mapping, e.g. {'problem': 'q', 'gold': 'a', 'custom_id': 'id'}",
+    )
+
+
+class BatchCreate(BatchOptions):
+    problems: list[dict[str, Any]] = Field(description=PROBLEMS_DOC)
+
+
+class BatchPublic(BaseModel):
+    id: uuid.UUID
+    name: str
+    model: str
+    strategy: str
+    priority: int
+    created_at: datetime
+    cancel_requested: bool
+    config: dict[str, Any]
+    total: int
+    done: int = Field(description="jobs in a final state: succeeded, failed or cancelled")
+    counts: dict[str, int] = Field(description="jobs by state, every state present")
+    graded: int = Field(description="succeeded jobs with a gold answer")
+    correct: int
+    accuracy: float | None = Field(description="correct / graded so far; null before any")
+
+    @classmethod
+    def of(cls, batch: Batch, progress: Progress) -> "BatchPublic":
+        return cls(
+            id=batch.id, name=batch.name, model=batch.model, strategy=batch.strategy,
+            priority=batch.priority, created_at=batch.created_at,
+            cancel_requested=batch.cancel_requested, config=batch.config,
+            total=batch.total_jobs, done=progress.done, counts=progress.counts,
+            graded=progress.graded, correct=progress.correct, accuracy=progress.accuracy,
+        )
+
+
+class _FromRow(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+
+class TraceNodePublic(_FromRow):
+    node_id: int
+    parent_id: int | None
+    depth: int
+    kind: str
+    status: str
+    text: str
+    prompt_tokens: int
+    cached_tokens: int
+    completion_tokens: int
+    step_score: float | None
+    agg_score: float | None
+
+
+class CandidatePublic(_FromRow):
+    idx: int
+    grp: int
+    leaf_node_id: int
+    text: str
+    finish: str
+    answer: str | None
+    canonical: str | None
+    extraction: str | None
+    step_scores: list[float]
+    score: float | None
+    selected: bool
+    correct: bool | None
+
+
+class CostPublic(_FromRow):
+    prompt_tokens: int
+    cached_tokens: int
+    completion_tokens: int
+    verifier_tokens: int
+    verifier_cached_tokens: int
+    engine_calls: int
+    verifier_calls: int
+    wall_seconds: float
+    engine_seconds: float
+    flops: float
+
+
+class JobPublic(_FromRow):
+    id: uuid.UUID
+    batch_id: uuid.UUID
+    line: int
+    custom_id: str | None
+    problem: str
+    gold: str | None
+    meta: dict[str, Any]
+    state: str
+    attempts: int
+    worker: str | None
+    error: str | None
+    answer: str | None
+    correct: bool | None
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+class JobDetail(JobPublic):
+    cost: CostPublic | None
+    candidates: list[CandidatePublic]
+    trace: list[TraceNodePublic]
+
+
+class Health(BaseModel):
+    status: str = Field(description="ok, or degraded when the database cannot be reached")
+    database: str
+    redis: str
