@@ -1,0 +1,59 @@
+"""The multi-sequence KV pool behind the llama.cpp engine, on the real model."""
+
+import pytest
+
+from worker.engines.base import EngineError, GenerationRequest, SamplingParams
+from worker.engines.llamacpp import WAVE, LlamaCppEngine
+
+
+def _prompt(engine: LlamaCppEngine, text: str = "Add 3 and 5. Think step by step.") -> tuple:
+    return tuple(engine.chat_prompt([{"role": "user", "content": text}]))
+
+
+def test_continuing_a_branch_recomputes_only_its_last_token(engine: LlamaCppEngine) -> None:
+    engine.reset()
+    prompt = _prompt(engine)
+    first = engine.generate([GenerationRequest(prompt, SamplingParams(max_tokens=12, seed=1))])
+    branch = prompt + tuple(first[0][0].token_ids)
+    again = engine.generate([GenerationRequest(branch, SamplingParams(max_tokens=4, seed=2))])
+    assert again[0][0].cached_tokens == len(branch) - 1
+
+
+def test_samples_of_one_prompt_share_its_prefix(engine: LlamaCppEngine) -> None:
+    engine.reset()
+    prompt = _prompt(engine)
+    out = engine.generate([GenerationRequest(prompt, SamplingParams(max_tokens=2, seed=1), n=5)])
+    assert [c.cached_tokens for c in out[0]] == [0] + [len(prompt) - 1] * 4
+
+
+def test_more_samples_than_a_wave_all_come_back_in_order(engine: LlamaCppEngine) -> None:
+    engine.reset()
+    prompt = _prompt(engine)
+    n = WAVE + 3
+    params = SamplingParams(max_tokens=6, seed=7, temperature=1.0)
+    together = engine.generate([GenerationRequest(prompt, params, n=n)])[0]
+    engine.reset()
+    last_alone = engine.generate(
+        [GenerationRequest(prompt, SamplingParams(max_tokens=6, seed=7 + n - 1, temperature=1.0))]
+    )[0][0]
+    assert len(together) == n
+    assert together[-1].token_ids == last_alone.token_ids  # sample j is seeded with seed + j
+    assert len({tuple(c.token_ids) for c in together}) > 1
+
+
+def test_idle_sequences_are_evicted_when_the_cache_fills() -> None:
+    small = LlamaCppEngine(n_ctx=256)  # the pool holds 4 x 256 cells
+    params = SamplingParams(max_tokens=24, seed=1, temperature=1.0)
+    for i in range(6):  # about 300 cells per problem: the pool fills at the fourth
+        prompt = _prompt(small, f"Problem {i}: add {i} and {i + 1}.")
+        out = small.generate([GenerationRequest(prompt, params, n=4)])
+        assert all(c.completion_tokens > 0 for c in out[0])
+    assert sum(len(tokens) for tokens in small.pool.held.values()) <= small.pool.n_ctx
+
+
+def test_a_wave_too_large_for_the_cache_is_an_engine_error() -> None:
+    small = LlamaCppEngine(n_ctx=256)
+    prompt = _prompt(small)
+    params = SamplingParams(max_tokens=200, seed=1, temperature=1.5)
+    with pytest.raises(EngineError, match="full"):
+        small.generate([GenerationRequest(prompt, params, n=WAVE)])
