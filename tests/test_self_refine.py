@@ -1,0 +1,93 @@
+"""self_refine on the real model: rounds, critique nodes, tree invariants, exact cost."""
+
+import pytest
+
+from tests.utils.recording import RecordingEngine
+from worker.engines.base import Engine
+from worker.search.config import make_config
+from worker.search.registry import run_search
+from worker.search.scoring import select
+from worker.search.types import Problem, SearchResult
+from worker.verifiers.factory import make_verifier
+
+PROBLEM = Problem("Tom has 3 boxes of 4 apples. He eats 2 apples. How many are left?", gold="10")
+ROUNDS = 2
+
+
+def refine(engine: Engine, verifier: str) -> tuple[SearchResult, RecordingEngine]:
+    recorder = RecordingEngine(engine)
+    config = make_config(
+        strategy="self_refine", rounds=ROUNDS, max_tokens=16, max_step_tokens=12,
+        verifier=verifier, seed=5,
+    )
+    return run_search(PROBLEM, config, recorder, make_verifier(verifier, recorder)), recorder
+
+
+@pytest.fixture(scope="module")
+def checked(engine: Engine) -> tuple[SearchResult, RecordingEngine]:
+    return refine(engine, "checker")
+
+
+@pytest.fixture(scope="module")
+def voted(engine: Engine) -> tuple[SearchResult, RecordingEngine]:
+    return refine(engine, "none")
+
+
+def test_one_candidate_per_attempt(checked: tuple[SearchResult, RecordingEngine]) -> None:
+    result, _ = checked
+    assert result.strategy == "self_refine"
+    assert [c.group for c in result.candidates] == list(range(ROUNDS + 1))
+    assert all(c.finish in ("stop", "length") for c in result.candidates)
+    assert sorted(result.curve) == [1, 2, ROUNDS + 1]
+
+
+def test_each_round_critiques_then_revises(checked: tuple[SearchResult, RecordingEngine]) -> None:
+    result, _ = checked
+    nodes = result.trace.nodes
+    critiques = [n for n in nodes if n.kind == "critique"]
+    revisions = [n for n in nodes if n.kind == "revision"]
+    assert len(critiques) == len(revisions) == ROUNDS
+    for critique, revision in zip(critiques, revisions, strict=True):
+        assert critique.completion_tokens > 0 and critique.prompt_tokens > 0
+        assert revision.parent_id == critique.id
+    leaves = {c.leaf_id for c in result.candidates}
+    assert all(nodes[c.parent_id].id in leaves for c in critiques if c.parent_id is not None)
+
+
+def test_tree_invariants(checked: tuple[SearchResult, RecordingEngine]) -> None:
+    nodes = checked[0].trace.nodes
+    assert nodes[0].kind == "prompt" and nodes[0].parent_id is None
+    for node in nodes[1:]:
+        assert node.parent_id is not None and node.parent_id < node.id
+        assert node.depth == nodes[node.parent_id].depth + 1
+
+
+@pytest.mark.parametrize("run", ["checked", "voted"])
+def test_cost_is_exact(run: str, request: pytest.FixtureRequest) -> None:
+    result, recorder = request.getfixturevalue(run)
+    engine_sums = (recorder.generated.prompt_tokens, recorder.generated.cached_tokens,
+                   recorder.generated.completion_tokens)
+    gen, trace = result.generation, result.trace.usage()
+    assert (gen.prompt_tokens, gen.cached_tokens, gen.completion_tokens) == engine_sums
+    assert (trace.prompt_tokens, trace.cached_tokens, trace.completion_tokens) == engine_sums
+    assert gen.calls == recorder.generated.calls == 1 + 2 * ROUNDS
+
+
+def test_the_verifier_scores_only_each_attempts_own_steps(
+    checked: tuple[SearchResult, RecordingEngine],
+) -> None:
+    result, _ = checked
+    nodes = result.trace.nodes
+    for c in result.candidates:
+        path = result.trace.path(nodes[c.leaf_id])
+        critiques = [i for i, n in enumerate(path) if n.kind == "critique"]
+        own = path[critiques[-1] + 1 :] if critiques else path  # below the last critique
+        assert [n.step_score for n in own] == c.step_scores and c.score is not None
+    assert all(n.step_score is None for n in nodes if n.kind == "critique")
+
+
+def test_without_a_verifier_the_attempts_vote(voted: tuple[SearchResult, RecordingEngine]) -> None:
+    result, _ = voted
+    assert all(c.step_scores == [] and c.score is None for c in result.candidates)
+    assert result.verification.calls == 0
+    assert result.selected == select(result.candidates, "majority")
