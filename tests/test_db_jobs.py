@@ -163,7 +163,7 @@ def test_a_10000_node_trace_is_one_insert_statement(sessions: SessionFactory, db
     assert claim is not None
     statements: list[str] = []
 
-    def record(conn, cursor, statement, parameters, context, executemany):  # type: ignore[no-untyped-def]
+    def record(conn: object, cursor: object, statement: str, *_: object) -> None:
         statements.append(statement)
 
     event.listen(get_engine(db_url), "before_cursor_execute", record)

@@ -124,11 +124,11 @@ def test_transient_error_with_attempts_left_requeues_and_raises(
     assert job_of(sessions, job_id).state == JobState.queued
 
 
-def _queued_messages(redis_url: str) -> dict[bytes, list[dict[str, object]]]:
+def _queued_messages(redis_url: str) -> dict[str, list[dict[str, object]]]:
     """Messages waiting in Redis, by list key (kombu keeps one list per priority)."""
-    client = redis.Redis.from_url(redis_url)
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
     try:
-        keys = [k for k in client.keys() if client.type(k) == b"list"]
+        keys = [str(k) for k in client.keys() if client.type(k) == "list"]
         return {k: [json.loads(m) for m in client.lrange(k, 0, -1)] for k in keys}
     finally:
         client.close()
@@ -148,7 +148,7 @@ def test_reap_once_enqueues_expired_jobs_at_their_batch_priority(
     assert reap_once(sessions=sessions, app=app, max_attempts=3) == [job_id]
     app.close()
     [(key, [message])] = _queued_messages(redis_url).items()
-    assert key == b"ttcq\x06\x162"  # our priority 7 is Redis priority 2
+    assert key == "ttcq\x06\x162"  # our priority 7 is Redis priority 2
     headers = message["headers"]
     assert isinstance(headers, dict)
     assert (headers["task"], headers["argsrepr"]) == ("ttcq.solve", repr([str(job_id)]))

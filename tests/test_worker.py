@@ -1,6 +1,5 @@
 """One real Celery worker (in a thread, solo pool) against real Redis, Postgres and model."""
 
-import uuid
 from collections.abc import Iterator, Sequence
 
 import pytest
@@ -21,6 +20,7 @@ from tests.utils.jobs import (
     wait_for_state,
 )
 from ttcq.settings import Settings
+from worker.celery_app import make_celery
 from worker.engines.base import Completion, GenerationRequest, TransientEngineError
 from worker.engines.llamacpp import LlamaCppEngine
 from worker.main import create_worker_app
@@ -128,6 +128,11 @@ def test_backoff_doubles_and_is_capped() -> None:
     assert backoff_seconds(20) == 300
 
 
-def test_solve_task_is_registered_under_its_queue_name(worker: Celery) -> None:
-    assert worker.tasks["ttcq.solve"].name == "ttcq.solve"
-    assert uuid.UUID  # the task takes job ids as strings, re-read from the row
+def test_solve_task_is_registered_on_its_own_app_only(db_url: str, redis_url: str) -> None:
+    settings = worker_settings(db_url, redis_url)
+    worker_app = create_worker_app(settings)
+    enqueue_only = make_celery(settings)
+    assert "ttcq.solve" in worker_app.tasks
+    assert "ttcq.solve" not in enqueue_only.tasks  # a shared task would leak into every app
+    worker_app.close()
+    enqueue_only.close()

@@ -83,10 +83,10 @@ def stored_tokens(session: Session, job_id: uuid.UUID) -> tuple[Tokens, Tokens]:
     return in_cost, in_trace
 
 
-def count_rows(session: Session, model: type, job_id: uuid.UUID) -> int:
-    return session.exec(
-        select(func.count()).select_from(model).where(col(model.job_id) == job_id)  # type: ignore[attr-defined]
-    ).one()
+def count_rows(session: Session, model: Any, job_id: uuid.UUID) -> int:
+    """Rows of a per-job table (trace_node, candidate, job_cost …) for one job."""
+    query = select(func.count()).select_from(model).where(col(model.job_id) == job_id)
+    return session.exec(query).one()
 
 
 def candidate_count(session: Session, job_id: uuid.UUID) -> int:
