@@ -88,11 +88,11 @@ def _problems(path: Path, pairs: tuple[str, ...], settings: Settings,
     return problems[:limit] if limit else problems
 
 
-def _engine(model_path: str, settings: Settings) -> Engine:
+def _engine(model_path: str, n_ctx: int, threads: int | None) -> Engine:
     from worker.engines.llamacpp import LlamaCppEngine  # llama.cpp is needed only here
 
     try:
-        return LlamaCppEngine(model_path, n_ctx=settings.n_ctx, n_threads=settings.n_threads)
+        return LlamaCppEngine(model_path, n_ctx=n_ctx, n_threads=threads)
     except EngineError as error:
         raise click.ClickException(str(error)) from None
 
@@ -133,26 +133,30 @@ def _solve_all(sessions: SessionFactory, engine: Engine, job_ids: list[uuid.UUID
               help="results file: .jsonl, .csv or .parquet")
 @click.option("--model-path", default=None,
               help="a GGUF model [TTCQ_MODEL_PATH; default SmolLM2-135M-Instruct]")
+@click.option("--threads", type=click.IntRange(min=1), default=None,
+              help="CPU threads for the model [TTCQ_N_THREADS; default: all cores]")
 @click.option("--name", default="", help="a name for the batch")
 def run_command(file: Path, recipe: Path | None, field_pairs: tuple[str, ...],
                 limit: int | None, db_url: str, out: Path | None, model_path: str | None,
-                name: str, **flags: Any) -> None:
+                threads: int | None, name: str, **flags: Any) -> None:
     """Solve a dataset in this process (no Redis, no API) and print a summary."""
     settings = get_settings()
     config = _search_config(recipe, flags)
     problems = _problems(file, field_pairs, settings, limit)
     if out is not None:
         _check_out(out)  # before the long part, not after it
+    started = time.perf_counter()
+    engine = _engine(model_path or settings.model_path, settings.n_ctx,
+                     threads or settings.n_threads)
+    loaded = time.perf_counter()
     upgrade(db_url)
     sessions = session_factory(db_url)
     with sessions() as session:
         batch, job_ids = create_batch(session=session, owner=OWNER, name=name or file.name,
                                       config=config.model_dump(mode="json"), problems=problems)
-    started = time.perf_counter()
-    engine = _engine(model_path or settings.model_path, settings)
-    loaded = time.perf_counter()
+    solving = time.perf_counter()
     _solve_all(sessions, engine, job_ids, settings)
-    timing = (loaded - started, time.perf_counter() - loaded)
+    timing = (loaded - started, time.perf_counter() - solving)
     summary = _collect(sessions, batch.id, batch.config, out)
     get_engine(db_url).dispose()
     _print_summary(summary, timing, batch.id, db_url, out)

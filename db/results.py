@@ -110,6 +110,7 @@ def job_result(*, session: Session, job: Job, config: dict[str, Any]) -> dict[st
         "line": job.line,
         "problem": job.problem,
         "gold": job.gold,
+        "meta": job.meta,
         "answer": job.answer,
         "correct": job.correct,
         "status": job.state,

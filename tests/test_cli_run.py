@@ -1,0 +1,65 @@
+"""`ttcq run`, the embedded mode: the real model, SQLite, no Redis and no API."""
+
+import json
+from pathlib import Path
+
+from click.testing import CliRunner, Result
+from sqlmodel import Session, select
+
+from api.cli import main
+from db.models import Job, JobCost
+from db.session import get_engine
+
+EXAMPLES = Path(__file__).parent.parent / "examples" / "gsm8k_sample.jsonl"
+# One thread: llama.cpp's spinning threads slow to a crawl when other processes share the cores.
+TINY = ["--strategy", "majority", "--n", "2", "--max-tokens", "32", "--verifier", "none",
+        "--threads", "1"]
+RESULT_FIELDS = {"custom_id", "problem", "gold", "answer", "correct", "status", "strategy", "n",
+                 "cost", "candidates"}
+CANDIDATE_FIELDS = {"text", "answer", "score", "selected", "finish"}
+
+
+def run(*args: str) -> Result:
+    return CliRunner().invoke(main, ["run", *args])
+
+
+def test_run_solves_into_sqlite_and_writes_results(tmp_path: Path) -> None:
+    url, out = f"sqlite:///{tmp_path / 'local.db'}", tmp_path / "out.jsonl"
+    result = run(str(EXAMPLES), *TINY, "--limit", "2", "--db", url, "--out", str(out))
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(rows) == 2 and all(RESULT_FIELDS <= set(row) for row in rows)
+    assert [row["gold"] for row in rows] == ["18", "3"]
+    for row in rows:
+        assert row["status"] == "succeeded" and len(row["candidates"]) == 2
+        assert all(CANDIDATE_FIELDS <= set(c) for c in row["candidates"])
+        assert sum(c["selected"] for c in row["candidates"]) == 1
+        assert row["cost"]["completion_tokens"] > 0
+    assert "time per problem" in result.stdout and "problems           2" in result.stdout
+
+
+def test_run_leaves_its_jobs_and_costs_in_the_local_database(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'local.db'}"
+    result = run(str(EXAMPLES), *TINY, "--max-tokens", "4", "--limit", "1", "--db", url)
+    assert result.exit_code == 0, result.output
+    with Session(get_engine(url)) as session:
+        [job] = session.exec(select(Job)).all()
+        cost = session.get(JobCost, job.id)
+    get_engine(url).dispose()
+    assert (job.state, job.worker) == ("succeeded", "embedded")
+    assert cost is not None and cost.completion_tokens > 0
+
+
+def test_run_rejects_a_bad_dataset_before_creating_a_database(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"question": "fine"}\n{"question": ')
+    db = tmp_path / "never.db"
+    result = run(str(bad), "--db", f"sqlite:///{db}")
+    assert result.exit_code != 0 and "line 2: malformed JSON" in result.stderr
+    assert not db.exists()
+
+
+def test_run_rejects_an_impossible_config(tmp_path: Path) -> None:
+    result = run(str(EXAMPLES), "--strategy", "dvts", "--n", "6", "--beam-width", "4",
+                 "--db", f"sqlite:///{tmp_path / 'never.db'}")
+    assert result.exit_code != 0 and "beam_width" in result.stderr
