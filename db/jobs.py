@@ -105,7 +105,7 @@ def reap_expired(
     *, session: Session, max_attempts: int, now: datetime | None = None
 ) -> list[uuid.UUID]:
     """Requeue running jobs whose lease expired (their worker died) and fail those out of
-    attempts. Returns the ids to enqueue again."""
+    attempts, in the caller's transaction (no commit). Returns the ids to enqueue again."""
     now = now or utcnow()
     expired = and_(col(Job.state) == JobState.running, col(Job.lease_until) < now)
     session.exec(
@@ -124,9 +124,7 @@ def reap_expired(
         .values(state=JobState.queued, error="worker lost: lease expired", lease_until=None)
         .returning(col(Job.id))
     ).scalars()
-    ids = list(requeued)
-    session.commit()
-    return ids
+    return list(requeued)
 
 
 def batch_priorities(*, session: Session, job_ids: list[uuid.UUID]) -> dict[uuid.UUID, int]:

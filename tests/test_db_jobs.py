@@ -35,7 +35,9 @@ def _expire(sessions: SessionFactory, job_id: uuid.UUID) -> None:
 
 def _reap(sessions: SessionFactory, max_attempts: int = 3) -> list[uuid.UUID]:
     with sessions() as session:
-        return reap_expired(session=session, max_attempts=max_attempts)
+        ids = reap_expired(session=session, max_attempts=max_attempts)
+        session.commit()
+        return ids
 
 
 def _store(sessions: SessionFactory, claim: Claim, nodes: int = 3) -> bool:

@@ -5,23 +5,29 @@ import json
 import time
 import uuid
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
+from pathlib import Path
 
 import pytest
 import redis
 from celery import Celery
+from kombu.exceptions import OperationalError
 from sqlalchemy import update
-from sqlmodel import col
+from sqlalchemy.exc import OperationalError as DBOperationalError
+from sqlmodel import Session, col
 
 from db.batches import cancel_batch
-from db.jobs import Claim, claim_job
+from db.jobs import claim_job
 from db.models import Candidate, Job, JobCost, JobState, utcnow
 from tests.utils.jobs import RecordingEngine, count_rows, job_of, make_batch
 from ttcq.settings import Settings
 from worker.celery_app import make_celery
 from worker.engines.base import Completion, GenerationRequest, TransientEngineError
 from worker.engines.llamacpp import LlamaCppEngine
+from worker.main import check_model
 from worker.reaper import reap_once
 from worker.service import LeaseKeeper, SessionFactory, process_job
+from worker.tasks import register_tasks
 
 Hook = Callable[[], None]
 
@@ -134,16 +140,20 @@ def _queued_messages(redis_url: str) -> dict[str, list[dict[str, object]]]:
         client.close()
 
 
+def _expired_claim(sessions: SessionFactory, job_id: uuid.UUID) -> None:
+    """The job was claimed by a worker that died: its lease is over."""
+    with sessions() as session:
+        claim_job(session=session, job_id=job_id, worker="dead", lease_seconds=5,
+                  max_attempts=3)
+        session.exec(update(Job).where(col(Job.id) == job_id).values(lease_until=utcnow()))
+        session.commit()
+
+
 def test_reap_once_enqueues_expired_jobs_at_their_batch_priority(
     sessions: SessionFactory, db_url: str, redis_url: str
 ) -> None:
     [job_id] = make_batch(sessions, priority=7)
-    with sessions() as session:
-        claim: Claim | None = claim_job(session=session, job_id=job_id, worker="dead",
-                                        lease_seconds=5, max_attempts=3)
-        session.exec(update(Job).where(col(Job.id) == job_id).values(lease_until=utcnow()))
-        session.commit()
-    assert claim is not None
+    _expired_claim(sessions, job_id)
     app: Celery = make_celery(Settings(database_url=db_url, redis_url=redis_url))
     assert reap_once(sessions=sessions, app=app, max_attempts=3) == [job_id]
     app.close()
@@ -152,3 +162,42 @@ def test_reap_once_enqueues_expired_jobs_at_their_batch_priority(
     headers = message["headers"]
     assert isinstance(headers, dict)
     assert (headers["task"], headers["argsrepr"]) == ("ttcq.solve", repr([str(job_id)]))
+
+
+def test_reap_once_with_redis_away_leaves_the_jobs_for_the_next_round(
+    sessions: SessionFactory, db_url: str
+) -> None:
+    [job_id] = make_batch(sessions)
+    _expired_claim(sessions, job_id)
+    app = make_celery(Settings(database_url=db_url, redis_url="redis://127.0.0.1:1/0"))
+    options = {**app.conf.broker_transport_options, "max_retries": 0}  # fail fast
+    app.conf.update(task_publish_retry=False, broker_transport_options=options)
+    with pytest.raises(OperationalError):
+        reap_once(sessions=sessions, app=app, max_attempts=3)
+    app.close()
+    assert job_of(sessions, job_id).state == JobState.running  # still expired: reaped later
+
+
+def test_solve_task_retries_while_the_database_is_unreachable(
+    sessions: SessionFactory, db_url: str, redis_url: str, engine: LlamaCppEngine
+) -> None:
+    [job_id] = make_batch(sessions, max_tokens=4)
+    outages = iter([True])
+
+    def flaky_sessions() -> AbstractContextManager[Session]:
+        if next(outages, False):
+            raise DBOperationalError("SELECT 1", {}, Exception("connection refused"))
+        return sessions()
+
+    app = make_celery(Settings(database_url=db_url, redis_url=redis_url))
+    solve = register_tasks(app, settings=Settings(database_url=db_url),
+                           engine_factory=lambda: engine, sessions=flaky_sessions)
+    # Eagerly applied, a retry runs again at once, in this thread.
+    assert solve.apply(args=[str(job_id)]).get() == "succeeded"
+    app.close()
+    assert job_of(sessions, job_id).attempts == 1
+
+
+def test_worker_refuses_to_start_without_its_model(tmp_path: Path) -> None:
+    with pytest.raises(SystemExit, match="model file not found"):
+        check_model(Settings(model_path=str(tmp_path / "missing.gguf")))

@@ -2,12 +2,15 @@
 
 import argparse
 import logging
+import os
 import sys
 
 from celery import Celery
 
 from ttcq.settings import Settings, get_settings
 from worker.celery_app import DEFAULT_QUEUE, make_celery
+from worker.engines.base import EngineError
+from worker.engines.llamacpp import default_model_path
 from worker.reaper import install_reaper
 from worker.tasks import EngineFactory, register_tasks
 
@@ -28,11 +31,24 @@ def create_worker_app(
     return app
 
 
+def check_model(settings: Settings) -> None:
+    """Exit at start when the model file is missing: a worker that cannot solve must not
+    take messages (each would fail on its first job)."""
+    try:
+        path = settings.model_path or default_model_path()
+    except EngineError as error:
+        raise SystemExit(f"ttcq worker: {error}") from None
+    if not os.path.isfile(path):
+        raise SystemExit(f"ttcq worker: model file not found: {path} (TTCQ_MODEL_PATH)")
+
+
 def run_worker(concurrency: int = 1, queue: str = DEFAULT_QUEUE, loglevel: str = "INFO") -> None:
     """Run a worker until it is stopped. Prefork, so that the hard time limit can kill a
     stuck search; each child process loads its own engine (concurrency 1: one per engine)."""
     logging.basicConfig(level=loglevel.upper(), format=LOG_FORMAT)
-    app = create_worker_app(queue=queue)
+    settings = get_settings()
+    check_model(settings)
+    app = create_worker_app(settings, queue=queue)
     worker = app.Worker(
         concurrency=concurrency,
         queues=[queue],

@@ -24,19 +24,29 @@ logger = logging.getLogger(__name__)
 def reap_once(
     *, sessions: SessionFactory, app: Celery, max_attempts: int, queue: str = DEFAULT_QUEUE
 ) -> list[uuid.UUID]:
-    """Requeue expired jobs in the database, then enqueue them (after the commit, so the
-    task finds them 'queued'). Returns the ids enqueued."""
+    """Requeue expired jobs and enqueue them; returns the ids enqueued.
+
+    The messages go out before the commit: a claim takes an expired job as readily as a
+    queued one, so an early message is harmless, and if Redis is away the rollback leaves
+    the jobs expired for the next round instead of 'queued' with no message."""
     with sessions() as session:
         ids = reap_expired(session=session, max_attempts=max_attempts)
-        priorities = batch_priorities(session=session, job_ids=ids) if ids else {}
+        if ids:
+            priorities = batch_priorities(session=session, job_ids=ids)
+            _enqueue_by_priority(app, ids, priorities, queue)
+            logger.warning("requeued %d jobs whose lease expired", len(ids))
+        session.commit()
+    return ids
+
+
+def _enqueue_by_priority(
+    app: Celery, ids: list[uuid.UUID], priorities: dict[uuid.UUID, int], queue: str
+) -> None:
     by_priority: dict[int, list[uuid.UUID]] = defaultdict(list)
     for job_id in ids:
         by_priority[priorities.get(job_id, 0)].append(job_id)
     for priority, job_ids in by_priority.items():
         enqueue_jobs(app, job_ids, priority=priority, queue=queue)
-    if ids:
-        logger.warning("requeued %d jobs whose lease expired", len(ids))
-    return ids
 
 
 class Reaper:

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from functools import cache, partial
 
 from celery import Celery, Task
+from sqlalchemy.exc import OperationalError
 from sqlmodel import Session
 
 from db.session import get_engine
@@ -16,6 +17,8 @@ from worker.engines.base import Engine, TransientEngineError
 from worker.service import Outcome, SessionFactory, process_job
 
 EngineFactory = Callable[[], Engine]
+# Failures that pass: an engine restarting, the database unreachable for a while.
+RETRIED = (TransientEngineError, OperationalError)
 BACKOFF_BASE_SECONDS = 5
 BACKOFF_MAX_SECONDS = 300
 
@@ -59,18 +62,21 @@ def register_tasks(
         max_attempts=settings.max_attempts,
     )
 
-    # The claim on the job row, not Celery, caps attempts; max_retries is only a backstop.
+    # No max_retries: the claim caps engine failures at max_attempts, and giving up on a
+    # database outage would leave the job 'queued' with no message.
     # shared=False: a shared task would be added to every app created later in the process
     # (each test's app would run the first app's closure, engine and all).
-    @app.task(name=SOLVE_TASK, bind=True, shared=False, max_retries=settings.max_attempts)
+    @app.task(name=SOLVE_TASK, bind=True, shared=False, max_retries=None)
     def solve(task: Task, job_id: str) -> Outcome:
         worker_name = f"{task.request.hostname}/{os.getpid()}"
         try:
             outcome = solve_job(job_id=uuid.UUID(job_id), engine=engine(), worker_name=worker_name)
-        except TransientEngineError as error:
-            # process_job put the row back to 'queued' (the reaper only touches 'running'
-            # rows), so this retry is the job's one message; a duplicate would lose the claim.
-            logger.warning("job %s: transient engine error, retrying: %s", job_id, error)
+        except RETRIED as error:
+            # After an engine error process_job put the row back to 'queued' (the reaper only
+            # touches 'running' rows), so this retry is the job's one message. After a database
+            # error the row is 'queued' (never claimed: the message must not be lost) or
+            # leased (the retry is skipped and the reaper takes over). A duplicate loses the claim.
+            logger.warning("job %s: %s, retrying", job_id, error)
             raise task.retry(exc=error, countdown=backoff_seconds(task.request.retries)) from error
         logger.info("job %s: %s", job_id, outcome)
         return outcome
