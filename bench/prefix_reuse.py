@@ -28,7 +28,7 @@ class PrefixTrie:
     """Every token sequence seen so far, as a trie: what an unbounded cache would hold."""
 
     def __init__(self) -> None:
-        self.root: dict[int, dict] = {}  # type: ignore[type-arg]
+        self.root: dict[int, dict] = {}
 
     def match(self, tokens: Sequence[int]) -> int:
         node, n = self.root, 0

@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from worker.engines.base import EngineError, GenerationRequest, SamplingParams
+from worker.engines.base import Completion, EngineError, GenerationRequest, SamplingParams
 from worker.engines.llamacpp import LlamaCppEngine
 
 QUESTION = "What is the capital of France? One word."
@@ -14,10 +14,17 @@ def prompt(engine: LlamaCppEngine, text: str = QUESTION) -> tuple[int, ...]:
     return tuple(engine.chat_prompt([{"role": "user", "content": text}]))
 
 
-def sample(engine: LlamaCppEngine, n: int = 1, **params: object) -> list:  # type: ignore[type-arg]
-    settings = {"max_tokens": 12, "temperature": 1.0, "seed": 7, **params}
-    request = GenerationRequest(prompt(engine), SamplingParams(**settings), n)  # type: ignore[arg-type]
-    return engine.generate([request])[0]
+def sample(
+    engine: LlamaCppEngine,
+    n: int = 1,
+    *,
+    max_tokens: int = 12,
+    temperature: float = 1.0,
+    seed: int = 7,
+    stop: tuple[str, ...] = (),
+) -> list[Completion]:
+    params = SamplingParams(max_tokens, temperature, stop=stop, seed=seed)
+    return engine.generate([GenerationRequest(prompt(engine), params, n)])[0]
 
 
 def test_same_seed_same_tokens(engine: LlamaCppEngine) -> None:
