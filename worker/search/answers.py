@@ -86,7 +86,7 @@ def _parsed(answer: str) -> tuple[object, ...]:
     if not text.startswith("$") and "\\boxed" not in text:
         text = f"${text}$"
     # Timeouts off: math-verify's timeouts use signals, which only work on the main thread.
-    return tuple(parse(text, parsing_timeout=None))  # type: ignore[arg-type]
+    return tuple(parse(text, parsing_timeout=None))
 
 
 def canonical_answer(answer: str | None) -> str | None:
