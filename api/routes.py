@@ -7,9 +7,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Annotated, Any
 
-from fastapi import APIRouter, File, Form, HTTPException, UploadFile, status
+from celery import Celery
+from fastapi import APIRouter, File, Form, HTTPException, Query, UploadFile, status
 from fastapi.responses import StreamingResponse
 from kombu.exceptions import OperationalError
+from sqlmodel import Session
 
 from api.datasets import (
     DatasetError,
@@ -25,6 +27,7 @@ from db import batches, queries_api, results
 from db.batches import ProblemIn
 from db.models import Batch
 from db.session import session_scope
+from ttcq.settings import Settings
 from worker.queue import enqueue_jobs
 from worker.search.config import ConfigError, SearchConfig, make_config
 
@@ -49,7 +52,7 @@ def _check_options(options: BatchOptions) -> tuple[SearchConfig, dict[str, str]]
 
 
 def _store_and_enqueue(
-    *, session: SessionDep, celery: CeleryDep, owner: str, options: BatchOptions,
+    *, session: Session, celery: Celery, owner: str, options: BatchOptions,
     config: SearchConfig, problems: list[ProblemIn],
 ) -> BatchPublic:
     batch, job_ids = batches.create_batch(
@@ -70,12 +73,12 @@ def _store_and_enqueue(
     return _public(session, batch)
 
 
-def _public(session: SessionDep, batch: Batch) -> BatchPublic:
+def _public(session: Session, batch: Batch) -> BatchPublic:
     progress = queries_api.batch_progress(session=session, batch_ids=[batch.id])
     return BatchPublic.of(batch, progress[batch.id])
 
 
-def _limits(settings: SettingsDep) -> Limits:
+def _limits(settings: Settings) -> Limits:
     return Limits(settings.max_problem_chars, settings.max_batch_problems)
 
 
@@ -104,14 +107,16 @@ def upload_batch(
     model: Annotated[str, Form(max_length=512)] = "",
     priority: Annotated[int, Form(ge=0, le=9)] = 0,
     field: Annotated[list[str] | None, Form(description="FIELD=COLUMN, repeatable")] = None,
-    format: Annotated[str | None, Form(description="jsonl, csv or parquet")] = None,
+    file_format: Annotated[
+        str | None, Form(alias="format", description="jsonl, csv or parquet (default: by name)")
+    ] = None,
 ) -> BatchPublic:
     """Submit a dataset file; the batch is stored and queued, and returned at once."""
     options = BatchOptions(config=_json_object(config), name=name, model=model,
                            priority=priority, fields=_field_pairs(field or []))
     search, fields = _check_options(options)
     try:
-        fmt = format or detect_format(file.filename or "")
+        fmt = file_format or detect_format(file.filename or "")
         problems = load_dataset(file.file.read(), fmt=fmt, limits=_limits(settings), fields=fields)
     except DatasetError as error:
         raise _bad_request(error.summary(), error.detail()["errors"]) from None
@@ -136,7 +141,7 @@ def _field_pairs(pairs: list[str]) -> dict[str, str]:
         raise _bad_request(str(error)) from None
 
 
-def _owned_batch(session: SessionDep, batch_id: uuid.UUID, owner: str) -> Batch:
+def _owned_batch(session: Session, batch_id: uuid.UUID, owner: str) -> Batch:
     batch = batches.get_batch(session=session, batch_id=batch_id, owner=owner)
     if batch is None:  # someone else's batch is as invisible as a missing one
         raise HTTPException(status.HTTP_404_NOT_FOUND, NOT_FOUND)
@@ -144,9 +149,11 @@ def _owned_batch(session: SessionDep, batch_id: uuid.UUID, owner: str) -> Batch:
 
 
 @router.get("/batches", tags=["batches"])
-def list_batches(session: SessionDep, owner: OwnerDep, limit: int = 50) -> list[BatchPublic]:
+def list_batches(
+    session: SessionDep, owner: OwnerDep, limit: Annotated[int, Query(ge=1, le=500)] = 50
+) -> list[BatchPublic]:
     """The caller's most recent batches, newest first."""
-    own = batches.list_batches(session=session, owner=owner, limit=min(max(limit, 1), 500))
+    own = batches.list_batches(session=session, owner=owner, limit=limit)
     progress = queries_api.batch_progress(session=session, batch_ids=[b.id for b in own])
     return [BatchPublic.of(b, progress[b.id]) for b in own]
 

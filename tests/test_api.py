@@ -114,6 +114,14 @@ def test_upload_reads_csv_with_a_field_mapping(
     assert (job.custom_id, job.problem, job.gold) == ("k1", "What is 3+3?", "6")
 
 
+def test_upload_format_can_be_named_when_the_file_name_says_nothing(
+    client: httpx.Client,
+) -> None:
+    response = client.post("/v1/batches/upload", files={"file": ("export.txt", b"problem\nq?\n")},
+                           data={"format": "csv"})
+    assert response.status_code == 201, response.text
+
+
 BAD_UPLOADS = {
     "malformed JSON": (b'{"problem": "a"}\n{"problem": "b"\n', 2, None),
     "missing problem": (b'{"problem": "a"}\n{"answer": "3"}\n', 2, "problem"),

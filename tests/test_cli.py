@@ -164,3 +164,22 @@ def test_db_upgrade_creates_the_schema(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert {"batch", "job", "candidate"} <= set(inspect(get_engine(url)).get_table_names())
     get_engine(url).dispose()
+
+
+def test_worker_command_starts_the_worker_with_its_options(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    calls: list[dict] = []
+    monkeypatch.setattr("worker.main.run_worker", lambda **kwargs: calls.append(kwargs))
+    result = CliRunner().invoke(main, ["worker", "--concurrency", "2", "--queue", "gpu-a"])
+    assert result.exit_code == 0, result.output
+    assert calls == [{"concurrency": 2, "queue": "gpu-a", "loglevel": "INFO"}]
+
+
+def test_api_command_serves_the_app_factory(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[tuple] = []
+    monkeypatch.setattr("uvicorn.run", lambda *args, **kwargs: calls.append((args, kwargs)))
+    result = CliRunner().invoke(main, ["api", "--port", "9123"])
+    assert result.exit_code == 0, result.output
+    assert calls == [(("api.app:create_app",),
+                      {"factory": True, "host": "127.0.0.1", "port": 9123})]
