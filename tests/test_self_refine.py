@@ -1,10 +1,13 @@
 """self_refine on the real model: rounds, critique nodes, tree invariants, exact cost."""
 
+from collections.abc import Sequence
+
 import pytest
 
 from tests.utils.recording import RecordingEngine
-from worker.engines.base import Engine
+from worker.engines.base import Completion, Engine, EngineInfo, GenerationRequest, TokenLogprobs
 from worker.search.config import make_config
+from worker.search.refine import CRITIQUE_ASK, REWRITE_ASK
 from worker.search.registry import run_search
 from worker.search.scoring import select
 from worker.search.types import Problem, SearchResult
@@ -91,3 +94,75 @@ def test_without_a_verifier_the_attempts_vote(voted: tuple[SearchResult, Recordi
     assert all(c.step_scores == [] and c.score is None for c in result.candidates)
     assert result.verification.calls == 0
     assert result.selected == select(result.candidates, "majority")
+
+
+class ScriptedEngine:
+    """Characters as tokens; replies come from a script, in order; chats are recorded."""
+
+    def __init__(self, replies: list[str]):
+        self.info = EngineInfo(model="scripted", eos_token_ids=(0,))
+        self.replies = list(replies)
+        self.chats: list[list[tuple[str, str]]] = []
+
+    def tokenize(self, text: str) -> list[int]:
+        return [ord(ch) for ch in text]
+
+    def detokenize(self, token_ids: Sequence[int]) -> str:
+        return "".join(chr(t) for t in token_ids)
+
+    def chat_prompt(self, messages: Sequence[dict[str, str]]) -> list[int]:
+        self.chats.append([(m["role"], m["content"]) for m in messages])
+        return self.tokenize("|".join(m["content"] for m in messages))
+
+    def reset(self) -> None:
+        pass
+
+    def generate(self, requests: Sequence[GenerationRequest]) -> list[list[Completion]]:
+        text = self.replies.pop(0)
+        tokens = self.tokenize(text) + [0]  # then end of sequence
+        return [[Completion(tokens, text, "stop", None, len(r.prompt_ids), 0)] for r in requests]
+
+    def next_token_logprobs(
+        self, prompts: Sequence[Sequence[int]], token_ids: Sequence[int]
+    ) -> list[TokenLogprobs]:
+        raise AssertionError("self_refine with the checker needs no logprobs")
+
+
+SCRIPT = [
+    "2 + 2 = 5\n\n\\boxed{5}",  # attempt 0: wrong arithmetic
+    "The sum is wrong.",  # critique 1
+    "2 + 2 = 4\n\n\\boxed{4}",  # revision 1
+    "Looks right.",  # critique 2
+    "2 + 2 = 4\n\nSo \\boxed{4}",  # revision 2
+]
+
+
+def scripted(verifier: str) -> tuple[SearchResult, ScriptedEngine]:
+    engine = ScriptedEngine(SCRIPT)
+    config = make_config(strategy="self_refine", rounds=2, verifier=verifier)
+    result = run_search(Problem("What is 2 + 2?"), config, engine, make_verifier(verifier, engine))
+    return result, engine
+
+
+def test_the_rewrite_sees_the_attempt_and_its_critique() -> None:
+    _, engine = scripted("checker")
+    first_critique, first_rewrite = engine.chats[1], engine.chats[2]
+    assert [role for role, _ in first_critique] == ["system", "user", "assistant", "user"]
+    assert first_critique[2][1] == SCRIPT[0] and first_critique[3][1] == CRITIQUE_ASK
+    assert [content for _, content in first_rewrite[2:]] == [
+        SCRIPT[0], CRITIQUE_ASK, SCRIPT[1], REWRITE_ASK
+    ]
+    assert engine.chats[4][2][1] == SCRIPT[2]  # round 2 critiques revision 1, not attempt 0
+
+
+def test_the_checker_picks_a_correct_revision() -> None:
+    result, _ = scripted("checker")
+    assert [c.answer for c in result.candidates] == ["5", "4", "4"]
+    assert result.candidates[0].step_scores[0] == 0.0
+    assert result.answer == "4" and result.selected in (1, 2)
+
+
+def test_without_a_verifier_the_revisions_outvote_the_first_attempt() -> None:
+    result, _ = scripted("none")
+    assert result.answer == "4"
+    assert result.curve == {1: 0, 2: 0, 3: 1}  # after one round "5" and "4" tie: first seen
