@@ -139,7 +139,9 @@ def _solve_all(sessions: SessionFactory, engine: Engine, job_ids: list[uuid.UUID
 def run_command(file: Path, recipe: Path | None, field_pairs: tuple[str, ...],
                 limit: int | None, db_url: str, out: Path | None, model_path: str | None,
                 threads: int | None, name: str, **flags: Any) -> None:
-    """Solve a dataset in this process (no Redis, no API) and print a summary."""
+    """Solve a dataset in this process (no Redis, no API) and print a summary.
+
+    Candidates get at most 256 tokens here unless --max-tokens or the recipe say otherwise."""
     settings = get_settings()
     config = _search_config(recipe, flags)
     problems = _problems(file, field_pairs, settings, limit)

@@ -1,4 +1,4 @@
-"""`ttcq run`, the embedded mode: the real model, SQLite, no Redis and no API."""
+"""`ttcq run`, the embedded mode: the real model, SQLite or Postgres, no Redis, no API."""
 
 import json
 from pathlib import Path
@@ -38,14 +38,12 @@ def test_run_solves_into_sqlite_and_writes_results(tmp_path: Path) -> None:
     assert "time per problem" in result.stdout and "problems           2" in result.stdout
 
 
-def test_run_leaves_its_jobs_and_costs_in_the_local_database(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'local.db'}"
-    result = run(str(EXAMPLES), *TINY, "--max-tokens", "4", "--limit", "1", "--db", url)
+def test_run_works_on_postgres_too(db_url: str) -> None:
+    result = run(str(EXAMPLES), *TINY, "--max-tokens", "4", "--limit", "1", "--db", db_url)
     assert result.exit_code == 0, result.output
-    with Session(get_engine(url)) as session:
+    with Session(get_engine(db_url)) as session:
         [job] = session.exec(select(Job)).all()
         cost = session.get(JobCost, job.id)
-    get_engine(url).dispose()
     assert (job.state, job.worker) == ("succeeded", "embedded")
     assert cost is not None and cost.completion_tokens > 0
 
