@@ -227,7 +227,7 @@ def step_verdicts(text: str) -> list[bool]:
     return verdicts
 
 
-@lru_cache(maxsize=65_536)
+@lru_cache(maxsize=4096)  # steps repeat across beams; bounded memory
 def score_step(text: str) -> float:
     """1.0 when every checkable claim holds, 0.0 when any is false, 0.5 when none."""
     verdicts = step_verdicts(text)
