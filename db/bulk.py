@@ -39,7 +39,7 @@ def insert_ignoring_conflicts(session: Session, table: Table, rows: Sequence[dic
         _insert_unnest(session, table, rows)
         return
     statement = sqlite.insert(table).on_conflict_do_nothing()
-    session.exec(statement, params=list(rows))  # type: ignore[call-overload]
+    session.exec(statement, params=list(rows))
 
 
 def _insert_unnest(session: Session, table: Table, rows: Sequence[dict[str, Any]]) -> None:

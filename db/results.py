@@ -6,7 +6,8 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from sqlmodel import Session, col, select
+from sqlalchemy import Table
+from sqlmodel import Session, SQLModel, col, select
 
 from db.bulk import insert_ignoring_conflicts
 from db.jobs import Claim, finish_job
@@ -63,11 +64,15 @@ def result_rows(
         for n, idx in result.curve.items()
     ]
     return {
-        TraceNode.__table__: nodes,
-        Candidate.__table__: candidates,
-        BudgetPoint.__table__: curve,
-        JobCost.__table__: [{"job_id": job_id, **asdict(cost)}],
+        _table(TraceNode): nodes,
+        _table(Candidate): candidates,
+        _table(BudgetPoint): curve,
+        _table(JobCost): [{"job_id": job_id, **asdict(cost)}],
     }
+
+
+def _table(model: type[SQLModel]) -> Table:
+    return model.__table__  # type: ignore[attr-defined]
 
 
 def store_result(

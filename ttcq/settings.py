@@ -52,7 +52,7 @@ class Settings(BaseSettings):
         return self
 
     def token_owners(self) -> dict[str, str]:
-        return dict(pair.split(":", 1) for pair in self.api_tokens)  # type: ignore[misc]
+        return dict(pair.split(":", 1) for pair in self.api_tokens)
 
 
 @lru_cache
