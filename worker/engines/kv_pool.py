@@ -41,6 +41,7 @@ class KVPool:
     def __init__(self, model: Any, *, n_ctx: int, n_seq: int, n_batch: int, n_threads: int):
         import llama_cpp
         from llama_cpp import _internals
+        from llama_cpp._utils import suppress_stdout_stderr
 
         self._llama_cpp = llama_cpp
         params = llama_cpp.llama_context_default_params()
@@ -49,7 +50,10 @@ class KVPool:
         params.n_seq_max = n_seq
         params.kv_unified = True
         params.n_threads = params.n_threads_batch = n_threads
-        self._ctx = _internals.LlamaContext(model=model, params=params, verbose=False)
+        # A unified cache longer than the training context draws a warning on stderr; no
+        # sequence grows past the engine's own n_ctx, so it does not apply.
+        with suppress_stdout_stderr(disable=False):
+            self._ctx = _internals.LlamaContext(model=model, params=params, verbose=False)
         self._batch = _internals.LlamaBatch(n_tokens=n_batch, embd=0, n_seq_max=1, verbose=False)
         self.n_ctx, self.n_seq, self.n_batch = n_ctx, n_seq, n_batch
         self._n_vocab = model.n_vocab()

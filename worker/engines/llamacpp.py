@@ -6,7 +6,6 @@ share the KV cells of their common prefix (see kv_pool.py). Sampling is done her
 generator seeded per sample, so every branch is reproducible on its own."""
 
 import importlib.util
-import logging
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -74,11 +73,6 @@ class _Slot:
 class LlamaCppEngine:
     def __init__(self, model_path: str = "", n_ctx: int = 4096, n_threads: int | None = None):
         from llama_cpp import Llama  # imported here: building it is optional for the API
-        from llama_cpp._logger import logger as llama_logger
-
-        # llama.cpp warns on stderr about every context it makes (and about a full cache,
-        # which the pool handles); errors still show.
-        llama_logger.setLevel(logging.ERROR)
 
         path = model_path or default_model_path()
         if not os.path.exists(path):
