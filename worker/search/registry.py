@@ -3,7 +3,9 @@
 from collections.abc import Callable
 
 from worker.engines.base import Engine
+from worker.search.beam import beam_search, lookahead_search
 from worker.search.config import SearchConfig
+from worker.search.dvts import dvts
 from worker.search.refine import self_refine
 from worker.search.sampling import best_of_n, majority, weighted_best_of_n
 from worker.search.types import Problem, SearchResult
@@ -15,6 +17,9 @@ STRATEGIES: dict[str, Strategy] = {
     "majority": majority,
     "best_of_n": best_of_n,
     "weighted_best_of_n": weighted_best_of_n,
+    "beam_search": beam_search,
+    "dvts": dvts,
+    "lookahead": lookahead_search,
     "self_refine": self_refine,
 }
 
