@@ -201,3 +201,24 @@ def test_solve_task_retries_while_the_database_is_unreachable(
 def test_worker_refuses_to_start_without_its_model(tmp_path: Path) -> None:
     with pytest.raises(SystemExit, match="model file not found"):
         check_model(Settings(model_path=str(tmp_path / "missing.gguf")))
+
+
+def test_lease_keeper_outlasts_a_passing_database_error(sessions: SessionFactory) -> None:
+    [job_id] = make_batch(sessions)
+    with sessions() as session:
+        claim = claim_job(session=session, job_id=job_id, worker="w1", lease_seconds=5,
+                          max_attempts=3)
+    assert claim is not None
+    first_lease = job_of(sessions, job_id).lease_until
+    outages = iter([True])
+
+    def flaky_sessions() -> AbstractContextManager[Session]:
+        if next(outages, False):
+            raise DBOperationalError("UPDATE job", {}, Exception("connection reset"))
+        return sessions()
+
+    with LeaseKeeper(flaky_sessions, claim, lease_seconds=5, every=0.05) as keeper:
+        time.sleep(0.3)
+        keeper.check()  # one failed renewal is no lost lease
+    later_lease = job_of(sessions, job_id).lease_until
+    assert first_lease is not None and later_lease is not None and later_lease > first_lease

@@ -137,10 +137,7 @@ def process_job(
     except JobCancelled:
         return _finish(sessions, claim, JobState.cancelled, "cancelled while running")
     except TransientEngineError as error:
-        with sessions() as session:
-            requeued = release_job(session=session, claim=claim, error=f"transient: {error}",
-                                   max_attempts=max_attempts)
-        if requeued:
+        if _release(sessions, claim, error, max_attempts):
             raise
         return "failed"
     except Exception:  # a bug or a bad problem: record it on the job, do not retry
@@ -150,6 +147,14 @@ def process_job(
         stored = store_result(session=session, claim=claim, gold=problem.gold,
                               result=result, cost=cost)
     return "succeeded" if stored else "lost"
+
+
+def _release(
+    sessions: SessionFactory, claim: Claim, error: Exception, max_attempts: int
+) -> bool:
+    with sessions() as session:
+        return release_job(session=session, claim=claim, error=f"transient: {error}",
+                           max_attempts=max_attempts)
 
 
 def _finish(sessions: SessionFactory, claim: Claim, state: JobState, error: str) -> Outcome:
