@@ -50,7 +50,9 @@ class SearchRun:
     def generate(self, requests: Sequence[GenerationRequest]) -> list[list[Completion]]:
         return self.engine.generate(requests)
 
-    def score(self, paths: Sequence[Sequence[str]], *, last_only: bool = False) -> list[list[float]]:
+    def score(
+        self, paths: Sequence[Sequence[str]], *, last_only: bool = False
+    ) -> list[list[float]]:
         """Step scores from the verifier; its tokens are counted as verification."""
         if not paths:
             return []

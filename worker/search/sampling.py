@@ -59,12 +59,16 @@ def sample_candidates(run: SearchRun, *, score: bool) -> list[Candidate]:
     return candidates
 
 
-def majority(problem: Problem, config: SearchConfig, engine: Engine, verifier: Verifier) -> SearchResult:
+def majority(
+    problem: Problem, config: SearchConfig, engine: Engine, verifier: Verifier
+) -> SearchResult:
     run = SearchRun(problem, config, engine, verifier)
     return run.finish(sample_candidates(run, score=False))
 
 
-def best_of_n(problem: Problem, config: SearchConfig, engine: Engine, verifier: Verifier) -> SearchResult:
+def best_of_n(
+    problem: Problem, config: SearchConfig, engine: Engine, verifier: Verifier
+) -> SearchResult:
     run = SearchRun(problem, config, engine, verifier)
     return run.finish(sample_candidates(run, score=True))
 
