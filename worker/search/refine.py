@@ -42,9 +42,9 @@ def _record(run: SearchRun, parent: TraceNode, completion: Completion) -> Attemp
 def _revise(run: SearchRun, previous: Attempt, round_: int) -> Attempt:
     """Critique the previous attempt, then rewrite it given the critique."""
     c, problem = run.config, run.problem.text
-    # A critique is commentary, not a solution: one step's worth of tokens is enough.
     shown = previous.completion.text
     critique_prompt = run.chat([problem, CRITIQUE_ASK], [shown])
+    # A critique is commentary, not a solution: one step's worth of tokens is enough.
     critique = _generate(run, critique_prompt, c.max_step_tokens, seed=2 * round_ - 1)
     critique_node = run.trace.add(previous.leaf, "critique", critique.text, critique)
     rewrite_prompt = run.chat([problem, CRITIQUE_ASK, REWRITE_ASK], [shown, critique.text])
