@@ -136,3 +136,10 @@ def test_solve_task_is_registered_on_its_own_app_only(db_url: str, redis_url: st
     assert "ttcq.solve" not in enqueue_only.tasks  # a shared task would leak into every app
     worker_app.close()
     enqueue_only.close()
+
+
+def test_celery_app_delivers_at_least_once(db_url: str, redis_url: str) -> None:
+    conf = make_celery(worker_settings(db_url, redis_url)).conf
+    assert (conf.task_acks_late, conf.task_reject_on_worker_lost) == (True, True)
+    assert conf.worker_prefetch_multiplier == 1
+    assert conf.broker_transport_options["visibility_timeout"] > conf.task_time_limit

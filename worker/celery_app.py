@@ -28,6 +28,9 @@ def make_celery(settings: Settings | None = None) -> Celery:
         broker_connection_retry_on_startup=True,
         task_default_queue=DEFAULT_QUEUE,
         task_ignore_result=True,
+        # Keep a search running through a broker blip (Celery 6 would cancel it): if its ack
+        # is lost, Redis redelivers the message later and the claim skips the finished job.
+        worker_cancel_long_running_tasks_on_connection_loss=False,
         worker_hijack_root_logger=False,
     )
     return app
