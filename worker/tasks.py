@@ -72,10 +72,8 @@ def register_tasks(
         try:
             outcome = solve_job(job_id=uuid.UUID(job_id), engine=engine(), worker_name=worker_name)
         except RETRIED as error:
-            # After an engine error process_job put the row back to 'queued' (the reaper only
-            # touches 'running' rows), so this retry is the job's one message. After a database
-            # error the row is 'queued' (never claimed: the message must not be lost) or
-            # leased (the retry is skipped and the reaper takes over). A duplicate loses the claim.
+            # The row is 'queued' (released, or never claimed), which the reaper leaves alone:
+            # this retry is its one message. If still leased, the retry's claim loses.
             logger.warning("job %s: %s, retrying", job_id, error)
             raise task.retry(exc=error, countdown=backoff_seconds(task.request.retries)) from error
         logger.info("job %s: %s", job_id, outcome)
