@@ -43,12 +43,14 @@ def test_more_samples_than_a_wave_all_come_back_in_order(engine: LlamaCppEngine)
 
 def test_idle_sequences_are_evicted_when_the_cache_fills() -> None:
     small = LlamaCppEngine(n_ctx=256)  # the pool holds 4 x 256 cells
-    params = SamplingParams(max_tokens=24, seed=1, temperature=1.0)
-    for i in range(6):  # about 300 cells per problem: the pool fills at the fourth
-        prompt = _prompt(small, f"Problem {i}: add {i} and {i + 1}.")
+    params = SamplingParams(max_tokens=32, seed=1, temperature=1.0)
+    prompts = [_prompt(small, f"Problem {i}: add {i} and {i + 1}.") for i in range(9)]
+    for prompt in prompts:  # up to 180 cells per problem: the pool fills at about the sixth
         out = small.generate([GenerationRequest(prompt, params, n=4)])
         assert all(c.completion_tokens > 0 for c in out[0])
-    assert sum(len(tokens) for tokens in small.pool.held.values()) <= small.pool.n_ctx
+    held = [tuple(tokens) for tokens in small.pool.held.values()]
+    assert not any(tokens[: len(prompts[0])] == prompts[0] for tokens in held)  # evicted
+    assert any(tokens[: len(prompts[-1])] == prompts[-1] for tokens in held)
 
 
 def test_a_wave_too_large_for_the_cache_is_an_engine_error() -> None:
