@@ -19,11 +19,11 @@ def dvts(
     m = config.beam_width
     tips = [tree.root(group=g) for g in range(config.n // m)]
     while tips:
-        children = [b for kids in tree.expand(tips, [m] * len(tips)) for b in kids]
-        scored = tree.score(children)
+        children = tree.expand(tips, [m] * len(tips))
+        scored = tree.score([b for kids in children for b in kids])
         tips = [
             tip
-            for siblings in regroup(scored, [m] * len(tips))
+            for siblings in regroup(scored, [len(kids) for kids in children])
             if (tip := _keep_best(tree, siblings)) is not None
         ]
     return tree.run.finish(tree.candidates, group_size=m)
