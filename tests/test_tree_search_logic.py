@@ -245,3 +245,15 @@ def test_lookahead_scores_a_step_through_its_greedy_continuation() -> None:
     extra = [c for c in result.candidates if result.trace.nodes[c.leaf_id].kind == "lookahead"]
     assert [(c.answer, c.finish, c.step_scores) for c in extra] == [("3", "stop", [0.8])]
     assert result.trace.usage().completion_tokens == result.generation.completion_tokens
+
+
+def test_dvts_lookahead_answers_join_their_subtree() -> None:
+    engine = ScriptedEngine(_by_seed(
+        {0: "a q=0.1\n\n", 1: "b q=0.9\n\n", 4: "\\boxed{2} q=0.5<eos>", 5: "e q=0.4<eos>"},
+        greedy={"a q=0.1": "la \\boxed{4} q=0.8\n\n", "b q=0.9": "lb q=0.2\n\n"},
+    ))
+    result = dvts(Problem("p"), _config("dvts", n=2, lookahead=1), engine, TagVerifier())
+    kinds = [result.trace.nodes[c.leaf_id].kind for c in result.candidates]
+    assert [(c.group, c.answer) for c in result.candidates] == [(0, "4"), (0, "2")]
+    assert kinds == ["lookahead", "step"]  # one chosen path, plus the paid-for answer
+    assert _node(result, "b").status == "pruned" and _node(result, "e").status == "pruned"

@@ -13,8 +13,9 @@ def dvts(
     problem: Problem, config: SearchConfig, engine: Engine, verifier: Verifier
 ) -> SearchResult:
     """One candidate per subtree, its chosen path, finished or truncated; siblings that
-    lost are pruned, never returned. Subtree g is candidate group g, so the budget
-    curve reads n = M, 2M, 4M, ... N from one run."""
+    lost are pruned, never returned (with lookahead, a greedy continuation that reached
+    an answer joins its subtree as an extra candidate). Subtree g is candidate group g,
+    so the budget curve reads n = M, 2M, 4M, ... N from one run."""
     tree = TreeSearch(SearchRun(problem, config, engine, verifier))
     m = config.beam_width
     tips = [tree.root(group=g) for g in range(config.n // m)]
