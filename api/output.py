@@ -6,13 +6,12 @@ import csv
 import json
 import sys
 from collections.abc import Iterable
-from dataclasses import fields
 from pathlib import Path
 from typing import IO, Any
 
-from db.results import CostRecord
+from db.models import JobCostBase
 
-COST_FIELDS = [f.name for f in fields(CostRecord)]
+COST_FIELDS = list(JobCostBase.model_fields)
 NESTED = ("candidates", "budget_curve", "meta")
 SUFFIXES = (".jsonl", ".csv", ".parquet")
 

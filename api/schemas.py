@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from db.models import Batch
+from db.models import Batch, JobCostBase
 from db.queries_api import Progress
 
 PROBLEMS_DOC = (
@@ -96,17 +96,8 @@ class CandidatePublic(_FromRow):
     correct: bool | None
 
 
-class CostPublic(_FromRow):
-    prompt_tokens: int
-    cached_tokens: int
-    completion_tokens: int
-    verifier_tokens: int
-    verifier_cached_tokens: int
-    engine_calls: int
-    verifier_calls: int
-    wall_seconds: float
-    engine_seconds: float
-    flops: float
+class CostPublic(JobCostBase):
+    """What one job cost (the job_cost row without its key)."""
 
 
 class JobPublic(_FromRow):

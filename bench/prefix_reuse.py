@@ -10,8 +10,9 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from worker.engines.base import Completion, Engine, GenerationRequest, TokenLogprobs
+from worker.engines.base import Completion, Engine, GenerationRequest
 from worker.engines.llamacpp import LlamaCppEngine
+from worker.engines.wrapper import EngineWrapper
 from worker.search.config import make_config
 from worker.search.registry import run_search
 from worker.search.types import Problem
@@ -44,24 +45,15 @@ class PrefixTrie:
             node = node.setdefault(t, {})
 
 
-class IdealCacheMeter:
+class IdealCacheMeter(EngineWrapper):
     """Passes calls to the engine and counts what an ideal cache would recompute: per
     sample, the prompt tokens no earlier prompt or output covered (at least the last one,
     whose logits are needed, as SGLang and llama.cpp both do)."""
 
     def __init__(self, engine: Engine):
-        self.inner, self.info = engine, engine.info
+        super().__init__(engine)
         self.trie = PrefixTrie()
         self.ideal = 0
-
-    def tokenize(self, text: str) -> list[int]:
-        return self.inner.tokenize(text)
-
-    def detokenize(self, token_ids: Sequence[int]) -> str:
-        return self.inner.detokenize(token_ids)
-
-    def chat_prompt(self, messages: Sequence[dict[str, str]]) -> list[int]:
-        return self.inner.chat_prompt(messages)
 
     def reset(self) -> None:
         self.inner.reset()
@@ -77,11 +69,6 @@ class IdealCacheMeter:
             for c in samples:
                 self.trie.insert(tuple(r.prompt_ids) + tuple(c.token_ids))
         return results
-
-    def next_token_logprobs(
-        self, prompts: Sequence[Sequence[int]], token_ids: Sequence[int]
-    ) -> list[TokenLogprobs]:
-        return self.inner.next_token_logprobs(prompts, token_ids)
 
 
 def problems() -> list[Problem]:

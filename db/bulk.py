@@ -32,7 +32,9 @@ def _pg_value(column: Any, value: Any) -> Any:
     return value
 
 
-def insert_ignoring_conflicts(session: Session, table: Table, rows: Sequence[dict[str, Any]]) -> None:
+def insert_ignoring_conflicts(
+    session: Session, table: Table, rows: Sequence[dict[str, Any]]
+) -> None:
     if not rows:
         return
     if session.get_bind().dialect.name == "postgresql":

@@ -100,10 +100,9 @@ class Candidate(SQLModel, table=True):
     correct: bool | None = None
 
 
-class JobCost(SQLModel, table=True):
-    __tablename__ = "job_cost"
+class JobCostBase(SQLModel):
+    """What one job cost: generation and verifier tokens, calls, time and FLOPs."""
 
-    job_id: uuid.UUID = Field(foreign_key="job.id", primary_key=True, ondelete="CASCADE")
     prompt_tokens: int = 0
     cached_tokens: int = 0
     completion_tokens: int = 0
@@ -114,6 +113,12 @@ class JobCost(SQLModel, table=True):
     wall_seconds: float = 0.0
     engine_seconds: float = 0.0
     flops: float = 0.0
+
+
+class JobCost(JobCostBase, table=True):
+    __tablename__ = "job_cost"
+
+    job_id: uuid.UUID = Field(foreign_key="job.id", primary_key=True, ondelete="CASCADE")
 
 
 class BudgetPoint(SQLModel, table=True):

@@ -3,7 +3,6 @@ and reading results back."""
 
 import uuid
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
 from typing import Any
 
 from sqlalchemy import Table
@@ -11,27 +10,13 @@ from sqlmodel import Session, SQLModel, col, select
 
 from db.bulk import insert_ignoring_conflicts
 from db.jobs import Claim, finish_job
-from db.models import BudgetPoint, Candidate, Job, JobCost, JobState, TraceNode
+from db.models import BudgetPoint, Candidate, Job, JobCost, JobCostBase, JobState, TraceNode
 from worker.search.answers import is_correct
 from worker.search.types import SearchResult
 
 
-@dataclass(frozen=True)
-class CostRecord:
-    prompt_tokens: int
-    cached_tokens: int
-    completion_tokens: int
-    verifier_tokens: int
-    verifier_cached_tokens: int
-    engine_calls: int
-    verifier_calls: int
-    wall_seconds: float
-    engine_seconds: float
-    flops: float
-
-
 def result_rows(
-    job_id: uuid.UUID, gold: str | None, result: SearchResult, cost: CostRecord
+    job_id: uuid.UUID, gold: str | None, result: SearchResult, cost: JobCostBase
 ) -> dict[Any, list[dict[str, Any]]]:
     """Rows per table for one solved job."""
     nodes = [
@@ -67,7 +52,7 @@ def result_rows(
         _table(TraceNode): nodes,
         _table(Candidate): candidates,
         _table(BudgetPoint): curve,
-        _table(JobCost): [{"job_id": job_id, **asdict(cost)}],
+        _table(JobCost): [{"job_id": job_id, **cost.model_dump()}],
     }
 
 
@@ -76,7 +61,7 @@ def _table(model: type[SQLModel]) -> Table:
 
 
 def store_result(
-    *, session: Session, claim: Claim, gold: str | None, result: SearchResult, cost: CostRecord
+    *, session: Session, claim: Claim, gold: str | None, result: SearchResult, cost: JobCostBase
 ) -> bool:
     """Mark our job succeeded and write its rows, all or nothing. False (nothing written)
     if the job is no longer ours: a reaper gave it to another worker, or it was cancelled."""

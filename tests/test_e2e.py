@@ -18,7 +18,8 @@ from sqlmodel import select
 from api.app import create_app
 from api.client import Client
 from db.models import Job
-from tests.utils.jobs import PROBLEMS, RecordingEngine, stored_tokens, wait_for
+from tests.utils.jobs import PROBLEMS, stored_tokens, wait_for
+from tests.utils.recording import RecordingEngine
 from ttcq.settings import DEV_TOKEN, Settings
 from worker.engines.llamacpp import LlamaCppEngine
 from worker.main import create_worker_app

@@ -19,7 +19,8 @@ from sqlmodel import Session, col
 from db.batches import cancel_batch
 from db.jobs import claim_job
 from db.models import Candidate, Job, JobCost, JobState, utcnow
-from tests.utils.jobs import RecordingEngine, count_rows, job_of, make_batch
+from tests.utils.jobs import count_rows, job_of, make_batch
+from tests.utils.recording import RecordingEngine
 from ttcq.settings import Settings
 from worker.celery_app import make_celery
 from worker.engines.base import Completion, GenerationRequest, TransientEngineError
@@ -64,7 +65,7 @@ def test_cancelling_a_running_batch_stops_its_job_at_the_next_engine_call(
 
     hooked = HookedEngine(engine, cancel)
     assert _process(sessions, job_id, hooked) == "cancelled"
-    assert (hooked.usage.calls, hooked.logprob_calls) == (1, 0)  # the verifier never ran
+    assert (hooked.generated.calls, hooked.judged.calls) == (1, 0)  # the verifier never ran
     assert job_of(sessions, job_id).state == JobState.cancelled
 
 

@@ -7,13 +7,10 @@ from typing import Any
 
 import pytest
 
+from tests.utils.recording import RecordingEngine
 from worker.engines.base import (
-    Completion,
     Engine,
-    GenerationRequest,
-    TokenLogprobs,
     Usage,
-    usage_of,
 )
 from worker.search.config import make_config
 from worker.search.registry import run_search
@@ -34,37 +31,6 @@ SETTINGS: dict[str, Any] = {
 STRATEGIES: dict[str, dict[str, Any]] = {
     "beam_search": {}, "dvts": {}, "lookahead": {"lookahead": 1},
 }
-
-
-class RecordingEngine:
-    """Test double around the real engine: keeps each generate call and its usage."""
-
-    def __init__(self, inner: Engine):
-        self.inner = inner
-        self.info = inner.info
-        self.calls: list[tuple[list[GenerationRequest], Usage]] = []
-
-    def tokenize(self, text: str) -> list[int]:
-        return self.inner.tokenize(text)
-
-    def detokenize(self, token_ids: Sequence[int]) -> str:
-        return self.inner.detokenize(token_ids)
-
-    def chat_prompt(self, messages: Sequence[dict[str, str]]) -> list[int]:
-        return self.inner.chat_prompt(messages)
-
-    def reset(self) -> None:
-        self.inner.reset()
-
-    def generate(self, requests: Sequence[GenerationRequest]) -> list[list[Completion]]:
-        results = self.inner.generate(requests)
-        self.calls.append((list(requests), usage_of([c for cs in results for c in cs])))
-        return results
-
-    def next_token_logprobs(
-        self, prompts: Sequence[Sequence[int]], token_ids: Sequence[int]
-    ) -> list[TokenLogprobs]:
-        return self.inner.next_token_logprobs(prompts, token_ids)
 
 
 class RecordingVerifier:

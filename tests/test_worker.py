@@ -12,13 +12,13 @@ from db.jobs import claim_job
 from db.models import Job, JobState, TraceNode, utcnow
 from db.results import job_candidates
 from tests.utils.jobs import (
-    RecordingEngine,
     count_rows,
     job_of,
     make_batch,
     stored_tokens,
     wait_for_state,
 )
+from tests.utils.recording import RecordingEngine
 from ttcq.settings import Settings
 from worker.celery_app import make_celery
 from worker.engines.base import Completion, GenerationRequest, TransientEngineError
@@ -92,7 +92,7 @@ def test_duplicate_messages_solve_a_job_once(
     enqueue_jobs(worker, [first, first, second])
     wait_for_state(sessions, [first, second], JobState.succeeded, SOLVE_TIMEOUT)
     assert job_of(sessions, first).attempts == 1
-    assert recording.usage.calls == 2  # majority: one engine call per job
+    assert recording.generated.calls == 2  # majority: one engine call per job
 
 
 def test_transient_engine_error_is_retried(

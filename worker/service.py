@@ -14,8 +14,8 @@ from sqlmodel import Session
 
 from db.batches import get_batch
 from db.jobs import Claim, claim_job, finish_job, get_job, release_job, renew_lease
-from db.models import JobState
-from db.results import CostRecord, store_result
+from db.models import JobCostBase, JobState
+from db.results import store_result
 from worker.engines.base import Engine, TransientEngineError
 from worker.engines.metered import MeteredEngine
 from worker.search.config import SearchConfig
@@ -35,11 +35,11 @@ class JobCancelled(Exception):
     """The job's batch was cancelled, or the job was handed to another worker."""
 
 
-def cost_record(result: SearchResult, wall_seconds: float, n_params: int) -> CostRecord:
+def cost_record(result: SearchResult, wall_seconds: float, n_params: int) -> JobCostBase:
     gen, ver = result.generation, result.verification
     computed = (gen.prompt_tokens - gen.cached_tokens + gen.completion_tokens
                 + ver.prompt_tokens - ver.cached_tokens + ver.completion_tokens)
-    return CostRecord(
+    return JobCostBase(
         prompt_tokens=gen.prompt_tokens,
         cached_tokens=gen.cached_tokens,
         completion_tokens=gen.completion_tokens,

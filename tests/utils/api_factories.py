@@ -15,8 +15,8 @@ from sqlmodel import select
 
 from api.app import create_app
 from db.jobs import claim_job
-from db.models import Job
-from db.results import CostRecord, store_result
+from db.models import Job, JobCostBase
+from db.results import store_result
 from ttcq.settings import Settings
 from worker.celery_app import DEFAULT_QUEUE
 from worker.engines.base import Usage
@@ -107,7 +107,10 @@ def _result(answers: list[str], selected: int) -> SearchResult:
 def store_solution(sessions: SessionFactory, job_id: uuid.UUID, answers: list[str],
                    selected: int = 0) -> None:
     """Finish a job as a worker would, with candidates giving these answers."""
-    cost = CostRecord(20 * len(answers), 0, 8 * len(answers), 0, 0, 1, 0, 0.5, 0.4, 1e9)
+    cost = JobCostBase(
+        prompt_tokens=20 * len(answers), completion_tokens=8 * len(answers), engine_calls=1,
+        wall_seconds=0.5, engine_seconds=0.4, flops=1e9,
+    )
     with sessions() as session:
         claim = claim_job(session=session, job_id=job_id, worker="test", lease_seconds=60,
                           max_attempts=3)

@@ -8,13 +8,15 @@ from typing import Any
 from sqlmodel import Session, col, func, select
 
 from db.batches import ProblemIn, create_batch
-from db.models import Candidate, Job, JobCost, TraceNode
-from db.results import CostRecord
-from worker.engines.base import Completion, Engine, GenerationRequest, TokenLogprobs, Usage
+from db.models import Candidate, Job, JobCost, JobCostBase, TraceNode
+from tests.utils.recording import RecordingEngine
+from worker.engines.base import Usage
 from worker.search.config import make_config
 from worker.search.types import Candidate as SearchCandidate
 from worker.search.types import SearchResult, Trace
 from worker.service import SessionFactory
+
+__all__ = ["RecordingEngine"]  # re-exported: the worker tests take it from here
 
 PROBLEMS = (
     ("A robe takes 2 bolts of blue fiber and half that much white fiber. "
@@ -93,47 +95,6 @@ def candidate_count(session: Session, job_id: uuid.UUID) -> int:
     return count_rows(session, Candidate, job_id)
 
 
-class RecordingEngine:
-    """Wraps a real engine and sums the tokens its completions reported, per call."""
-
-    def __init__(self, inner: Engine):
-        self.inner = inner
-        self.info = inner.info
-        self.usage = Usage()
-        self.logprob_calls = 0
-
-    @property
-    def tokens(self) -> Tokens:
-        return (self.usage.prompt_tokens, self.usage.cached_tokens, self.usage.completion_tokens)
-
-    def tokenize(self, text: str) -> list[int]:
-        return self.inner.tokenize(text)
-
-    def detokenize(self, token_ids: Sequence[int]) -> str:
-        return self.inner.detokenize(token_ids)
-
-    def chat_prompt(self, messages: Sequence[dict[str, str]]) -> list[int]:
-        return self.inner.chat_prompt(messages)
-
-    def reset(self) -> None:
-        self.inner.reset()
-
-    def generate(self, requests: Sequence[GenerationRequest]) -> list[list[Completion]]:
-        results = self.inner.generate(requests)
-        for completion in (c for samples in results for c in samples):
-            self.usage.prompt_tokens += completion.prompt_tokens
-            self.usage.cached_tokens += completion.cached_tokens
-            self.usage.completion_tokens += completion.completion_tokens
-        self.usage.calls += 1
-        return results
-
-    def next_token_logprobs(
-        self, prompts: Sequence[Sequence[int]], token_ids: Sequence[int]
-    ) -> list[TokenLogprobs]:
-        self.logprob_calls += 1
-        return self.inner.next_token_logprobs(prompts, token_ids)
-
-
 def synthetic_result(nodes: int = 3, n: int = 2) -> SearchResult:
     """A search result built by hand: a chain of nodes under the prompt, n candidates on
     the last ones. Enough to exercise storage without running a model."""
@@ -152,5 +113,5 @@ def synthetic_result(nodes: int = 3, n: int = 2) -> SearchResult:
                         curve={k + 1: 0 for k in range(n)})
 
 
-def zero_cost() -> CostRecord:
-    return CostRecord(0, 0, 0, 0, 0, 0, 0, 0.0, 0.0, 0.0)
+def zero_cost() -> JobCostBase:
+    return JobCostBase()

@@ -1,4 +1,5 @@
-"""An engine wrapper that records what the wrapped engine returned, to check cost sums."""
+"""A test double around a real engine: records what it returned, to check cost sums
+independently of the MeteredEngine a search puts around it."""
 
 from collections.abc import Sequence
 
@@ -10,34 +11,27 @@ from worker.engines.base import (
     Usage,
     usage_of,
 )
+from worker.engines.wrapper import EngineWrapper
 
 
-class RecordingEngine:
-    """Passes every call through and sums the usage of what came back, independently of
-    the MeteredEngine a search puts around it."""
-
+class RecordingEngine(EngineWrapper):
     def __init__(self, engine: Engine):
-        self.inner = engine
-        self.info = engine.info
+        super().__init__(engine)
+        self.calls: list[tuple[list[GenerationRequest], Usage]] = []
         self.generated = Usage()
         self.judged = Usage()
 
-    def tokenize(self, text: str) -> list[int]:
-        return self.inner.tokenize(text)
-
-    def detokenize(self, token_ids: Sequence[int]) -> str:
-        return self.inner.detokenize(token_ids)
-
-    def chat_prompt(self, messages: Sequence[dict[str, str]]) -> list[int]:
-        return self.inner.chat_prompt(messages)
-
-    def reset(self) -> None:
-        self.inner.reset()
+    @property
+    def tokens(self) -> tuple[int, int, int]:
+        """(prompt, cached, completion) tokens over every generate call."""
+        g = self.generated
+        return (g.prompt_tokens, g.cached_tokens, g.completion_tokens)
 
     def generate(self, requests: Sequence[GenerationRequest]) -> list[list[Completion]]:
         results = self.inner.generate(requests)
         call = usage_of([c for samples in results for c in samples])
         call.calls = 1
+        self.calls.append((list(requests), call))
         self.generated.add(call)
         return results
 
