@@ -28,7 +28,7 @@ from db.batches import ProblemIn
 from db.models import Batch
 from db.session import session_scope
 from ttcq.settings import Settings
-from worker.queue import enqueue_jobs
+from worker.queue import enqueue_jobs, queue_for
 from worker.search.config import ConfigError, SearchConfig, make_config
 
 router = APIRouter(prefix="/v1")
@@ -61,7 +61,7 @@ def _store_and_enqueue(
     )
     # Enqueue only after the commit, so a worker never receives a job it cannot read yet.
     try:
-        enqueue_jobs(celery, job_ids, priority=options.priority)
+        enqueue_jobs(celery, job_ids, priority=options.priority, queue=queue_for(options.model))
     except OperationalError as error:
         # A batch left queued with no messages would never run: cancel it and say so.
         log.error("enqueue failed for batch %s: %s", batch.id, error)

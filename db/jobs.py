@@ -127,10 +127,14 @@ def reap_expired(
     return list(requeued)
 
 
-def batch_priorities(*, session: Session, job_ids: list[uuid.UUID]) -> dict[uuid.UUID, int]:
-    """Each job's batch priority, to re-enqueue reaped jobs where they were."""
-    query = select(Job.id, Batch.priority).join(Batch).where(col(Job.id).in_(job_ids))
-    return dict(session.exec(query).all())
+def batch_routes(
+    *, session: Session, job_ids: list[uuid.UUID]
+) -> dict[uuid.UUID, tuple[int, str]]:
+    """Each job's batch (priority, model), to re-enqueue reaped jobs where they were."""
+    query = (
+        select(Job.id, Batch.priority, Batch.model).join(Batch).where(col(Job.id).in_(job_ids))
+    )
+    return {job_id: (priority, model) for job_id, priority, model in session.exec(query)}
 
 
 def get_job(*, session: Session, job_id: uuid.UUID) -> Job | None:

@@ -86,6 +86,13 @@ def test_json_submission_enqueues_one_message_per_job(client: httpx.Client, redi
     assert queued_messages(redis_url) == 3
 
 
+def test_a_batch_for_a_model_goes_to_that_model_queue(
+    client: httpx.Client, redis_url: str
+) -> None:
+    submit(client, model="qwen-1.5b")
+    assert (queued_messages(redis_url, "qwen-1.5b"), queued_messages(redis_url)) == (3, 0)
+
+
 def test_upload_enqueues_one_message_per_job(client: httpx.Client, redis_url: str) -> None:
     data = "".join(json.dumps(p) + "\n" for p in PROBLEMS).encode()
     response = client.post("/v1/batches/upload", files={"file": ("set.jsonl", data)},

@@ -165,6 +165,18 @@ def test_reap_once_enqueues_expired_jobs_at_their_batch_priority(
     assert (headers["task"], headers["argsrepr"]) == ("ttcq.solve", repr([str(job_id)]))
 
 
+def test_reap_once_enqueues_on_the_queue_of_the_batch_model(
+    sessions: SessionFactory, db_url: str, redis_url: str
+) -> None:
+    [job_id] = make_batch(sessions, model="smollm2-135m")
+    _expired_claim(sessions, job_id)
+    app: Celery = make_celery(Settings(database_url=db_url, redis_url=redis_url))
+    reap_once(sessions=sessions, app=app, max_attempts=3)
+    app.close()
+    [(key, [_message])] = _queued_messages(redis_url).items()
+    assert key.startswith("smollm2-135m")  # not the default queue: no other model's worker
+
+
 def test_reap_once_with_redis_away_leaves_the_jobs_for_the_next_round(
     sessions: SessionFactory, db_url: str
 ) -> None:

@@ -21,13 +21,12 @@ def create_worker_app(
     settings: Settings | None = None,
     *,
     engine_factory: EngineFactory | None = None,
-    queue: str = DEFAULT_QUEUE,
 ) -> Celery:
     """The Celery app of a worker: the solve task, and a reaper running beside it."""
     settings = settings or get_settings()
     app = make_celery(settings)
     register_tasks(app, settings=settings, engine_factory=engine_factory)
-    install_reaper(app, settings=settings, queue=queue)
+    install_reaper(app, settings=settings)
     return app
 
 
@@ -48,7 +47,7 @@ def run_worker(concurrency: int = 1, queue: str = DEFAULT_QUEUE, loglevel: str =
     logging.basicConfig(level=loglevel.upper(), format=LOG_FORMAT)
     settings = get_settings()
     check_model(settings)
-    app = create_worker_app(settings, queue=queue)
+    app = create_worker_app(settings)
     worker = app.Worker(
         concurrency=concurrency,
         queues=[queue],

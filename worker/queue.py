@@ -8,6 +8,11 @@ from celery import Celery
 from worker.celery_app import DEFAULT_QUEUE, SOLVE_TASK
 
 
+def queue_for(model: str) -> str:
+    """One Celery queue per model, so a job only reaches workers serving its model."""
+    return model or DEFAULT_QUEUE
+
+
 def celery_priority(priority: int) -> int:
     """Our priority (higher runs first, clamped to 0..9) as Redis priority (0 runs first)."""
     return 9 - min(max(priority, 0), 9)

@@ -12,19 +12,19 @@ from celery import Celery, bootsteps
 from sqlalchemy.pool import NullPool
 from sqlmodel import Session, create_engine
 
-from db.jobs import batch_priorities, reap_expired
+from db.jobs import batch_routes, reap_expired
 from ttcq.settings import Settings
-from worker.celery_app import DEFAULT_QUEUE
-from worker.queue import enqueue_jobs
+from worker.queue import enqueue_jobs, queue_for
 from worker.service import SessionFactory
 
 logger = logging.getLogger(__name__)
 
 
 def reap_once(
-    *, sessions: SessionFactory, app: Celery, max_attempts: int, queue: str = DEFAULT_QUEUE
+    *, sessions: SessionFactory, app: Celery, max_attempts: int
 ) -> list[uuid.UUID]:
-    """Requeue expired jobs and enqueue them; returns the ids enqueued.
+    """Requeue expired jobs and enqueue them on their model's queue, at their batch's
+    priority; returns the ids enqueued.
 
     The messages go out before the commit: a claim takes an expired job as readily as a
     queued one, so an early message is harmless, and if Redis is away the rollback leaves
@@ -32,32 +32,28 @@ def reap_once(
     with sessions() as session:
         ids = reap_expired(session=session, max_attempts=max_attempts)
         if ids:
-            priorities = batch_priorities(session=session, job_ids=ids)
-            _enqueue_by_priority(app, ids, priorities, queue)
+            _enqueue_by_route(app, batch_routes(session=session, job_ids=ids))
             logger.warning("requeued %d jobs whose lease expired", len(ids))
         session.commit()
     return ids
 
 
-def _enqueue_by_priority(
-    app: Celery, ids: list[uuid.UUID], priorities: dict[uuid.UUID, int], queue: str
-) -> None:
-    by_priority: dict[int, list[uuid.UUID]] = defaultdict(list)
-    for job_id in ids:
-        by_priority[priorities.get(job_id, 0)].append(job_id)
-    for priority, job_ids in by_priority.items():
-        enqueue_jobs(app, job_ids, priority=priority, queue=queue)
+def _enqueue_by_route(app: Celery, routes: dict[uuid.UUID, tuple[int, str]]) -> None:
+    by_route: dict[tuple[int, str], list[uuid.UUID]] = defaultdict(list)
+    for job_id, route in routes.items():
+        by_route[route].append(job_id)
+    for (priority, model), job_ids in by_route.items():
+        enqueue_jobs(app, job_ids, priority=priority, queue=queue_for(model))
 
 
 class Reaper:
     """Calls reap_once every interval on a daemon thread until stopped."""
 
     def __init__(
-        self, *, app: Celery, sessions: SessionFactory, interval: float, max_attempts: int,
-        queue: str = DEFAULT_QUEUE,
+        self, *, app: Celery, sessions: SessionFactory, interval: float, max_attempts: int
     ):
         self._app, self._sessions, self._interval = app, sessions, interval
-        self._max_attempts, self._queue = max_attempts, queue
+        self._max_attempts = max_attempts
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="ttcq-reaper", daemon=True)
 
@@ -73,7 +69,7 @@ class Reaper:
         while not self._stop.wait(self._interval):
             try:
                 reap_once(sessions=self._sessions, app=self._app,
-                          max_attempts=self._max_attempts, queue=self._queue)
+                          max_attempts=self._max_attempts)
             except Exception:  # the database or Redis is away: try again next round
                 logger.exception("reaper round failed")
 
@@ -86,8 +82,7 @@ def reaper_sessions(url: str) -> SessionFactory:
 
 
 def install_reaper(
-    app: Celery, *, settings: Settings, sessions: SessionFactory | None = None,
-    queue: str = DEFAULT_QUEUE,
+    app: Celery, *, settings: Settings, sessions: SessionFactory | None = None
 ) -> None:
     """Run a Reaper in every worker started from app, for as long as the worker runs.
     A worker bootstep rather than the worker_ready signal: steps belong to one app (signals
@@ -98,7 +93,7 @@ def install_reaper(
         requires = {"celery.worker.components:Pool"}
 
         def create(self, parent: object) -> Reaper:
-            return Reaper(app=app, sessions=reaper_sessions_, queue=queue,
+            return Reaper(app=app, sessions=reaper_sessions_,
                           interval=settings.reaper_interval_seconds,
                           max_attempts=settings.max_attempts)
 

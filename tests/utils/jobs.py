@@ -27,7 +27,8 @@ PROBLEMS = (
 
 
 def make_batch(
-    sessions: SessionFactory, *, problems: int = 1, priority: int = 0, **config: Any
+    sessions: SessionFactory, *, problems: int = 1, priority: int = 0, model: str = "",
+    **config: Any,
 ) -> list[uuid.UUID]:
     """A stored batch of the first few PROBLEMS; returns its job ids in line order."""
     values = {"strategy": "majority", "n": 2, "max_tokens": 32, "verifier": "none", **config}
@@ -38,7 +39,7 @@ def make_batch(
     with sessions() as session:
         _, ids = create_batch(
             session=session, owner="tester", config=make_config(**values).model_dump(),
-            problems=rows, priority=priority,
+            problems=rows, priority=priority, model=model,
         )
     return ids
 
