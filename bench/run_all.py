@@ -5,9 +5,12 @@ import json
 import platform
 import time
 from pathlib import Path
+from typing import cast
 
+import control_plane
 import prefix_reuse
 import search_overhead
+import trace_storage
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -34,15 +37,53 @@ REUSE_COLUMNS = [
     ("wall s", "wall_s"),
 ]
 
+TRACE_COLUMNS = [
+    ("N", "n"), ("nodes", "trace_nodes"), ("ttcq rows/s", "ttcq_rows_per_s"),
+    ("COPY rows/s", "copy_rows_per_s"), ("ttcq/COPY", "ttcq_over_copy"), ("ttcq ms", "ttcq_ms"),
+    ("COPY ms", "copy_ms"), ("statements", "ttcq_statements_per_trace"),
+    ("store_result rows", "store_result_rows"),
+    ("store_result statements", "store_result_statements"),
+    ("store_result ms", "store_result_ms"),
+]
+CONTROL_COLUMNS = [
+    ("problems/round", "problems"), ("rounds", "rounds"),
+    ("ttcq problems/s", "ttcq_problems_per_s"), ("no-op tasks/s", "noop_tasks_per_s"),
+    ("ttcq/no-op", "ttcq_over_noop"),
+]
+STAGE_COLUMNS = [
+    ("side", "side"), ("wall", "wall"), ("submit", "submit"), ("claim", "claim"),
+    ("search", "search"), ("store", "store"), ("task other", "task_other"),
+    ("in task", "task"), ("outside task", "outside_task"),
+]
+
+
+def stage_rows(control: dict[str, object]) -> list[dict[str, object]]:
+    """Microseconds per problem (per task for the no-op), "-" where a side has no stage."""
+    blank: dict[str, object] = {key: "-" for _, key in STAGE_COLUMNS}
+    sides = [("ttcq", "ttcq_us_per_problem"), ("no-op", "noop_us_per_task")]
+    return [{**blank, **cast(dict[str, object], control[key]), "side": side}
+            for side, key in sides]
+
 
 def main() -> None:
     started = time.time()
     overhead = search_overhead.main()
     reuse = prefix_reuse.main()
+    storage = trace_storage.main()
+    control = control_plane.main()
     print()
     print(table("Search overhead (N=64, 40 steps, instant engine)", overhead, OVERHEAD_COLUMNS))
     print()
     print(table("Prefix reuse (SmolLM2-135M, 3 GSM8K problems)", reuse, REUSE_COLUMNS))
+    print()
+    print(table("Trace storage (beam search traces, median of 5, one insert per trace)",
+                storage, TRACE_COLUMNS))
+    print()
+    print(table("Control plane (majority N=4, instant engine, solo workers, median round)",
+                control, CONTROL_COLUMNS))
+    print()
+    print(table("Control plane: microseconds per problem", stage_rows(control[0]),
+                STAGE_COLUMNS))
     summary = {"machine": platform.platform(), "python": platform.python_version(),
                "seconds": round(time.time() - started, 1)}
     RESULTS.mkdir(exist_ok=True)
