@@ -1,7 +1,7 @@
 """The job row is the system of record: claims with a lease, fenced by the attempt number."""
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -13,17 +13,33 @@ from db.models import Batch, Job, JobState, utcnow
 
 @dataclass(frozen=True)
 class Claim:
+    """A worker's hold on a job: the attempt number fences out every other attempt."""
+
     job_id: uuid.UUID
     attempt: int
 
 
+@dataclass(frozen=True, eq=False)
+class ClaimedJob(Claim):
+    """A claim with what the worker needs to run it, read by the claim itself."""
+
+    problem: str = ""
+    gold: str | None = None
+    custom_id: str | None = None
+    config: dict[str, Any] = field(default_factory=dict)
+
+
 def claim_job(
     *, session: Session, job_id: uuid.UUID, worker: str, lease_seconds: int, max_attempts: int
-) -> Claim | None:
+) -> ClaimedJob | None:
     """Take a queued job (or one whose lease expired) for this worker, or None if another
-    worker holds it, it is final, its batch is cancelled, or it ran out of attempts."""
+    worker holds it, it is final, its batch is cancelled, or it ran out of attempts.
+    One round trip: the UPDATE returns what the search needs, the batch's config included."""
     now = utcnow()
-    cancelled = select(Batch.cancel_requested).where(Batch.id == Job.batch_id).scalar_subquery()
+    of_batch = Batch.id == Job.batch_id
+    cancelled = select(Batch.cancel_requested).where(of_batch).scalar_subquery()
+    # A subquery, not UPDATE ... FROM: SQLite's RETURNING sees only the updated table.
+    batch_config = select(Batch.config).where(of_batch).scalar_subquery()
     claimable = or_(
         col(Job.state) == JobState.queued,
         and_(col(Job.state) == JobState.running, col(Job.lease_until) < now),
@@ -40,11 +56,17 @@ def claim_job(
             started_at=now,
             error=None,
         )
-        .returning(col(Job.attempts))
+        .returning(
+            col(Job.attempts), col(Job.problem), col(Job.gold), col(Job.custom_id),
+            batch_config,
+        )
     )
-    attempt = session.exec(statement).scalar_one_or_none()
+    row = session.exec(statement).one_or_none()
     session.commit()
-    return Claim(job_id, attempt) if attempt is not None else None
+    if row is None:
+        return None
+    attempt, problem, gold, custom_id, config = row
+    return ClaimedJob(job_id, attempt, problem, gold, custom_id, config)
 
 
 def _owned(claim: Claim) -> list[Any]:

@@ -12,7 +12,7 @@ from db.jobs import Claim, claim_job, reap_expired, release_job, renew_lease
 from db.models import Candidate, Job, JobCost, JobState, TraceNode, utcnow
 from db.results import store_result
 from db.session import get_engine
-from tests.utils.jobs import count_rows, job_of, make_batch, synthetic_result, zero_cost
+from tests.utils.jobs import PROBLEMS, count_rows, job_of, make_batch, synthetic_result, zero_cost
 from worker.service import SessionFactory
 
 LEASE = 60
@@ -60,7 +60,15 @@ def test_concurrent_claims_have_one_winner(sessions: SessionFactory) -> None:
         t.start()
     for t in threads:
         t.join()
-    assert [c for c in claims if c is not None] == [Claim(job_id, 1)]
+    assert [(c.job_id, c.attempt) for c in claims if c is not None] == [(job_id, 1)]
+
+
+def test_a_claim_carries_the_problem_and_its_batch_config(sessions: SessionFactory) -> None:
+    [job_id] = make_batch(sessions, n=3)
+    claim = _claim(sessions, job_id)
+    assert claim is not None
+    assert (claim.problem, claim.gold) == (PROBLEMS[0][0], PROBLEMS[0][1])
+    assert (claim.config["strategy"], claim.config["n"]) == ("majority", 3)
 
 
 def test_claim_refuses_a_job_of_a_cancelled_batch(sessions: SessionFactory) -> None:
@@ -74,7 +82,8 @@ def test_claim_takes_over_an_expired_lease_with_the_next_attempt(sessions: Sessi
     [job_id] = make_batch(sessions)
     _claim(sessions, job_id)
     _expire(sessions, job_id)
-    assert _claim(sessions, job_id, worker="w2") == Claim(job_id, 2)
+    claim = _claim(sessions, job_id, worker="w2")
+    assert claim is not None and claim.attempt == 2
 
 
 def test_lease_renewal_fails_after_the_batch_is_cancelled(sessions: SessionFactory) -> None:

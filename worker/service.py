@@ -8,12 +8,11 @@ import traceback
 import uuid
 from collections.abc import Callable
 from contextlib import AbstractContextManager
-from typing import Any, Literal
+from typing import Literal
 
 from sqlmodel import Session
 
-from db.batches import get_batch
-from db.jobs import Claim, claim_job, finish_job, get_job, release_job, renew_lease
+from db.jobs import Claim, claim_job, finish_job, release_job, renew_lease
 from db.models import JobCostBase, JobState
 from db.results import store_result
 from worker.engines.base import Engine, TransientEngineError
@@ -93,23 +92,6 @@ class LeaseKeeper:
                 return
 
 
-def _claim(
-    sessions: SessionFactory, job_id: uuid.UUID, worker_name: str, lease_seconds: int,
-    max_attempts: int,
-) -> tuple[Claim, Problem, dict[str, Any]] | None:
-    with sessions() as session:
-        claim = claim_job(
-            session=session, job_id=job_id, worker=worker_name,
-            lease_seconds=lease_seconds, max_attempts=max_attempts,
-        )
-        if claim is None:
-            return None
-        job = get_job(session=session, job_id=job_id)
-        batch = get_batch(session=session, batch_id=job.batch_id) if job else None
-        assert job is not None and batch is not None
-        return claim, Problem(job.problem, job.gold, job.custom_id), batch.config
-
-
 def process_job(
     *,
     sessions: SessionFactory,
@@ -122,17 +104,19 @@ def process_job(
 ) -> Outcome:
     """Claim and solve one job. Raises TransientEngineError (job released to the queue)
     when the engine failed in a way worth retrying and attempts are left."""
-    claimed = _claim(sessions, job_id, worker_name, lease_seconds, max_attempts)
-    if claimed is None:
+    with sessions() as session:
+        claim = claim_job(session=session, job_id=job_id, worker=worker_name,
+                          lease_seconds=lease_seconds, max_attempts=max_attempts)
+    if claim is None:
         return "skipped"
-    claim, problem, config_values = claimed
+    problem = Problem(claim.problem, claim.gold, claim.custom_id)
     keeper = LeaseKeeper(sessions, claim, lease_seconds, min(check_seconds, lease_seconds / 3))
     # Verifier calls go through the same guard: they cost as much as generation.
     guarded = MeteredEngine(engine, keeper.check)
     started = time.perf_counter()
     try:
         with keeper:
-            config = SearchConfig(**config_values)
+            config = SearchConfig(**claim.config)
             result = run_search(problem, config, guarded, make_verifier(config.verifier, guarded))
     except JobCancelled:
         return _finish(sessions, claim, JobState.cancelled, "cancelled while running")
