@@ -36,10 +36,8 @@ def claim_job(
     worker holds it, it is final, its batch is cancelled, or it ran out of attempts.
     One round trip: the UPDATE returns what the search needs, the batch's config included."""
     now = utcnow()
-    of_batch = Batch.id == Job.batch_id
-    cancelled = select(Batch.cancel_requested).where(of_batch).scalar_subquery()
     # A subquery, not UPDATE ... FROM: SQLite's RETURNING sees only the updated table.
-    batch_config = select(Batch.config).where(of_batch).scalar_subquery()
+    batch_config = select(Batch.config).where(Batch.id == Job.batch_id).scalar_subquery()
     claimable = or_(
         col(Job.state) == JobState.queued,
         and_(col(Job.state) == JobState.running, col(Job.lease_until) < now),
@@ -47,7 +45,7 @@ def claim_job(
     statement = (
         update(Job)
         .where(col(Job.id) == job_id, claimable, col(Job.attempts) < max_attempts)
-        .where(cancelled.is_(False))
+        .where(_batch_cancelled().is_(False))
         .values(
             state=JobState.running,
             attempts=Job.attempts + 1,
@@ -105,9 +103,18 @@ def finish_job(
     return result.rowcount == 1
 
 
+def _batch_cancelled() -> Any:
+    """True for a job whose batch was cancelled (a correlated subquery on job)."""
+    return select(Batch.cancel_requested).where(Batch.id == Job.batch_id).scalar_subquery()
+
+
 def release_job(*, session: Session, claim: Claim, error: str, max_attempts: int) -> bool:
     """Give a job back to the queue after a transient failure; True if requeued. On its
-    last attempt it fails instead: a queued job no claim can take would wait forever."""
+    last attempt it fails instead, and in a cancelled batch it is cancelled: a queued job
+    that no claim can take would wait for ever."""
+    if _cancel_if_batch_cancelled(session, [*_owned(claim)]):
+        session.commit()
+        return False
     out_of_attempts = claim.attempt >= max_attempts
     session.exec(
         update(Job)
@@ -130,6 +137,7 @@ def reap_expired(
     attempts, in the caller's transaction (no commit). Returns the ids to enqueue again."""
     now = now or utcnow()
     expired = and_(col(Job.state) == JobState.running, col(Job.lease_until) < now)
+    _cancel_if_batch_cancelled(session, [expired], now)
     session.exec(
         update(Job)
         .where(expired, col(Job.attempts) >= max_attempts)
@@ -147,6 +155,19 @@ def reap_expired(
         .returning(col(Job.id))
     ).scalars()
     return list(requeued)
+
+
+def _cancel_if_batch_cancelled(
+    session: Session, where: list[Any], now: datetime | None = None
+) -> int:
+    """Cancel the running jobs matching `where` whose batch was cancelled; how many."""
+    result = session.exec(
+        update(Job)
+        .where(*where, _batch_cancelled().is_(True))
+        .values(state=JobState.cancelled, error="batch cancelled", lease_until=None,
+                finished_at=now or utcnow())
+    )
+    return result.rowcount
 
 
 def batch_routes(

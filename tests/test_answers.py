@@ -1,6 +1,7 @@
 """Answer extraction, canonical forms for voting, and grading with math-verify."""
 
 import threading
+import time
 
 import pytest
 
@@ -107,3 +108,24 @@ def test_gsm8k_gold_is_after_the_marker() -> None:
     assert gsm8k_gold("16 - 3 - 4 = <<16-3-4=9>>9\n#### 1,000") == "1,000"
     with pytest.raises(ValueError):
         gsm8k_gold("no marker here")
+
+
+def test_an_unclosed_last_box_does_not_hide_an_earlier_one() -> None:
+    assert extract_answer("\\boxed{72} and then \\boxed{").answer == "72"
+
+
+def test_units_after_a_phrase_answer_are_dropped() -> None:
+    assert extract_answer("The answer is 72 clips.").answer == "72"
+    assert extract_answer("#### $18 dollars").answer == "18"
+
+
+def test_an_equation_votes_with_its_value() -> None:
+    assert canonical_answer("x = 3") == canonical_answer("3")
+
+
+def test_power_towers_are_not_graded_for_ever() -> None:
+    started = time.perf_counter()
+    assert is_correct("5", "10^{10^{10}}") is False
+    assert is_correct("5", "2^{2^{30}} - 1") is False
+    assert time.perf_counter() - started < 5
+    assert is_correct("1024", "2^{10}") is True

@@ -143,6 +143,30 @@ def test_release_on_the_last_attempt_fails_the_job(sessions: SessionFactory) -> 
     assert job_of(sessions, job_id).state == JobState.failed
 
 
+def _cancel(sessions: SessionFactory, job_id: uuid.UUID) -> None:
+    with sessions() as session:
+        cancel_batch(session=session, batch_id=job_of(sessions, job_id).batch_id)
+
+
+def test_reap_cancels_an_expired_job_of_a_cancelled_batch(sessions: SessionFactory) -> None:
+    [job_id] = make_batch(sessions)
+    _claim(sessions, job_id)
+    _cancel(sessions, job_id)
+    _expire(sessions, job_id)
+    assert _reap(sessions) == []  # requeued, no claim could ever take it
+    assert job_of(sessions, job_id).state == JobState.cancelled
+
+
+def test_release_cancels_a_job_of_a_cancelled_batch(sessions: SessionFactory) -> None:
+    [job_id] = make_batch(sessions)
+    claim = _claim(sessions, job_id)
+    assert claim is not None
+    _cancel(sessions, job_id)
+    with sessions() as session:
+        assert not release_job(session=session, claim=claim, error="busy", max_attempts=3)
+    assert job_of(sessions, job_id).state == JobState.cancelled
+
+
 def test_store_with_a_superseded_claim_writes_nothing(sessions: SessionFactory) -> None:
     [job_id] = make_batch(sessions)
     stale = _claim(sessions, job_id)

@@ -2,6 +2,7 @@
 
 import logging
 import re
+import threading
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -16,8 +17,12 @@ _PHRASES = [
     ("gsm8k_marker", re.compile(r"^####\s*(.+)$", re.MULTILINE)),
 ]
 _THOUSANDS = re.compile(r"(?<=\d),(?=\d{3}\b)")
+_NUMBER_THEN_WORDS = re.compile(r"^([-+]?\$?\s*\d[\d,]*(?:\.\d+)?)\s*%?\s+[A-Za-z]")
+# Power towers and huge exponents: math-verify would try to evaluate them for ever.
+_HUGE_POWER = re.compile(r"(\^|\*\*)\s*\{?[^{}]*(\^|\*\*)|(\^|\*\*)\s*\{?\s*\d{4,}")
 # With math-verify's signal timeouts off, long inputs are what could hang the parser.
 MAX_ANSWER_CHARS = 300
+TIMEOUT_SECONDS = 5
 # It warns once that timeouts are off; that is deliberate here.
 logging.getLogger("math_verify").setLevel(logging.ERROR)
 
@@ -30,27 +35,36 @@ class Extraction:
 
 def last_boxed(text: str) -> str | None:
     """Contents of the last complete \\boxed{...} (or \\fbox{...}), braces balanced."""
-    start = max(text.rfind("\\boxed{"), text.rfind("\\fbox{"))
-    if start < 0:
-        return None
-    i = text.index("{", start) + 1
-    depth, begin = 1, i
-    while i < len(text):
+    end = len(text)
+    while (start := max(text.rfind("\\boxed{", 0, end), text.rfind("\\fbox{", 0, end))) >= 0:
+        contents = _braced(text, text.index("{", start) + 1)
+        if contents is not None:
+            return contents
+        end = start  # unclosed (the model was cut off inside it): look further back
+    return None
+
+
+def _braced(text: str, begin: int) -> str | None:
+    """Text from begin up to the brace that closes the one before it, or None."""
+    depth = 1
+    for i in range(begin, len(text)):
         if text[i] == "{":
             depth += 1
         elif text[i] == "}":
             depth -= 1
             if depth == 0:
                 return text[begin:i].strip()
-        i += 1
-    return None  # unclosed: the model was cut off inside the box
+    return None
 
 
 def _clean_phrase_answer(raw: str) -> str:
     answer = raw.strip().splitlines()[0] if raw.strip() else ""
     answer = answer.strip().rstrip(".").strip()
     boxed = last_boxed(answer)
-    return (boxed if boxed is not None else answer).strip("$ ").strip()
+    answer = (boxed if boxed is not None else answer).strip("$ ").strip()
+    # "72 clips", "$18 dollars": the number is the answer, the words are units.
+    number = _NUMBER_THEN_WORDS.match(answer)
+    return number.group(1) if number else answer
 
 
 def extract_answer(text: str) -> Extraction:
@@ -80,13 +94,17 @@ def gsm8k_gold(solution: str) -> str:
 
 @lru_cache(maxsize=4096)
 def _parsed(answer: str) -> tuple[object, ...]:
-    if len(answer) > MAX_ANSWER_CHARS:
+    if len(answer) > MAX_ANSWER_CHARS or _HUGE_POWER.search(answer):
         return ()
     text = _THOUSANDS.sub("", answer.strip())
     if not text.startswith("$") and "\\boxed" not in text:
         text = f"${text}$"
-    # Timeouts off: math-verify's timeouts use signals, which only work on the main thread.
-    return tuple(parse(text, parsing_timeout=None))
+    return tuple(parse(text, parsing_timeout=_timeout()))
+
+
+def _timeout() -> int | None:
+    """math-verify's timeouts use signals, which work only on the main thread."""
+    return TIMEOUT_SECONDS if threading.current_thread() is threading.main_thread() else None
 
 
 def canonical_answer(answer: str | None) -> str | None:
@@ -97,6 +115,8 @@ def canonical_answer(answer: str | None) -> str | None:
     if not parsed:
         return " ".join(answer.split())
     value = parsed[0]
+    if isinstance(value, sympy.Eq):  # "x = 3" votes with "3"
+        value = value.rhs
     if isinstance(value, sympy.Float) and value == int(value):
         return str(int(value))
     if isinstance(value, sympy.Float):
@@ -110,4 +130,4 @@ def is_correct(gold: str | None, answer: str | None) -> bool | None:
         return None
     if answer is None:
         return False
-    return bool(verify(list(_parsed(gold)), list(_parsed(answer)), timeout_seconds=None))
+    return bool(verify(list(_parsed(gold)), list(_parsed(answer)), timeout_seconds=_timeout()))
