@@ -22,7 +22,7 @@ def result_rows(
     nodes = [
         {
             "job_id": job_id, "node_id": n.id, "parent_id": n.parent_id, "depth": n.depth,
-            "kind": n.kind, "status": n.status, "text": n.text,
+            "kind": n.kind, "status": n.status, "text": _text(n.text),
             "prompt_tokens": n.prompt_tokens, "cached_tokens": n.cached_tokens,
             "completion_tokens": n.completion_tokens, "step_score": n.step_score,
             "agg_score": n.agg_score,
@@ -32,7 +32,8 @@ def result_rows(
     candidates = [
         {
             "job_id": job_id, "idx": c.index, "grp": c.group, "leaf_node_id": c.leaf_id,
-            "text": c.text, "finish": c.finish, "answer": c.answer, "canonical": c.canonical,
+            "text": _text(c.text), "finish": c.finish, "answer": _text(c.answer),
+            "canonical": _text(c.canonical),
             "extraction": c.extraction, "step_scores": c.step_scores, "score": c.score,
             "selected": c.selected,
             "correct": is_correct(gold, c.answer if c.finished else None),
@@ -56,6 +57,11 @@ def result_rows(
     }
 
 
+def _text(value: str | None) -> str | None:
+    """Model output as Postgres stores it: text columns refuse the NUL character."""
+    return value.replace("\x00", "\ufffd") if value else value
+
+
 def _table(model: type[SQLModel]) -> Table:
     return model.__table__  # type: ignore[attr-defined]
 
@@ -68,7 +74,7 @@ def store_result(
     answer = result.answer
     if not finish_job(
         session=session, claim=claim, state=JobState.succeeded,
-        answer=answer, correct=is_correct(gold, answer),
+        answer=_text(answer), correct=is_correct(gold, answer),
     ):
         session.rollback()
         return False

@@ -210,3 +210,18 @@ def test_a_10000_node_trace_is_one_insert_statement(sessions: SessionFactory, db
     assert len(statements) < 10  # the whole result: a handful of round trips
     with sessions() as session:
         assert count_rows(session, TraceNode, job_id) == 10_000
+
+
+def test_a_nul_in_model_output_is_stored_as_a_replacement_character(
+    sessions: SessionFactory,
+) -> None:
+    [job_id] = make_batch(sessions)
+    claim = _claim(sessions, job_id)
+    assert claim is not None
+    result = synthetic_result()
+    result.trace.nodes[1].text = "a\x00b"  # Postgres text columns refuse NUL
+    with sessions() as session:
+        assert store_result(session=session, claim=claim, gold="3", result=result,
+                            cost=zero_cost())
+        node = session.get(TraceNode, (job_id, 1))
+        assert node is not None and node.text == "a\ufffdb"

@@ -235,3 +235,17 @@ def test_lease_keeper_outlasts_a_passing_database_error(sessions: SessionFactory
         keeper.check()  # one failed renewal is no lost lease
     later_lease = job_of(sessions, job_id).lease_until
     assert first_lease is not None and later_lease is not None and later_lease > first_lease
+
+
+def test_a_result_that_cannot_be_stored_fails_the_job_at_once(
+    sessions: SessionFactory, engine: LlamaCppEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    [job_id] = make_batch(sessions, max_tokens=4)
+
+    def refuse(**_: object) -> bool:
+        raise ValueError("unstorable")
+
+    monkeypatch.setattr("worker.service.store_result", refuse)
+    assert _process(sessions, job_id, RecordingEngine(engine)) == "failed"
+    job = job_of(sessions, job_id)
+    assert job.state == JobState.failed and "unstorable" in (job.error or "")

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager
 from typing import Literal
 
+from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlmodel import Session
 
 from db.jobs import Claim, claim_job, finish_job, release_job, renew_lease
@@ -127,9 +128,14 @@ def process_job(
     except Exception:  # a bug or a bad problem: record it on the job, do not retry
         return _finish(sessions, claim, JobState.failed, traceback.format_exc(limit=8))
     cost = cost_record(result, time.perf_counter() - started, engine.info.n_params)
-    with sessions() as session:
-        stored = store_result(session=session, claim=claim, gold=problem.gold,
-                              result=result, cost=cost)
+    try:
+        with sessions() as session:
+            stored = store_result(session=session, claim=claim, gold=problem.gold,
+                                  result=result, cost=cost)
+    except (OperationalError, InterfaceError):
+        raise  # the database is away: the task retries; the lease lets another worker in
+    except Exception:  # a result that cannot be stored would fail on every attempt
+        return _finish(sessions, claim, JobState.failed, traceback.format_exc(limit=8))
     return "succeeded" if stored else "lost"
 
 
