@@ -59,3 +59,24 @@ def test_a_wave_too_large_for_the_cache_is_an_engine_error() -> None:
     params = SamplingParams(max_tokens=200, seed=1, temperature=1.5)
     with pytest.raises(EngineError, match="full"):
         small.generate([GenerationRequest(prompt, params, n=WAVE)])
+
+
+def test_every_evaluated_token_is_reported_as_uncached(
+    engine: LlamaCppEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Prompts sharing a long stem (as self-judge queries do): the stem is evaluated once,
+    and that work is charged, so prompt - cached sums to the tokens really decoded."""
+    engine.reset()
+    decoded = []
+    real = engine.pool._decode_chunk
+
+    def counting(chunk):  # type: ignore[no-untyped-def]
+        decoded.append(len(chunk))
+        return real(chunk)
+
+    monkeypatch.setattr(engine.pool, "_decode_chunk", counting)
+    stem = "Problem: a farmer has 12 cows and buys 7 more, then sells 5 of them. " * 3
+    prompts = [_prompt(engine, f"{stem} Is step {k} correct?") for k in range(5)]
+    out = engine.next_token_logprobs(prompts, engine.tokenize("Yes"))
+    assert sum(r.prompt_tokens - r.cached_tokens for r in out) == sum(decoded)
+    assert sum(r.cached_tokens for r in out) > 0  # and the stem was shared

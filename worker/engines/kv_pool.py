@@ -117,27 +117,28 @@ class KVPool:
         values = ctypes.cast(ptr, ctypes.POINTER(ctypes.c_float))
         return np.ctypeslib.as_array(values, shape=(self._n_vocab,)).copy()
 
-    def _best_source(self, prompt: Sequence[int], exclude: set[int]) -> tuple[int | None, int]:
+    def _best_source(self, prompt: Sequence[int]) -> tuple[int | None, int]:
         best, best_len = None, 0
         for seq, tokens in self.held.items():
-            if seq in exclude:
-                continue
             n = min(common_prefix(tokens, prompt), len(prompt) - 1)
             if n > best_len:
                 best, best_len = seq, n
         return best, best_len
 
-    def _place_stem(self, prompts: Sequence[Sequence[int]]) -> None:
+    def _place_stem(self, prompts: Sequence[Sequence[int]]) -> int:
         """Evaluate the prefix all prompts share once, when no sequence holds it yet, so
-        that each prompt copies it instead of computing it again."""
+        that each prompt copies it instead of computing it again. Returns the tokens it
+        evaluated, which the caller charges to a prompt: every computed token is a cost."""
         if len(prompts) < 2:
-            return
+            return 0
         stem = min(len(p) for p in prompts) - 1
         for p in prompts[1:]:
             stem = min(stem, common_prefix(prompts[0], p))
-        _, held = self._best_source(prompts[0][: stem + 1], set())
-        if stem - held >= STEM_MIN_GAIN:
-            self.prefill([prompts[0][:stem]])
+        _, held = self._best_source(prompts[0][: stem + 1])
+        if stem - held < STEM_MIN_GAIN:
+            return 0
+        (placed,) = self.prefill([prompts[0][:stem]])
+        return stem - placed.cached
 
     def prefill(self, prompts: Sequence[Sequence[int]]) -> list[Prefill]:
         """Place each prompt in a sequence of its own, reusing the longest held prefix;
@@ -148,8 +149,8 @@ class KVPool:
         leaders: dict[tuple[int, ...], int] = {}
         for i, p in enumerate(prompts):
             leaders.setdefault(tuple(p), i)
-        self._place_stem([prompts[i] for i in leaders.values()])
-        sources = {i: self._best_source(prompts[i], set()) for i in leaders.values()}
+        stem_tokens = self._place_stem([prompts[i] for i in leaders.values()])
+        sources = {i: self._best_source(prompts[i]) for i in leaders.values()}
         reserved = {s for s, _ in sources.values() if s is not None}
         # Empty sequences first: what the others hold may serve a later call.
         idle = (s for s in range(self.n_seq) if s not in reserved)
@@ -181,4 +182,7 @@ class KVPool:
         tail_logits = self.decode([(seqs[i], prompts[i][-1:]) for i in followers], busy)
         for i, lg in zip(followers, tail_logits, strict=True):
             logits[i] = lg
+        # The stem was evaluated for these prompts: the first one carries its cost.
+        first = next(iter(leaders.values()))
+        cached[first] = max(cached[first] - stem_tokens, 0)
         return [Prefill(seqs[i], cached[i], logits[i]) for i in range(len(prompts))]  # type: ignore[arg-type]
