@@ -100,11 +100,13 @@ class LlamaCppEngine:
         )
 
     def _stop_ids(self) -> tuple[int, ...]:
-        ids = {self.llm.token_eos()}
-        end_turn = self.llm.tokenize(b"<|im_end|>", add_bos=False, special=True)
-        if len(end_turn) == 1:
-            ids.add(end_turn[0])
-        return tuple(sorted(ids))
+        """Every end-of-generation token the model's vocabulary declares (SmolLM2 has
+        three: <|endoftext|>, <|im_end|> and an end-of-turn alias)."""
+        import llama_cpp
+
+        vocab = llama_cpp.llama_model_get_vocab(self.llm._model.model)
+        ids = {t for t in range(self.llm.n_vocab()) if llama_cpp.llama_vocab_is_eog(vocab, t)}
+        return tuple(sorted(ids | {self.llm.token_eos()}))
 
     # Text and tokens
     def tokenize(self, text: str) -> list[int]:
@@ -139,12 +141,19 @@ class LlamaCppEngine:
                 slots.append((i, _Slot(r.prompt_ids, r.params, rng, limit)))
         # Prompt order puts branches that share a prefix in the same wave.
         slots.sort(key=lambda pair: tuple(pair[1].prompt))
-        for start in range(0, len(slots), WAVE):
-            self._run_wave([s for _, s in slots[start : start + WAVE]])
+        size = self._wave_size([s for _, s in slots])
+        for start in range(0, len(slots), size):
+            self._run_wave([s for _, s in slots[start : start + size]])
         results: list[list[Completion]] = [[] for _ in requests]
         for i, s in sorted(slots, key=lambda pair: pair[0]):  # stable: samples stay in order
             results[i].append(self._completion(s))
         return results
+
+    def _wave_size(self, slots: Sequence[_Slot]) -> int:
+        """As many sequences as the cache holds at their longest (shared prefixes aside),
+        so that no wave can run out of cells halfway."""
+        longest = max((len(s.prompt) + s.limit for s in slots), default=1)
+        return max(1, min(WAVE, self.pool.n_ctx // longest))
 
     def _run_wave(self, wave: list[_Slot]) -> None:
         try:
