@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import click
+from pydantic import ValidationError
 
 from api.cli_options import (
     config_from,
@@ -30,6 +31,13 @@ F = TypeVar("F", bound=Callable[..., Any])
 @click.version_option(package_name="ttcq")
 def main() -> None:
     """ttcq: make small models solve math problems by spending compute at inference."""
+    try:
+        get_settings()
+    except ValidationError as error:
+        reasons = "; ".join(
+            f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}" for e in error.errors()
+        )
+        raise click.ClickException(f"invalid TTCQ_* settings: {reasons}") from None
 
 
 main.add_command(run_command)

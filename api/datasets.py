@@ -245,6 +245,8 @@ def _gold(record: Mapping[str, Any], layout: _Layout) -> str | None:
 
 def _text(record: Mapping[str, Any], column: str, *, numbers: bool) -> str | None:
     value = record.get(column)
+    if isinstance(value, str) and "\x00" in value:
+        raise _BadField(column, "contains a NUL character, which text cannot hold")
     if value is None or isinstance(value, str):
         return value
     if numbers and isinstance(value, int | float) and not isinstance(value, bool):

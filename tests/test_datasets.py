@@ -110,6 +110,12 @@ def test_wrong_type_names_line_and_field() -> None:
     assert (line, field) == (1, "custom_id") and "got an array" in message
 
 
+def test_a_nul_character_names_line_and_field() -> None:
+    rows = jsonl({"problem": "a"}, {"problem": "b", "custom_id": "x\u0000y"})
+    line, field, message = only_error(rows)
+    assert (line, field) == (2, "custom_id") and "NUL" in message
+
+
 def test_non_object_line_is_rejected() -> None:
     line, _, message = only_error(b'[1, 2]\n')
     assert line == 1 and "expected a JSON object" in message

@@ -1,10 +1,11 @@
 """One settings object for every process (API, worker, CLI), read from TTCQ_* variables."""
 
+import json
 from functools import lru_cache
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEV_TOKEN = "dev-token"
 
@@ -17,7 +18,9 @@ class Settings(BaseSettings):
     redis_url: str = "redis://127.0.0.1:6379/0"
 
     # Server side: "token:owner" pairs; client side: the token the CLI sends.
-    api_tokens: list[str] = Field(default_factory=lambda: [f"{DEV_TOKEN}:dev"])
+    api_tokens: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: [f"{DEV_TOKEN}:dev"]
+    )
     api_url: str = "http://127.0.0.1:8000"
     api_token: str = DEV_TOKEN
 
@@ -36,6 +39,16 @@ class Settings(BaseSettings):
 
     max_problem_chars: int = Field(default=20_000, ge=100)
     max_batch_problems: int = Field(default=100_000, ge=1)
+
+    @field_validator("api_tokens", mode="before")
+    @classmethod
+    def _split_tokens(cls, value: object) -> object:
+        """TTCQ_API_TOKENS is "token:owner,token:owner" (a JSON list works too)."""
+        if isinstance(value, str):
+            if value.strip().startswith("["):
+                return json.loads(value)
+            return [pair.strip() for pair in value.split(",") if pair.strip()]
+        return value
 
     @model_validator(mode="after")
     def _check(self) -> "Settings":

@@ -42,12 +42,12 @@ class SearchConfig(BaseModel):
     selection: Selection | None = None
     temperature: float = Field(default=0.8, ge=0.0, le=2.0)
     top_p: float = Field(default=1.0, gt=0.0, le=1.0)
-    top_k: int = Field(default=0, ge=0)
+    top_k: int = Field(default=0, ge=0, le=1000)
     max_tokens: int = Field(default=512, ge=1, description="per candidate, over all steps")
     max_step_tokens: int = Field(default=256, ge=1)
     max_depth: int = Field(default=40, ge=1, description="steps per candidate")
     step_delimiter: str = Field(default="\n\n", min_length=1)
-    seed: int = 0
+    seed: int = Field(default=0, ge=0, le=2**32 - 1)
     system_prompt: str = DEFAULT_SYSTEM_PROMPT
 
     @model_validator(mode="after")
