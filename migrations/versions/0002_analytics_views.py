@@ -27,6 +27,7 @@ def _json_text(column: str, key: str) -> str:
 def upgrade() -> None:
     level, subject = _json_text("j.meta", "level"), _json_text("j.meta", "subject")
     n, verifier = _json_text("b.config", "n"), _json_text("b.config", "verifier")
+    width, lookahead = _json_text("b.config", "beam_width"), _json_text("b.config", "lookahead")
     op.execute(f"""
         CREATE VIEW v_job_outcome AS
         SELECT j.id AS job_id, j.batch_id, b.owner, b.strategy, CAST({n} AS INTEGER) AS n,
@@ -41,12 +42,15 @@ def upgrade() -> None:
     """)
     op.execute(f"""
         CREATE VIEW v_accuracy_by_budget AS
-        SELECT b.strategy, {verifier} AS verifier, p.n AS budget, {level} AS level,
-               COUNT(*) AS problems,
+        SELECT b.model, b.strategy, {verifier} AS verifier,
+               CAST({width} AS INTEGER) AS beam_width, CAST({lookahead} AS INTEGER) AS lookahead,
+               p.n AS budget, {level} AS level,
+               COUNT(*) AS problems, COUNT(p.correct) AS graded,
                SUM(CASE WHEN p.correct THEN 1 ELSE 0 END) AS correct,
-               AVG(CASE WHEN p.correct THEN 1.0 ELSE 0.0 END) AS accuracy
+               -- over graded problems only: a problem without a gold answer is not wrong
+               AVG(CASE WHEN p.correct THEN 1.0 WHEN NOT p.correct THEN 0.0 END) AS accuracy
         FROM budget_point p JOIN job j ON j.id = p.job_id JOIN batch b ON b.id = j.batch_id
-        GROUP BY b.strategy, {verifier}, p.n, {level}
+        GROUP BY b.model, b.strategy, {verifier}, {width}, {lookahead}, p.n, {level}
     """)
     op.execute("""
         CREATE VIEW v_batch_cost AS
