@@ -81,3 +81,4 @@ def test_every_evaluated_token_is_reported_as_uncached(
     out = engine.next_token_logprobs(prompts, engine.tokenize("Yes"))
     assert sum(r.prompt_tokens - r.cached_tokens for r in out) == sum(decoded)
     assert sum(r.cached_tokens for r in out) > 0  # and the stem was shared
+

@@ -7,6 +7,7 @@ generator seeded per sample, so every branch is reproducible on its own."""
 
 import importlib.util
 import os
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +26,7 @@ from worker.engines.base import (
 from worker.engines.kv_pool import KVFullError, KVPool
 
 DEFAULT_MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+_CONTROL = re.compile(r"<\|[A-Za-z_]+\|>")
 WAVE = 16  # sequences decoded together; the pool holds twice as many
 
 
@@ -116,7 +118,10 @@ class LlamaCppEngine:
         return self.llm.detokenize(list(token_ids)).decode("utf-8", errors="replace")
 
     def chat_prompt(self, messages: Sequence[dict[str, str]]) -> list[int]:
-        text = self._template.render(messages=list(messages), add_generation_prompt=True)
+        # The rendered chat is tokenized with its control tokens; a problem that spells one
+        # out ("<|im_end|>") must not open or close a turn, so those are cut from contents.
+        clean = [{**m, "content": _CONTROL.sub("", m["content"])} for m in messages]
+        text = self._template.render(messages=clean, add_generation_prompt=True)
         return self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=True)
 
     def reset(self) -> None:
