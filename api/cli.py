@@ -147,6 +147,15 @@ def cancel(batch_id: str, api_url: str | None, token: str | None) -> None:
 
 
 @main.command()
+@click.argument("batch_id")
+@client_options
+def requeue(batch_id: str, api_url: str | None, token: str | None) -> None:
+    """Send a batch's queued jobs to the queue again (after Redis lost its messages)."""
+    with _client(api_url, token) as client:
+        _print_batch(client.requeue(batch_id))
+
+
+@main.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", type=int, default=8000, show_default=True)
 def api(host: str, port: int) -> None:

@@ -72,6 +72,10 @@ class Client:
         result: dict[str, Any] = self._request("POST", f"/v1/batches/{batch_id}/cancel")
         return result
 
+    def requeue(self, batch_id: str) -> dict[str, Any]:
+        result: dict[str, Any] = self._request("POST", f"/v1/batches/{batch_id}/requeue")
+        return result
+
     def results(self, batch_id: str) -> Iterator[dict[str, Any]]:
         """The batch's result records, streamed (a large batch is never held in memory)."""
         try:

@@ -1,4 +1,5 @@
-"""/v1: submit batches (JSON or a dataset file), read their progress and results, cancel."""
+"""/v1: submit batches (JSON or a dataset file), read their progress and results, cancel
+or requeue them."""
 
 import json
 import logging
@@ -23,7 +24,7 @@ from api.datasets import (
 )
 from api.deps import CeleryDep, OwnerDep, SessionDep, SettingsDep
 from api.schemas import BatchCreate, BatchOptions, BatchPublic, JobDetail, JobPublic
-from db import batches, queries_api, results
+from db import batches, jobs, queries_api, results
 from db.batches import ProblemIn
 from db.models import Batch
 from db.session import session_scope
@@ -170,6 +171,22 @@ def cancel_batch(batch_id: uuid.UUID, session: SessionDep, owner: OwnerDep) -> B
     batch = _owned_batch(session, batch_id, owner)
     batches.cancel_batch(session=session, batch_id=batch.id)
     session.refresh(batch)
+    return _public(session, batch)
+
+
+@router.post("/batches/{batch_id}/requeue", tags=["batches"])
+def requeue_batch(
+    batch_id: uuid.UUID, session: SessionDep, celery: CeleryDep, owner: OwnerDep
+) -> BatchPublic:
+    """Send the batch's queued jobs to the queue again, for messages Redis lost (a restart
+    without persistence). A job runs once however many messages it has: the claim on its
+    row admits one worker."""
+    batch = _owned_batch(session, batch_id, owner)
+    job_ids = jobs.queued_job_ids(session=session, batch_id=batch.id)
+    try:
+        enqueue_jobs(celery, job_ids, priority=batch.priority, queue=queue_for(batch.model))
+    except OperationalError:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "queue unreachable") from None
     return _public(session, batch)
 
 

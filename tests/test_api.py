@@ -9,6 +9,7 @@ import httpx
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+import redis
 from fastapi import FastAPI
 from sqlmodel import col, select
 
@@ -204,6 +205,17 @@ def test_read_batch_reports_done_and_accuracy_so_far(
     read = client.get(f"/v1/batches/{batch['id']}").json()
     assert (read["done"], read["counts"]["succeeded"], read["counts"]["queued"]) == (2, 2, 1)
     assert (read["graded"], read["correct"], read["accuracy"]) == (2, 1, 0.5)
+
+
+def test_requeue_resends_only_the_queued_jobs(
+    client: httpx.Client, sessions: SessionFactory, redis_url: str
+) -> None:
+    batch = submit(client)
+    store_solution(sessions, job_ids(sessions, batch["id"])[0], ["5"])
+    redis.Redis.from_url(redis_url).flushdb()  # Redis restarted and lost its messages
+    response = client.post(f"/v1/batches/{batch['id']}/requeue")
+    assert response.status_code == 200
+    assert queued_messages(redis_url) == 2
 
 
 def test_cancel_moves_queued_jobs_to_cancelled(
