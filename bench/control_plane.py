@@ -26,7 +26,7 @@ import tempfile
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import wraps
 from pathlib import Path
@@ -37,6 +37,7 @@ import redis
 from bench_db import REDIS_URL, bench_database
 from celery import Celery
 from celery.signals import task_postrun, task_prerun
+from scripted_engine import ScriptedEngine
 from sqlmodel import Session, func, select
 
 from db.batches import ProblemIn, create_batch
@@ -45,7 +46,6 @@ from db.session import get_engine
 from ttcq.settings import Settings
 from worker import service
 from worker.celery_app import SOLVE_TASK, make_celery
-from worker.engines.base import Completion, EngineInfo, GenerationRequest, TokenLogprobs
 from worker.main import create_worker_app
 from worker.queue import enqueue_jobs, queue_for
 from worker.search.config import make_config
@@ -66,41 +66,15 @@ STOP_SECONDS = 30.0
 POLL_SECONDS = 0.01
 SOLUTION = ["Half", " of", " 2", " is", " 1", ".", "\n\n", "So", " 2", " +", " 1", " =", " 3",
             ".", "\n\n", "The", " answer", " is", " \\boxed{3}", "."]
-SOLUTION_IDS = list(range(1000, 1000 + len(SOLUTION)))  # above every prompt token id
 Mark = dict[str, Any]
 
 
-class ScriptedInstantEngine:
-    """Test double of the Engine protocol: every sample is the same three-step solution,
-    ending in \\boxed{3} at end of sequence, returned at once."""
+class ScriptedInstantEngine(ScriptedEngine):
+    """Every sample is the same three-step solution, ending in \\boxed{3} at end of
+    sequence, returned at once."""
 
     def __init__(self) -> None:
-        self.info = EngineInfo(model=MODEL, eos_token_ids=(2,))
-        self._pieces = dict(zip(SOLUTION_IDS, SOLUTION, strict=True))
-
-    def tokenize(self, text: str) -> list[int]:
-        return [ord(ch) % 900 + 3 for ch in text]
-
-    def detokenize(self, token_ids: Sequence[int]) -> str:
-        return "".join(self._pieces.get(t, "?") for t in token_ids)
-
-    def chat_prompt(self, messages: Sequence[dict[str, str]]) -> list[int]:
-        return self.tokenize("".join(m["content"] for m in messages))
-
-    def reset(self) -> None:
-        pass
-
-    def generate(self, requests: Sequence[GenerationRequest]) -> list[list[Completion]]:
-        return [[self._solution(len(r.prompt_ids)) for _ in range(r.n)] for r in requests]
-
-    @staticmethod
-    def _solution(prompt_tokens: int) -> Completion:
-        return Completion(list(SOLUTION_IDS), "".join(SOLUTION), "stop", None, prompt_tokens, 0)
-
-    def next_token_logprobs(
-        self, prompts: Sequence[Sequence[int]], token_ids: Sequence[int]
-    ) -> list[TokenLogprobs]:
-        return [TokenLogprobs(dict.fromkeys(token_ids, -0.7), len(p), 0) for p in prompts]
+        super().__init__(MODEL, SOLUTION, None)
 
 
 # --- the worker subprocess -------------------------------------------------------------

@@ -12,7 +12,9 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from worker.engines.base import Completion, EngineInfo, GenerationRequest, TokenLogprobs, Usage
+from scripted_engine import ScriptedEngine
+
+from worker.engines.base import Completion, GenerationRequest, Usage
 from worker.search.config import SearchConfig, make_config
 from worker.search.registry import run_search
 from worker.search.types import Problem, SearchResult
@@ -25,48 +27,24 @@ PIECES = ["We", " multiply", " 16", " by", " 3", " to", " get", " 16", " *", " 3
           " eggs", ",", " and", " then", " we", " keep", " going", " with", " the", " rest",
           ".", "\n\n"]
 STEP_IDS = list(range(1000, 1000 + len(PIECES)))
-STEP_TEXT = "".join(PIECES)
 PROBLEM = Problem("Janet's ducks lay 16 eggs per day. How many eggs do they lay in 3 days?")
 
 
-class InstantEngine:
-    """Implements the Engine protocol at no cost: every sample is the canned step, which
-    ends at the step delimiter (never at EOS), and the time spent in here is summed."""
+class InstantEngine(ScriptedEngine):
+    """Every sample is the canned step, which ends at the step delimiter (never at EOS),
+    so beam search runs its full depth; the time spent in here is summed."""
 
     def __init__(self) -> None:
-        self.info = EngineInfo(model="instant", eos_token_ids=(2,))
+        super().__init__("instant", PIECES, "\n\n")
         self.seconds = 0.0
         self.calls: list[Sequence[GenerationRequest]] = []
-        self._pieces = dict(zip(STEP_IDS, PIECES, strict=True))
-
-    def tokenize(self, text: str) -> list[int]:
-        return [ord(ch) % 900 + 3 for ch in text]
-
-    def detokenize(self, token_ids: Sequence[int]) -> str:
-        return "".join(self._pieces.get(t, "?") for t in token_ids)
-
-    def chat_prompt(self, messages: Sequence[dict[str, str]]) -> list[int]:
-        return self.tokenize("".join(m["content"] for m in messages))
-
-    def reset(self) -> None:
-        pass
 
     def generate(self, requests: Sequence[GenerationRequest]) -> list[list[Completion]]:
         start = time.process_time()
         self.calls.append(requests)
-        out = [[self._step(r) for _ in range(r.n)] for r in requests]
+        out = super().generate(requests)
         self.seconds += time.process_time() - start
         return out
-
-    @staticmethod
-    def _step(request: GenerationRequest) -> Completion:
-        prompt = len(request.prompt_ids)
-        return Completion(list(STEP_IDS), STEP_TEXT, "stop", "\n\n", prompt, prompt - 1)
-
-    def next_token_logprobs(
-        self, prompts: Sequence[Sequence[int]], token_ids: Sequence[int]
-    ) -> list[TokenLogprobs]:
-        return [TokenLogprobs(dict.fromkeys(token_ids, -0.7), len(p), 0) for p in prompts]
 
 
 class InstantVerifier:
