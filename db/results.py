@@ -94,13 +94,53 @@ def job_candidates(*, session: Session, job_id: uuid.UUID) -> list[Candidate]:
     return list(session.exec(query))
 
 
+RESULTS_PAGE = 500  # jobs read per round of queries when streaming a batch's results
+
+
 def job_result(*, session: Session, job: Job, config: dict[str, Any]) -> dict[str, Any]:
     """The public result record of one job (the shape of `ttcq results`)."""
-    cost = session.get(JobCost, job.id)
-    candidates = job_candidates(session=session, job_id=job.id)
-    curve = session.exec(
-        select(BudgetPoint).where(BudgetPoint.job_id == job.id).order_by(col(BudgetPoint.n))
-    )
+    return next(_records(session, [job], config))
+
+
+def batch_results(
+    *, session: Session, batch_id: uuid.UUID, config: dict[str, Any]
+) -> Iterator[dict[str, Any]]:
+    """Every job of the batch in dataset order, finished or not: four queries per page of
+    jobs, whatever the batch size, and never the whole batch in memory."""
+    after = 0
+    while True:
+        page = list(session.exec(
+            select(Job).where(Job.batch_id == batch_id, col(Job.line) > after)
+            .order_by(col(Job.line)).limit(RESULTS_PAGE)
+        ))
+        if not page:
+            return
+        yield from _records(session, page, config)
+        after = page[-1].line
+
+
+def _records(
+    session: Session, jobs: list[Job], config: dict[str, Any]
+) -> Iterator[dict[str, Any]]:
+    ids = [job.id for job in jobs]
+    costs = {c.job_id: c for c in session.exec(select(JobCost).where(col(JobCost.job_id).in_(ids)))}
+    candidates = _by_job(session, Candidate, ids, col(Candidate.idx))
+    curves = _by_job(session, BudgetPoint, ids, col(BudgetPoint.n))
+    for job in jobs:
+        yield _record(job, config, costs.get(job.id), candidates[job.id], curves[job.id])
+
+
+def _by_job(session: Session, model: Any, ids: list[uuid.UUID], order: Any) -> dict[Any, list[Any]]:
+    rows: dict[Any, list[Any]] = {job_id: [] for job_id in ids}
+    for row in session.exec(select(model).where(col(model.job_id).in_(ids)).order_by(order)):
+        rows[row.job_id].append(row)
+    return rows
+
+
+def _record(
+    job: Job, config: dict[str, Any], cost: JobCost | None,
+    candidates: list[Candidate], curve: list[BudgetPoint],
+) -> dict[str, Any]:
     return {
         "custom_id": job.custom_id,
         "line": job.line,
@@ -114,7 +154,7 @@ def job_result(*, session: Session, job: Job, config: dict[str, Any]) -> dict[st
         "attempts": job.attempts,
         "strategy": config.get("strategy"),
         "n": config.get("n"),
-        "cost": _cost_dict(cost),
+        "cost": cost.model_dump(exclude={"job_id"}) if cost else None,
         "candidates": [
             {
                 "text": c.text, "answer": c.answer, "extraction": c.extraction,
@@ -125,18 +165,3 @@ def job_result(*, session: Session, job: Job, config: dict[str, Any]) -> dict[st
         ],
         "budget_curve": [{"n": p.n, "answer": p.answer, "correct": p.correct} for p in curve],
     }
-
-
-def _cost_dict(cost: JobCost | None) -> dict[str, Any] | None:
-    if cost is None:
-        return None
-    return cost.model_dump(exclude={"job_id"})
-
-
-def batch_results(
-    *, session: Session, batch_id: uuid.UUID, config: dict[str, Any]
-) -> Iterator[dict[str, Any]]:
-    """Every job of the batch in dataset order, finished or not."""
-    query = select(Job).where(Job.batch_id == batch_id).order_by(col(Job.line))
-    for job in session.exec(query):
-        yield job_result(session=session, job=job, config=config)

@@ -246,6 +246,20 @@ def test_results_stream_one_line_per_problem_in_order(
     assert [c["selected"] for c in rows[1]["candidates"]] == [False, True]
 
 
+def test_results_are_read_page_by_page_without_losing_or_mixing_rows(
+    client: httpx.Client, sessions: SessionFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("db.results.RESULTS_PAGE", 2)  # three jobs: two pages
+    batch = submit(client)
+    ids = job_ids(sessions, batch["id"])
+    store_solution(sessions, ids[0], ["1"])
+    store_solution(sessions, ids[2], ["7", "8", "9"])
+    rows = [json.loads(line) for line in
+            client.get(f"/v1/batches/{batch['id']}/results").text.splitlines()]
+    assert [r["custom_id"] for r in rows] == ["a", "b", "c"]
+    assert [[c["answer"] for c in r["candidates"]] for r in rows] == [["1"], [], ["7", "8", "9"]]
+
+
 def test_read_job_includes_trace_candidates_and_cost(
     client: httpx.Client, sessions: SessionFactory
 ) -> None:
