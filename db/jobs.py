@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, or_, update
+from sqlalchemy import and_, func, or_, update
 from sqlmodel import Session, col, select
 
 from db.models import Batch, Job, JobState, utcnow
@@ -168,6 +168,19 @@ def _cancel_if_batch_cancelled(
                 finished_at=now or utcnow())
     )
     return result.rowcount
+
+
+def queued_counts_by_model(*, session: Session) -> dict[str, int]:
+    query = (
+        select(Batch.model, func.count()).join(Job)
+        .where(Job.state == JobState.queued).group_by(Batch.model)
+    )
+    return dict(session.exec(query).all())
+
+
+def queued_ids_of_model(*, session: Session, model: str) -> list[uuid.UUID]:
+    query = select(Job.id).join(Batch).where(Job.state == JobState.queued, Batch.model == model)
+    return list(session.exec(query))
 
 
 def batch_routes(

@@ -26,7 +26,8 @@ from worker.celery_app import make_celery
 from worker.engines.base import Completion, GenerationRequest, TransientEngineError
 from worker.engines.llamacpp import LlamaCppEngine
 from worker.main import check_model
-from worker.reaper import reap_once
+from worker.queue import enqueue_jobs
+from worker.reaper import reap_once, resend_lost
 from worker.service import LeaseKeeper, SessionFactory, process_job
 from worker.tasks import register_tasks
 
@@ -249,3 +250,25 @@ def test_a_result_that_cannot_be_stored_fails_the_job_at_once(
     assert _process(sessions, job_id, RecordingEngine(engine)) == "failed"
     job = job_of(sessions, job_id)
     assert job.state == JobState.failed and "unstorable" in (job.error or "")
+
+
+def test_queued_jobs_whose_messages_redis_lost_are_sent_once_more(
+    sessions: SessionFactory, db_url: str, redis_url: str
+) -> None:
+    job_ids = make_batch(sessions, problems=2)  # stored, but no message reached Redis
+    app: Celery = make_celery(Settings(database_url=db_url, redis_url=redis_url))
+    assert sorted(resend_lost(sessions=sessions, app=app)) == sorted(job_ids)
+    assert resend_lost(sessions=sessions, app=app) == []  # the counts agree now: once only
+    app.close()
+    [(_key, messages)] = _queued_messages(redis_url).items()
+    assert len(messages) == 2
+
+
+def test_a_queue_holding_its_messages_is_left_alone(
+    sessions: SessionFactory, db_url: str, redis_url: str
+) -> None:
+    job_ids = make_batch(sessions, problems=2)
+    app: Celery = make_celery(Settings(database_url=db_url, redis_url=redis_url))
+    enqueue_jobs(app, job_ids)
+    assert resend_lost(sessions=sessions, app=app) == []
+    app.close()

@@ -4,6 +4,7 @@ import uuid
 from collections.abc import Sequence
 
 from celery import Celery
+from kombu.exceptions import ChannelError
 
 from worker.celery_app import DEFAULT_QUEUE, SOLVE_TASK
 
@@ -30,3 +31,16 @@ def enqueue_jobs(
                 priority=celery_priority(priority),
                 producer=producer,
             )
+
+
+def pending_messages(app: Celery, queue: str) -> int:
+    """Messages waiting in queue (over its priority lists) plus every message delivered and
+    not yet acknowledged (Redis keeps those in one hash for all queues): an upper bound on
+    the messages that can still reach a worker of this queue."""
+    with app.connection_for_write() as connection:
+        channel = connection.default_channel
+        try:
+            waiting = channel.queue_declare(queue=queue, passive=True).message_count
+        except ChannelError:  # no list at all: nothing waiting
+            waiting = 0
+        return int(waiting) + int(channel.client.hlen(channel.unacked_key))

@@ -1,4 +1,5 @@
-"""The reaper: jobs whose lease expired (their worker died) go back on the queue.
+"""The reaper: jobs whose lease expired (their worker died) go back on the queue, and
+queued jobs whose messages Redis lost are sent again.
 
 It runs as a thread in every worker process; reaping is one conditional UPDATE, so
 reapers on many workers never requeue the same job twice."""
@@ -12,9 +13,9 @@ from celery import Celery, bootsteps
 from sqlalchemy.pool import NullPool
 from sqlmodel import Session, create_engine
 
-from db.jobs import batch_routes, reap_expired
+from db.jobs import batch_routes, queued_counts_by_model, queued_ids_of_model, reap_expired
 from ttcq.settings import Settings
-from worker.queue import enqueue_jobs, queue_for
+from worker.queue import enqueue_jobs, pending_messages, queue_for
 from worker.service import SessionFactory
 
 logger = logging.getLogger(__name__)
@@ -36,6 +37,24 @@ def reap_once(
             logger.warning("requeued %d jobs whose lease expired", len(ids))
         session.commit()
     return ids
+
+
+def resend_lost(*, sessions: SessionFactory, app: Celery) -> list[uuid.UUID]:
+    """Re-send the queued jobs of every model whose queue holds fewer messages than it has
+    queued jobs: Redis lost some (a restart without persistence, a crash between commit and
+    enqueue). Which ones is unknown, so all are re-sent; a job runs once however many
+    messages it has, and once re-sent the counts agree, so this fires once per loss."""
+    resent: list[uuid.UUID] = []
+    with sessions() as session:
+        for model, queued in queued_counts_by_model(session=session).items():
+            if pending_messages(app, queue_for(model)) >= queued:
+                continue
+            ids = queued_ids_of_model(session=session, model=model)
+            _enqueue_by_route(app, batch_routes(session=session, job_ids=ids))
+            logger.warning("re-sent %d queued jobs of queue %s: messages were lost",
+                           len(ids), queue_for(model))
+            resent += ids
+    return resent
 
 
 def _enqueue_by_route(app: Celery, routes: dict[uuid.UUID, tuple[int, str]]) -> None:
@@ -70,6 +89,7 @@ class Reaper:
             try:
                 reap_once(sessions=self._sessions, app=self._app,
                           max_attempts=self._max_attempts)
+                resend_lost(sessions=self._sessions, app=self._app)
             except Exception:  # the database or Redis is away: try again next round
                 logger.exception("reaper round failed")
 
