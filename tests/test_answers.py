@@ -129,3 +129,8 @@ def test_power_towers_are_not_graded_for_ever() -> None:
     assert is_correct("5", "2^{2^{30}} - 1") is False
     assert time.perf_counter() - started < 5
     assert is_correct("1024", "2^{10}") is True
+
+
+def test_equal_numbers_written_differently_vote_together() -> None:
+    assert canonical_answer("10%") == canonical_answer("0.1") == canonical_answer("\\frac{1}{10}")
+    assert canonical_answer("\\sqrt{8}") == canonical_answer("2\\sqrt{2}")

@@ -117,6 +117,8 @@ def canonical_answer(answer: str | None) -> str | None:
     value = parsed[0]
     if isinstance(value, sympy.Eq):  # "x = 3" votes with "3"
         value = value.rhs
+    if isinstance(value, sympy.Expr) and value.is_number and not isinstance(value, sympy.Float):
+        value = sympy.simplify(value.doit())  # "10%" votes with "1/10", "sqrt(8)" with "2*sqrt(2)"
     if isinstance(value, sympy.Float) and value == int(value):
         return str(int(value))
     if isinstance(value, sympy.Float):
