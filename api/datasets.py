@@ -14,7 +14,6 @@ from pathlib import PurePath
 from typing import Any
 
 from db.batches import ProblemIn
-from worker.search.answers import gsm8k_gold
 
 MAX_REPORTED_ERRORS = 20
 MAX_CUSTOM_ID_CHARS = 256  # the width of job.custom_id
@@ -241,6 +240,14 @@ def _gold(record: Mapping[str, Any], layout: _Layout) -> str | None:
         return None
     # GSM8K's answer is a worked solution whose final line is '#### <answer>'.
     return gsm8k_gold(gold) if "####" in gold else gold.strip()
+
+
+def gsm8k_gold(solution: str) -> str:
+    """The gold answer of a GSM8K solution: the text after its '#### ' line."""
+    marker = solution.rfind("####")
+    if marker < 0:
+        raise ValueError("GSM8K answer has no '#### ' line")
+    return solution[marker + 4 :].strip()
 
 
 def _text(record: Mapping[str, Any], column: str, *, numbers: bool) -> str | None:

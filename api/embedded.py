@@ -2,6 +2,8 @@
 database (SQLite by default, or Postgres) and every job runs in this process through the
 same path a Celery worker takes (worker.service.process_job), with the llama.cpp engine."""
 
+from __future__ import annotations
+
 import sys
 import time
 import uuid
@@ -10,7 +12,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from sqlalchemy.engine import make_url
@@ -31,7 +33,9 @@ from db.session import get_engine, session_scope
 from ttcq.settings import Settings, get_settings
 from worker.engines.base import Engine, EngineError, TransientEngineError
 from worker.search.config import ConfigError, SearchConfig, make_config
-from worker.service import SessionFactory, process_job
+
+if TYPE_CHECKING:  # the search stack (sympy, math-verify) loads only when `run` runs
+    from worker.service import SessionFactory
 
 DEFAULT_DB = "sqlite:///ttcq.db"
 OWNER = "local"
@@ -99,7 +103,9 @@ def _engine(model_path: str, n_ctx: int, threads: int | None) -> Engine:
 
 def _solve(sessions: SessionFactory, engine: Engine, job_id: uuid.UUID,
            settings: Settings) -> str:
-    # Each claim spends an attempt, so a job that keeps failing transiently ends "skipped".
+    from worker.service import process_job
+
+    # Each claim spends an attempt, so a job that keeps failing transiently ends "failed".
     while True:
         try:
             return process_job(sessions=sessions, job_id=job_id, engine=engine,

@@ -11,7 +11,6 @@ from sqlmodel import Session, SQLModel, col, select
 from db.bulk import insert_ignoring_conflicts
 from db.jobs import Claim, finish_job
 from db.models import BudgetPoint, Candidate, Job, JobCost, JobCostBase, JobState, TraceNode
-from worker.search.answers import is_correct
 from worker.search.types import SearchResult
 
 
@@ -36,7 +35,7 @@ def result_rows(
             "canonical": _text(c.canonical),
             "extraction": c.extraction, "step_scores": c.step_scores, "score": c.score,
             "selected": c.selected,
-            "correct": is_correct(gold, c.answer if c.finished else None),
+            "correct": _grade(gold, c.answer if c.finished else None),
         }
         for c in result.candidates
     ]
@@ -57,6 +56,14 @@ def result_rows(
     }
 
 
+def _grade(gold: str | None, answer: str | None) -> bool | None:
+    # Imported here: grading loads sympy and math-verify, which readers of results
+    # (the API, the CLI) need not pay for.
+    from worker.search.answers import is_correct
+
+    return is_correct(gold, answer)
+
+
 def _text(value: str | None) -> str | None:
     """Model output as Postgres stores it: text columns refuse the NUL character."""
     return value.replace("\x00", "\ufffd") if value else value
@@ -74,7 +81,7 @@ def store_result(
     answer = result.answer
     if not finish_job(
         session=session, claim=claim, state=JobState.succeeded,
-        answer=_text(answer), correct=is_correct(gold, answer),
+        answer=_text(answer), correct=_grade(gold, answer),
     ):
         session.rollback()
         return False

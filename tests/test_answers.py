@@ -8,7 +8,6 @@ import pytest
 from worker.search.answers import (
     canonical_answer,
     extract_answer,
-    gsm8k_gold,
     has_boxed_answer,
     is_correct,
     last_boxed,
@@ -102,12 +101,6 @@ def test_grading_works_off_the_main_thread() -> None:
     worker.start()
     worker.join()
     assert results == [True]
-
-
-def test_gsm8k_gold_is_after_the_marker() -> None:
-    assert gsm8k_gold("16 - 3 - 4 = <<16-3-4=9>>9\n#### 1,000") == "1,000"
-    with pytest.raises(ValueError):
-        gsm8k_gold("no marker here")
 
 
 def test_an_unclosed_last_box_does_not_hide_an_earlier_one() -> None:

@@ -13,6 +13,7 @@ from api.datasets import (
     DatasetError,
     Limits,
     detect_format,
+    gsm8k_gold,
     load_dataset,
     parse_fields,
 )
@@ -174,3 +175,9 @@ def test_unknown_extension_is_rejected() -> None:
     with pytest.raises(DatasetError) as caught:
         detect_format("data.xlsx")
     assert "unknown file type '.xlsx'" in caught.value.errors[0].message
+
+
+def test_gsm8k_gold_needs_its_marker() -> None:
+    assert gsm8k_gold("16 - 3 - 4 = <<16-3-4=9>>9\n#### 1,000") == "1,000"
+    with pytest.raises(ValueError):
+        gsm8k_gold("no marker here")

@@ -84,14 +84,6 @@ def has_boxed_answer(text: str) -> bool:
     return last_boxed(text) is not None
 
 
-def gsm8k_gold(solution: str) -> str:
-    """The gold answer of a GSM8K solution: the text after its '#### ' line."""
-    marker = solution.rfind("####")
-    if marker < 0:
-        raise ValueError("GSM8K answer has no '#### ' line")
-    return solution[marker + 4 :].strip()
-
-
 @lru_cache(maxsize=4096)
 def _parsed(answer: str) -> tuple[object, ...]:
     if len(answer) > MAX_ANSWER_CHARS or _HUGE_POWER.search(answer):
