@@ -6,7 +6,10 @@ prompt share its KV cells. `held` remembers what each sequence holds after a cal
 later call that continues a branch (beam search's next step) reuses all of it."""
 
 import ctypes
-from collections.abc import Sequence
+import os
+import sys
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,6 +17,20 @@ import numpy as np
 
 # A shared prefix is evaluated on its own only when that saves at least this many tokens.
 STEM_MIN_GAIN = 16
+
+
+@contextmanager
+def _quiet_stderr() -> Iterator[None]:
+    """Silence file descriptor 2 (llama.cpp writes there, below Python's sys.stderr)."""
+    sys.stderr.flush()
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
 
 
 class KVFullError(RuntimeError):
@@ -41,7 +58,6 @@ class KVPool:
     def __init__(self, model: Any, *, n_ctx: int, n_seq: int, n_batch: int, n_threads: int):
         import llama_cpp
         from llama_cpp import _internals
-        from llama_cpp._utils import suppress_stdout_stderr
 
         self._llama_cpp = llama_cpp
         params = llama_cpp.llama_context_default_params()
@@ -52,7 +68,7 @@ class KVPool:
         params.n_threads = params.n_threads_batch = n_threads
         # A unified cache longer than the training context draws a warning on stderr; no
         # sequence grows past the engine's own n_ctx, so it does not apply.
-        with suppress_stdout_stderr(disable=False):
+        with _quiet_stderr():
             self._ctx = _internals.LlamaContext(model=model, params=params, verbose=False)
         self._batch = _internals.LlamaBatch(n_tokens=n_batch, embd=0, n_seq_max=1, verbose=False)
         self.n_ctx, self.n_seq, self.n_batch = n_ctx, n_seq, n_batch
