@@ -18,6 +18,7 @@ from api.cli import main
 from db.models import Job
 from db.session import get_engine
 from tests.utils.api_factories import ALICE, api_settings, auth, running_api, store_solution
+from worker.search.config import load_recipe, make_config
 from worker.service import SessionFactory
 
 GSM8K_ROWS = [
@@ -183,3 +184,16 @@ def test_api_command_serves_the_app_factory(monkeypatch: pytest.MonkeyPatch) -> 
     assert result.exit_code == 0, result.output
     assert calls == [(("api.app:create_app",),
                       {"factory": True, "host": "127.0.0.1", "port": 9123})]
+
+
+RECIPES = sorted((Path(__file__).parents[1] / "examples" / "recipes").glob("*.yaml"))
+
+
+def test_recipes_are_shipped() -> None:
+    assert len(RECIPES) >= 3
+
+
+@pytest.mark.parametrize("recipe", RECIPES, ids=lambda p: p.name)
+def test_shipped_recipes_are_valid_configs(recipe: Path) -> None:
+    config = make_config(**load_recipe(recipe))
+    assert f"strategy: {config.strategy}" in recipe.read_text()
