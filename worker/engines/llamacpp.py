@@ -98,6 +98,8 @@ class LlamaCppEngine:
         self.info = EngineInfo(
             model=Path(path).name,
             eos_token_ids=self._stop_ids(),
+            # SmolLM2 ties its output head to the embedding table, so the table is counted
+            # once and its one matmul per token (the head) is real compute: 2 FLOPs/param.
             n_params=int(llama_cpp.llama_model_n_params(self.llm._model.model)),
         )
 
