@@ -153,7 +153,7 @@ def test_reap_cancels_an_expired_job_of_a_cancelled_batch(sessions: SessionFacto
     _claim(sessions, job_id)
     _cancel(sessions, job_id)
     _expire(sessions, job_id)
-    assert _reap(sessions) == []  # requeued, no claim could ever take it
+    assert _reap(sessions) == []  # not requeued: no claim could ever take it
     assert job_of(sessions, job_id).state == JobState.cancelled
 
 

@@ -106,15 +106,16 @@ def test_lease_keeper_renews_the_lease_while_an_engine_call_runs(
     assert first_lease is not None and later_lease is not None and later_lease > first_lease
 
 
+def _server_restarting() -> None:
+    raise TransientEngineError("server restarting")
+
+
 def test_transient_error_on_the_last_attempt_fails_the_job(
     sessions: SessionFactory, engine: LlamaCppEngine
 ) -> None:
     [job_id] = make_batch(sessions)
-
-    def fail() -> None:
-        raise TransientEngineError("server restarting")
-
-    assert _process(sessions, job_id, HookedEngine(engine, fail), max_attempts=1) == "failed"
+    restarting = HookedEngine(engine, _server_restarting)
+    assert _process(sessions, job_id, restarting, max_attempts=1) == "failed"
     job = job_of(sessions, job_id)
     assert (job.state, job.error) == (JobState.failed, "transient: server restarting")
 
@@ -123,12 +124,8 @@ def test_transient_error_with_attempts_left_requeues_and_raises(
     sessions: SessionFactory, engine: LlamaCppEngine
 ) -> None:
     [job_id] = make_batch(sessions)
-
-    def fail() -> None:
-        raise TransientEngineError("server restarting")
-
     with pytest.raises(TransientEngineError):
-        _process(sessions, job_id, HookedEngine(engine, fail))
+        _process(sessions, job_id, HookedEngine(engine, _server_restarting))
     assert job_of(sessions, job_id).state == JobState.queued
 
 
