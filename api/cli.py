@@ -3,8 +3,7 @@ the worker and migrations, and `ttcq run`, the embedded mode (see api.embedded).
 
 import sys
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -12,13 +11,15 @@ import click
 from pydantic import ValidationError
 
 from api.cli_options import (
+    api_client,
+    client_options,
     config_from,
     dataset_options,
-    error_report,
     field_mapping,
     search_options,
 )
-from api.client import ApiError, Client
+from api.cli_reports import list_command, report_command, rescore_command
+from api.client import Client
 from api.embedded import run_command
 from api.output import OutputError, write_results
 from ttcq.settings import get_settings
@@ -41,26 +42,9 @@ def main() -> None:
 
 
 main.add_command(run_command)
-
-
-def client_options(command: F) -> F:
-    command = click.option("--token", default=None, help="API token [TTCQ_API_TOKEN]")(command)
-    return click.option("--api-url", default=None, help="API base URL [TTCQ_API_URL]")(command)
-
-
-@contextmanager
-def _client(api_url: str | None, token: str | None) -> Iterator[Client]:
-    """A client of the API; its errors become CLI errors with the line/field list."""
-    settings = get_settings()
-    try:
-        with Client(api_url or settings.api_url, token or settings.api_token) as client:
-            yield client
-    except ApiError as error:
-        raise click.ClickException(_describe(error)) from None
-
-
-def _describe(error: ApiError) -> str:
-    return error_report(error.message, error.errors)
+main.add_command(list_command)
+main.add_command(report_command)
+main.add_command(rescore_command)
 
 
 @main.command()
@@ -77,7 +61,7 @@ def submit(file: Path, recipe: Path | None, field_pairs: tuple[str, ...], model:
     """Submit a dataset (JSONL, CSV or Parquet); prints the batch id."""
     config = config_from(recipe, flags)
     fields = field_mapping(field_pairs)
-    with _client(api_url, token) as client:
+    with api_client(api_url, token) as client:
         batch = client.submit_file(file, config=config, fields=fields, name=name,
                                    model=model, priority=priority)
     click.echo(batch["id"])
@@ -103,7 +87,7 @@ def _print_batch(batch: dict[str, Any]) -> None:
 def status(batch_id: str, watch: bool, interval: float, api_url: str | None,
            token: str | None) -> None:
     """Jobs of a batch by state, and accuracy so far."""
-    with _client(api_url, token) as client:
+    with api_client(api_url, token) as client:
         batch = client.batch(batch_id)
         if watch:
             batch = _watch(client, batch, interval)
@@ -128,7 +112,7 @@ def _watch(client: Client, batch: dict[str, Any], interval: float) -> dict[str, 
 @client_options
 def results(batch_id: str, output: Path | None, api_url: str | None, token: str | None) -> None:
     """Write one result per problem: answer, correctness, cost and candidates."""
-    with _client(api_url, token) as client:
+    with api_client(api_url, token) as client:
         try:
             count = write_results(client.results(batch_id), output)
         except OutputError as error:
@@ -142,7 +126,7 @@ def results(batch_id: str, output: Path | None, api_url: str | None, token: str 
 @client_options
 def cancel(batch_id: str, api_url: str | None, token: str | None) -> None:
     """Cancel a batch: queued jobs at once, running ones at their next check."""
-    with _client(api_url, token) as client:
+    with api_client(api_url, token) as client:
         _print_batch(client.cancel(batch_id))
 
 
@@ -151,7 +135,7 @@ def cancel(batch_id: str, api_url: str | None, token: str | None) -> None:
 @client_options
 def requeue(batch_id: str, api_url: str | None, token: str | None) -> None:
     """Send a batch's queued jobs to the queue again (after Redis lost its messages)."""
-    with _client(api_url, token) as client:
+    with api_client(api_url, token) as client:
         _print_batch(client.requeue(batch_id))
 
 

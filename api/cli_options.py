@@ -1,12 +1,15 @@
 """Options shared by `ttcq submit` and `ttcq run`: search flags over a recipe, field mapping."""
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar, get_args
 
 import click
 
+from api.client import ApiError, Client
 from api.datasets import parse_fields
+from ttcq.settings import get_settings
 from worker.search.config import (
     Aggregation,
     ConfigError,
@@ -68,6 +71,22 @@ def field_mapping(pairs: tuple[str, ...]) -> dict[str, str]:
         return parse_fields(pairs)
     except ValueError as error:
         raise click.BadParameter(str(error), param_hint="--field") from None
+
+
+def client_options(command: F) -> F:
+    command = click.option("--token", default=None, help="API token [TTCQ_API_TOKEN]")(command)
+    return click.option("--api-url", default=None, help="API base URL [TTCQ_API_URL]")(command)
+
+
+@contextmanager
+def api_client(api_url: str | None, token: str | None) -> Iterator[Client]:
+    """A client of the API; its errors become CLI errors with the line/field list."""
+    settings = get_settings()
+    try:
+        with Client(api_url or settings.api_url, token or settings.api_token) as client:
+            yield client
+    except ApiError as error:
+        raise click.ClickException(error_report(error.message, error.errors)) from None
 
 
 def error_report(message: str, errors: list[dict[str, Any]]) -> str:

@@ -76,6 +76,24 @@ class Client:
         result: dict[str, Any] = self._request("POST", f"/v1/batches/{batch_id}/requeue")
         return result
 
+    def batches(self, limit: int = 50) -> list[dict[str, Any]]:
+        """The caller's batches, newest first."""
+        result: list[dict[str, Any]] = self._request("GET", "/v1/batches",
+                                                     params={"limit": limit})
+        return result
+
+    def report(self, batch_ids: list[str]) -> dict[str, Any]:
+        result: dict[str, Any] = self._request("GET", "/v1/report",
+                                               params={"batch_id": batch_ids})
+        return result
+
+    def rescore(self, batch_id: str, *, aggregation: str | None,
+                selection: str | None) -> dict[str, Any]:
+        body = {"aggregation": aggregation, "selection": selection}
+        result: dict[str, Any] = self._request("POST", f"/v1/batches/{batch_id}/rescore",
+                                               json=body)
+        return result
+
     def results(self, batch_id: str) -> Iterator[dict[str, Any]]:
         """The batch's result records, streamed (a large batch is never held in memory)."""
         try:

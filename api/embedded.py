@@ -92,7 +92,7 @@ def _problems(path: Path, pairs: tuple[str, ...], settings: Settings,
     return problems[:limit] if limit else problems
 
 
-def _engine(model_path: str, n_ctx: int, threads: int | None) -> Engine:
+def load_engine(model_path: str, n_ctx: int, threads: int | None) -> Engine:
     from worker.engines.llamacpp import LlamaCppEngine, describe_build  # needed only here
 
     try:
@@ -157,7 +157,7 @@ def run_command(file: Path, recipe: Path | None, field_pairs: tuple[str, ...],
     if out is not None:
         _check_out(out)  # before the long part, not after it
     started = time.perf_counter()
-    engine = _engine(model_path or settings.model_path, settings.n_ctx,
+    engine = load_engine(model_path or settings.model_path, settings.n_ctx,
                      threads or settings.n_threads)
     loaded = time.perf_counter()
     upgrade(db_url)

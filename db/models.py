@@ -131,3 +131,58 @@ class BudgetPoint(SQLModel, table=True):
     candidate_idx: int
     answer: str | None = Field(default=None, sa_column=Column(Text))
     correct: bool | None = None
+
+
+class Rescore(SQLModel, table=True):
+    """Answers of a batch chosen again from its stored candidates, with another step-score
+    aggregation, selection or verifier, and nothing generated again."""
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    batch_id: uuid.UUID = Field(foreign_key="batch.id", index=True, ondelete="CASCADE")
+    aggregation: str = Field(max_length=16)
+    selection: str = Field(max_length=16)
+    verifier: str | None = Field(default=None, max_length=64,
+                                 description="the verifier that scored again; None: stored scores")
+    created_at: datetime = Field(
+        default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False)
+    )
+
+
+class RescorePoint(SQLModel, table=True):
+    """What a rescored job answers with only the first n of its budget (as budget_point)."""
+
+    __tablename__ = "rescore_point"
+
+    rescore_id: uuid.UUID = Field(foreign_key="rescore.id", primary_key=True, ondelete="CASCADE")
+    job_id: uuid.UUID = Field(foreign_key="job.id", primary_key=True, ondelete="CASCADE")
+    n: int = Field(primary_key=True)
+    candidate_idx: int
+    answer: str | None = Field(default=None, sa_column=Column(Text))
+    correct: bool | None = None
+
+
+class RescoreCandidate(SQLModel, table=True):
+    """A stored candidate's scores under a rescore, and whether the rescore chose it."""
+
+    __tablename__ = "rescore_candidate"
+
+    rescore_id: uuid.UUID = Field(foreign_key="rescore.id", primary_key=True, ondelete="CASCADE")
+    job_id: uuid.UUID = Field(foreign_key="job.id", primary_key=True, ondelete="CASCADE")
+    idx: int = Field(primary_key=True)
+    step_scores: list[float] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    score: float | None = None
+    selected: bool = False
+
+
+class RescoreCost(SQLModel, table=True):
+    """What the rescore's verifier cost for one job, apart from the job's own cost."""
+
+    __tablename__ = "rescore_cost"
+
+    rescore_id: uuid.UUID = Field(foreign_key="rescore.id", primary_key=True, ondelete="CASCADE")
+    job_id: uuid.UUID = Field(foreign_key="job.id", primary_key=True, ondelete="CASCADE")
+    verifier_tokens: int = 0
+    verifier_cached_tokens: int = 0
+    verifier_calls: int = 0
+    verifier_seconds: float = 0.0
+    flops: float = 0.0

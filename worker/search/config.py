@@ -19,6 +19,9 @@ DEFAULT_SELECTION: dict[str, Selection] = {
     "majority": "majority",
     "weighted_best_of_n": "weighted",
 }
+# `--strategy lookahead` without `--lookahead`: one greedy step before each score, the
+# cheapest lookahead (at most one extra step per candidate step) that is not beam search.
+DEFAULT_LOOKAHEAD = 1
 DEFAULT_SYSTEM_PROMPT = (
     "Solve the math problem step by step. Separate the steps with a blank line. "
     "Write the final answer as \\boxed{answer}."
@@ -49,6 +52,14 @@ class SearchConfig(BaseModel):
     step_delimiter: str = Field(default="\n\n", min_length=1)
     seed: int = Field(default=0, ge=0, le=2**32 - 1)
     system_prompt: str = DEFAULT_SYSTEM_PROMPT
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_lookahead(cls, values: Any) -> Any:
+        if isinstance(values, dict) and values.get("strategy") == "lookahead":
+            if values.get("lookahead") is None:
+                return {**values, "lookahead": DEFAULT_LOOKAHEAD}
+        return values
 
     @model_validator(mode="after")
     def _check_shape(self) -> "SearchConfig":

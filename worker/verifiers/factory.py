@@ -5,8 +5,11 @@ from worker.verifiers.base import NoVerifier, Verifier
 from worker.verifiers.self_judge import SelfJudgeVerifier
 
 
-def make_verifier(name: str, engine: Engine) -> Verifier:
+def make_verifier(name: str, engine: Engine | None) -> Verifier:
+    """engine: the policy model, which self_judge asks (the others need none)."""
     if name == "self_judge":
+        if engine is None:
+            raise ValueError("the self_judge verifier needs the policy model's engine")
         return SelfJudgeVerifier(engine)
     if name == "checker":
         from worker.verifiers.checker import CheckerVerifier

@@ -1,0 +1,47 @@
+"""Run the ground-truth task (worker.ground_truth) through ttcq as users' batches run, one
+batch per strategy, and print the batch ids: the input of `ttcq report ... --db URL`.
+
+    .venv/bin/python scripts/ground_truth_demo.py --db sqlite:///ground_truth.db > ids
+    .venv/bin/ttcq report $(cat ids) --db sqlite:///ground_truth.db -o report/
+"""
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from api.datasets import Limits, to_problems  # noqa: E402
+from api.embedded import session_factory  # noqa: E402
+from db.migrate import upgrade  # noqa: E402
+from worker.ground_truth.task import make_dataset  # noqa: E402
+from worker.ground_truth_batches import run_batch  # noqa: E402
+
+VERIFIED = {"verifier": "self_judge"}
+BATCHES = [
+    {"strategy": "majority", "n": 16, "verifier": "none"},
+    {"strategy": "best_of_n", "n": 16, **VERIFIED},
+    {"strategy": "weighted_best_of_n", "n": 16, **VERIFIED},
+    {"strategy": "dvts", "n": 16, "beam_width": 4, **VERIFIED},
+    *({"strategy": "beam_search", "n": n, "beam_width": 4, **VERIFIED} for n in (4, 8, 16)),
+]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--db", default="sqlite:///ground_truth.db")
+    parser.add_argument("--problems", type=int, default=500)
+    parser.add_argument("--quality", type=float, default=2.0, help="the self-judge's quality")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    rows = make_dataset(args.problems, seed=args.seed)
+    problems = to_problems(enumerate(rows, start=1), limits=Limits(10_000, len(rows)))
+    upgrade(args.db)
+    sessions = session_factory(args.db)
+    for config in BATCHES:
+        batch_id = run_batch(sessions, problems, quality=args.quality, seed=args.seed, **config)
+        print(batch_id, flush=True)  # noqa: T201
+
+
+if __name__ == "__main__":
+    main()
