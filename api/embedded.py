@@ -26,8 +26,10 @@ from api.cli_options import (
 )
 from api.datasets import DatasetError, Limits, detect_format, load_dataset
 from api.output import OutputError, check_output_path, write_results
+from api.progress import LiveProgress
 from db.batches import ProblemIn, create_batch
 from db.migrate import upgrade
+from db.reports import job_outcome
 from db.results import batch_results
 from db.session import get_engine, session_scope
 from ttcq.settings import Settings, get_settings
@@ -119,14 +121,14 @@ def _solve(sessions: SessionFactory, engine: Engine, job_id: uuid.UUID,
 
 def _solve_all(sessions: SessionFactory, engine: Engine, job_ids: list[uuid.UUID],
                settings: Settings) -> None:
-    solved = Counter[str]()
-    with click.progressbar(
-        job_ids, label="solving", show_pos=True, show_eta=True,
-        item_show_func=lambda _: ", ".join(f"{k} {v}" for k, v in solved.items()) or None,
-        file=sys.stderr,
-    ) as bar:
-        for job_id in bar:
-            solved[_solve(sessions, engine, job_id, settings)] += 1
+    """Solve the jobs in order, showing progress after each (one small query)."""
+    progress = LiveProgress(len(job_ids), sys.stderr)
+    progress.show()
+    for job_id in job_ids:
+        outcome = _solve(sessions, engine, job_id, settings)
+        with sessions() as session:
+            correct, tokens = job_outcome(session=session, job_id=job_id)
+        progress.add(outcome, correct, tokens)
 
 
 @click.command("run")

@@ -90,3 +90,12 @@ def recent_batches(*, session: Session, limit: int = 20) -> list[Batch]:
     """Every owner's batches, newest first: a local database (`ttcq run`) is one user's."""
     query = select(Batch).order_by(col(Batch.created_at).desc()).limit(limit)
     return list(session.exec(query))
+
+
+def job_outcome(*, session: Session, job_id: uuid.UUID) -> tuple[bool | None, int]:
+    """(correct?, tokens processed) of one finished job, for live progress."""
+    tokens = func.coalesce(_job_tokens(), 0)
+    query = (select_columns(col(Job.correct), tokens)
+             .outerjoin(JobCost, col(JobCost.job_id) == Job.id).where(col(Job.id) == job_id))
+    correct, used = session.exec(query).one()  # type: ignore[call-overload]
+    return correct, int(used)

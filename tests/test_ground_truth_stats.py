@@ -20,7 +20,9 @@ from db.batches import get_batch
 from db.session import get_engine
 from worker.ground_truth.expected import Expected, curve
 from worker.ground_truth.task import make_dataset
+from worker.ground_truth.verifier import GroundTruthVerifier
 from worker.ground_truth_batches import run_batch
+from worker.rescoring import rescore_batch
 
 PROBLEMS = 300  # 60 per level
 QUALITY = 2.0  # the self-judge: a sound step scores Beta(2, 1), an unsound one Beta(1, 2)
@@ -89,7 +91,7 @@ def measured(fast_sessions: Any, batches: dict[str, uuid.UUID]) -> dict[tuple[st
 
 @pytest.fixture(scope="module")
 def expected(rows: list[dict[str, Any]]) -> dict[tuple[str, int], Expected]:
-    levels = Counter(row["level"] for row in rows)
+    levels = levels_of(rows)
     out = {}
     for run, budgets in BUDGETS.items():
         config = RUNS[run]
@@ -140,3 +142,84 @@ def test_beam_search_is_ahead_of_best_of_n_at_a_small_budget(
     measured: dict[tuple[str, int], float]
 ) -> None:
     assert measured["beam_search_4", 4] > measured["best_of_n", 4]
+
+
+# Rescoring the best-of-N batch: by vote, with the judge the search used, with a coin.
+RESCORES: dict[str, dict[str, Any]] = {
+    "vote": {"selection": "majority"},
+    "same_judge": {"verifier": GroundTruthVerifier(QUALITY)},
+    "coin": {"verifier": GroundTruthVerifier(1.0, salt="coin")},
+}
+
+
+@pytest.fixture(scope="module")
+def rescores(fast_sessions: Any, batches: dict[str, uuid.UUID]) -> dict[str, uuid.UUID]:
+    out = {}
+    for name, how in RESCORES.items():
+        with fast_sessions() as session:
+            batch = get_batch(session=session, batch_id=batches["best_of_n"])
+            assert batch is not None
+            out[name] = rescore_batch(session=session, batch=batch, **how).rescore_id
+    return out
+
+
+def rescored_curve(fast_sessions: Any, rescore_id: uuid.UUID) -> dict[int, float]:
+    query = text("SELECT budget, SUM(correct), SUM(graded) FROM v_rescore_accuracy_by_budget "
+                 "WHERE rescore_id = :id GROUP BY budget")
+    with fast_sessions() as session:
+        rows = session.exec(query, params={"id": rescore_id}).all()  # type: ignore[call-overload]
+    return {n: int(correct) / int(graded) for n, correct, graded in rows}
+
+
+def levels_of(rows: list[dict[str, Any]]) -> Counter[int]:
+    return Counter(row["level"] for row in rows)
+
+
+def test_best_of_n_rescored_by_vote_is_majority_voting(
+    fast_sessions: Any, rescores: dict[str, uuid.UUID], rows: list[dict[str, Any]]
+) -> None:
+    measured = rescored_curve(fast_sessions, rescores["vote"])
+    reference = curve("majority", RUNS["majority"], BUDGETS["majority"], QUALITY, levels_of(rows))
+    assert set(measured) == set(reference)
+    for n, value in measured.items():
+        assert abs(reference[n].z(value)) < BOUND, (n, value, reference[n].accuracy)
+
+
+def test_rescoring_with_the_search_s_own_judge_makes_the_same_choices(
+    fast_sessions: Any, rescores: dict[str, uuid.UUID]
+) -> None:
+    query = text("SELECT COUNT(*), SUM(CASE WHEN r.candidate_idx = p.candidate_idx THEN 1 "
+                 "ELSE 0 END) FROM rescore_point r JOIN budget_point p "
+                 "ON p.job_id = r.job_id AND p.n = r.n WHERE r.rescore_id = :id")
+    with fast_sessions() as session:
+        total, same = session.exec(  # type: ignore[call-overload]
+            query, params={"id": rescores["same_judge"]}).one()
+    assert total == PROBLEMS * len(BUDGETS["best_of_n"]) and same == total
+
+
+def test_a_coin_as_verifier_leaves_one_sample_s_chance_and_its_cost_apart(
+    fast_sessions: Any, rescores: dict[str, uuid.UUID], rows: list[dict[str, Any]]
+) -> None:
+    measured = rescored_curve(fast_sessions, rescores["coin"])
+    reference = curve("best_of_n", RUNS["best_of_n"], BUDGETS["best_of_n"], 1.0,
+                      levels_of(rows))
+    for n, value in measured.items():
+        assert abs(reference[n].z(value)) < BOUND, (n, value, reference[n].accuracy)
+    query = text("SELECT COUNT(*), SUM(verifier_tokens), SUM(verifier_calls) FROM rescore_cost "
+                 "WHERE rescore_id = :id")
+    with fast_sessions() as session:
+        jobs, tokens, calls = session.exec(  # type: ignore[call-overload]
+            query, params={"id": rescores["coin"]}).one()
+    assert (jobs, calls) == (PROBLEMS, PROBLEMS) and tokens > 0
+
+
+def test_the_report_shows_each_rescore_as_a_line_of_its_own(
+    fast_sessions: Any, batches: dict[str, uuid.UUID], rescores: dict[str, uuid.UUID]
+) -> None:
+    with fast_sessions() as session:
+        batch = get_batch(session=session, batch_id=batches["best_of_n"])
+        assert batch is not None
+        report = build_report(session=session, batches=[batch])
+    names = [line.configuration for line in report.lines]
+    assert len(set(names)) == 4 and sum("rescored" in name for name in names) == 3
+    assert {r for line in report.lines for r in line.rescore_ids} == set(rescores.values())

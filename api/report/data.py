@@ -13,7 +13,7 @@ from pydantic import BaseModel, Field
 from sqlmodel import Session
 
 from api.report import lines
-from db.models import Batch
+from db.models import Batch, Rescore
 from db.reports import CurveRow, batch_curves, rescore_curves, rescores_of
 
 Z_95 = 1.959963984540054
@@ -93,7 +93,7 @@ def build_report(*, session: Session, batches: Sequence[Batch]) -> Report:
         line.batch_ids.append(batch.id)
         sources[batch.id] = line
     by_id = {b.id: b for b in batches}
-    rescores = rescores_of(session=session, batch_ids=list(by_id))
+    rescores = _latest(rescores_of(session=session, batch_ids=list(by_id)))
     for rescore in rescores:
         batch = by_id[rescore.batch_id]
         chosen = lines.settings(batch.config, batch.model) | lines.rescore_settings(rescore)
@@ -105,6 +105,14 @@ def build_report(*, session: Session, batches: Sequence[Batch]) -> Report:
         session=session, rescore_ids=[r.id for r in rescores])
     _accumulate(rows, sources)
     return _report(list(found.values()))
+
+
+def _latest(rescores: list[Rescore]) -> list[Rescore]:
+    """A batch rescored the same way twice counts once: its latest rescore."""
+    latest = {}
+    for rescore in sorted(rescores, key=lambda r: r.created_at):
+        latest[rescore.batch_id, rescore.verifier, rescore.aggregation, rescore.selection] = rescore
+    return list(latest.values())
 
 
 def _accumulate(rows: list[CurveRow], sources: dict[uuid.UUID, _Line]) -> None:

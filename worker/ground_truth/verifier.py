@@ -24,12 +24,12 @@ def uniform(*parts: str) -> float:
 
 
 class GroundTruthVerifier:
-    name = "ground_truth"
-
     def __init__(self, quality: float = 4.0, salt: str = "prm"):
         if quality < 1.0:
             raise ValueError("quality must be >= 1 (1: scores carry no information)")
         self.quality, self.salt = quality, salt
+        # What rescores record: judges of another quality or salt are other verifiers.
+        self.name = f"ground_truth q={quality:g}" + ("" if salt == "prm" else f" {salt}")
 
     def path_score(self, problem_key: str, path: Sequence[tuple[str, bool]]) -> float:
         """Score of the last step of a path of (step text, sound?) pairs."""
