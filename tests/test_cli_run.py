@@ -36,6 +36,8 @@ def test_run_solves_into_sqlite_and_writes_results(tmp_path: Path) -> None:
         assert sum(c["selected"] for c in row["candidates"]) == 1
         assert row["cost"]["completion_tokens"] > 0
     assert "time per problem" in result.stdout and "problems           2" in result.stdout
+    # Live progress on stderr, ending with every problem done and the accuracy so far.
+    assert "2/2 problems · 0/2 correct (0%) · " in result.stderr
 
 
 def test_run_works_on_postgres_too(db_url: str) -> None:
