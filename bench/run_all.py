@@ -10,6 +10,7 @@ from typing import cast
 import busy_cpu
 import control_plane
 import prefix_reuse
+import report_speed
 import search_overhead
 import trace_storage
 
@@ -57,6 +58,12 @@ BUSY_COLUMNS = [
     ("1 busy/idle", "one_busy_over_idle"), ("all busy/idle", "all_busy_over_idle"),
     ("idle/spinning idle", "idle_over_spinning_idle"),
 ]
+REPORT_COLUMNS = [
+    ("problems", "problems"), ("curve rows", "budget_points"),
+    ("by database s", "report_data_s"), ("result records s", "result_records_s"),
+    ("fetched rows s", "fetched_rows_s"), ("db/records", "database_over_result_records"),
+    ("db/rows", "database_over_fetched_rows"), ("drawing s", "draw_s"),
+]
 STAGE_COLUMNS = [
     ("side", "side"), ("wall", "wall"), ("submit", "submit"), ("claim", "claim"),
     ("search", "search"), ("store", "store"), ("task other", "task_other"),
@@ -79,6 +86,7 @@ def main() -> None:
     storage = trace_storage.main()
     control = control_plane.main()
     busy = busy_cpu.main()
+    report = report_speed.main()
     print()
     print(table("Search overhead (N=64, 40 steps, instant engine)", overhead, OVERHEAD_COLUMNS))
     print()
@@ -95,6 +103,9 @@ def main() -> None:
     print()
     print(table("Shared machine (majority N=4, SmolLM2-135M, other processes spinning)",
                 busy, BUSY_COLUMNS))
+    print()
+    print(table("Report numbers over thousands of problems (median of 5)", [report],
+                REPORT_COLUMNS))
     summary = {"machine": platform.platform(), "python": platform.python_version(),
                "seconds": round(time.time() - started, 1)}
     RESULTS.mkdir(exist_ok=True)
