@@ -1,5 +1,5 @@
 # The two commands a new machine needs: `make demo` and `make test` (each installs first).
-.PHONY: install demo test lint bench
+.PHONY: install demo test lint bench report-example
 
 install:
 	bash scripts/install.sh
@@ -19,3 +19,10 @@ lint:
 bench: install
 	bash scripts/services.sh
 	.venv/bin/python bench/run_all.py
+
+# The README's report: every strategy on 500 ground-truth problems, then `ttcq report`.
+report-example: install
+	rm -f ground_truth.db
+	.venv/bin/python scripts/ground_truth_demo.py --db sqlite:///ground_truth.db > batches.txt
+	.venv/bin/ttcq report $$(cat batches.txt) --db sqlite:///ground_truth.db -o report/
+	cp report/accuracy_vs_budget.png docs/report-example.png

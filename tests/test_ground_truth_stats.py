@@ -21,29 +21,12 @@ from db.session import get_engine
 from worker.ground_truth.expected import Expected, curve
 from worker.ground_truth.task import make_dataset
 from worker.ground_truth.verifier import GroundTruthVerifier
-from worker.ground_truth_batches import run_batch
+from worker.ground_truth_batches import BUDGETS, RUNS, run_batch
 from worker.rescoring import rescore_batch
 
 PROBLEMS = 300  # 60 per level
 QUALITY = 2.0  # the self-judge: a sound step scores Beta(2, 1), an unsound one Beta(1, 2)
 BOUND = 3.5  # standard deviations
-JUDGED = {"verifier": "self_judge"}
-RUNS: dict[str, dict[str, Any]] = {
-    "majority": {"strategy": "majority", "n": 16, "verifier": "none"},
-    "best_of_n": {"strategy": "best_of_n", "n": 16, **JUDGED},
-    "weighted_best_of_n": {"strategy": "weighted_best_of_n", "n": 16, **JUDGED},
-    "beam_search_4": {"strategy": "beam_search", "n": 4, "beam_width": 4, **JUDGED},
-    "beam_search_16": {"strategy": "beam_search", "n": 16, "beam_width": 4, **JUDGED},
-    "dvts": {"strategy": "dvts", "n": 16, "beam_width": 4, **JUDGED},
-    # No lookahead given: the default (one greedy step) is what the reference assumes.
-    "lookahead": {"strategy": "lookahead", "n": 8, "beam_width": 4, **JUDGED},
-    "self_refine": {"strategy": "self_refine", "rounds": 3, **JUDGED},
-}
-BUDGETS = {
-    "majority": [1, 2, 4, 8, 16], "best_of_n": [1, 2, 4, 8, 16],
-    "weighted_best_of_n": [1, 2, 4, 8, 16], "beam_search_4": [4], "beam_search_16": [16],
-    "dvts": [4, 8, 16], "lookahead": [8], "self_refine": [1, 2, 4],
-}
 CASES = [(run, n) for run, budgets in BUDGETS.items() for n in budgets]
 
 

@@ -16,6 +16,26 @@ from worker.service import SessionFactory, process_job
 
 OWNER = "local"  # the owner `ttcq run` gives its batches
 
+# Every strategy, and the budgets at which its curve is checked against the references
+# (tests/test_ground_truth_stats.py, scripts/ground_truth_agreement.py).
+JUDGED = {"verifier": "self_judge"}
+RUNS: dict[str, dict[str, Any]] = {
+    "majority": {"strategy": "majority", "n": 16, "verifier": "none"},
+    "best_of_n": {"strategy": "best_of_n", "n": 16, **JUDGED},
+    "weighted_best_of_n": {"strategy": "weighted_best_of_n", "n": 16, **JUDGED},
+    "beam_search_4": {"strategy": "beam_search", "n": 4, "beam_width": 4, **JUDGED},
+    "beam_search_16": {"strategy": "beam_search", "n": 16, "beam_width": 4, **JUDGED},
+    "dvts": {"strategy": "dvts", "n": 16, "beam_width": 4, **JUDGED},
+    # No lookahead given: the default (one greedy step) is what the reference assumes.
+    "lookahead": {"strategy": "lookahead", "n": 8, "beam_width": 4, **JUDGED},
+    "self_refine": {"strategy": "self_refine", "rounds": 3, **JUDGED},
+}
+BUDGETS = {
+    "majority": [1, 2, 4, 8, 16], "best_of_n": [1, 2, 4, 8, 16],
+    "weighted_best_of_n": [1, 2, 4, 8, 16], "beam_search_4": [4], "beam_search_16": [16],
+    "dvts": [4, 8, 16], "lookahead": [8], "self_refine": [1, 2, 4],
+}
+
 
 def submit(sessions: SessionFactory, problems: Sequence[ProblemIn], owner: str = OWNER,
            **config: Any) -> tuple[uuid.UUID, list[uuid.UUID]]:

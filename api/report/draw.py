@@ -11,12 +11,13 @@ from matplotlib import colormaps
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter
 
 from api.report.data import Report, ReportPoint, panels, points_of
 
 PANEL_WIDTH, PANEL_HEIGHT = 4.6, 3.4  # inches
 MAX_COLUMNS = 3
-DPI = 110
+DPI = 100
 BAND_ALPHA = 0.15
 
 
@@ -64,6 +65,8 @@ def _figure(report: Report, x_of: Callable[[ReportPoint], float], x_label: str,
             _draw_line(ax, points, x_of, colors[name], name)
         ax.set_title(_panel_title(level))
         ax.set_xscale("log", base=log_base)
+        if log_base == 2:  # budgets read better as 1, 2, 4, ... than as powers of two
+            ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
         ax.set_ylim(-0.02, 1.02)
         ax.grid(True, which="major", alpha=0.3)
         ax.set_xlabel(x_label)
