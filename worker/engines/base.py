@@ -82,6 +82,7 @@ class TokenLogprobs:
     logprobs: dict[int, float]
     prompt_tokens: int
     cached_tokens: int
+    completion_tokens: int = 0  # a server samples a token to answer; it is counted
 
 
 @dataclass
@@ -89,6 +90,7 @@ class EngineInfo:
     model: str
     eos_token_ids: tuple[int, ...] = field(default_factory=tuple)
     n_params: int = 0  # for the FLOPs estimate; 0 when unknown
+    honours_seeds: bool = True  # False: the server samples unseeded, runs do not repeat
 
 
 class Engine(Protocol):
