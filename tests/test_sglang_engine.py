@@ -28,14 +28,18 @@ class RecordingClient(ServerClient):
     def __init__(self, url: str):
         super().__init__(url, name="sglang (recorded)")
         self.metas: list[dict[str, Any]] = []
+        self.logprob_metas: list[dict[str, Any]] = []  # verifier calls
 
     def post(self, path: str, body: dict[str, Any]) -> Any:
         reply = super().post(path, body)
-        self.metas += [out["meta_info"] for out in (reply if isinstance(reply, list) else [reply])]
+        outs = [out["meta_info"] for out in (reply if isinstance(reply, list) else [reply])]
+        (self.logprob_metas if body.get("return_logprob") else self.metas).extend(outs)
         return reply
 
-    def reported(self) -> tuple[int, int, int]:
-        return tuple(sum(m[k] for m in self.metas)  # type: ignore[return-value]
+    def reported(self, *, logprobs: bool = False) -> tuple[int, int, int]:
+        """(prompt, cached, completion) tokens the server reported, summed."""
+        metas = self.logprob_metas if logprobs else self.metas
+        return tuple(sum(m[k] for m in metas)  # type: ignore[return-value]
                      for k in ("prompt_tokens", "cached_tokens", "completion_tokens"))
 
 

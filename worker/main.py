@@ -8,6 +8,7 @@ import sys
 from celery import Celery
 
 from ttcq.settings import Settings, get_settings
+from worker.backends import check_served_engine
 from worker.celery_app import DEFAULT_QUEUE, make_celery
 from worker.engines.base import EngineError
 from worker.engines.llamacpp import default_model_path, describe_build
@@ -41,13 +42,23 @@ def check_model(settings: Settings) -> None:
         raise SystemExit(f"ttcq worker: model file not found: {path} (TTCQ_MODEL_PATH)")
 
 
+def check_engine(settings: Settings) -> str:
+    """Refuse to start a worker whose engine cannot solve; a line saying what it runs."""
+    if settings.engine == "llamacpp":
+        check_model(settings)
+        return describe_build(settings.n_threads)
+    try:
+        return check_served_engine(settings)
+    except EngineError as error:
+        raise SystemExit(f"ttcq worker: {error}") from None
+
+
 def run_worker(concurrency: int = 1, queue: str = DEFAULT_QUEUE, loglevel: str = "INFO") -> None:
     """Run a worker until it is stopped. Prefork, so that the hard time limit can kill a
     stuck search; each child process loads its own engine (concurrency 1: one per engine)."""
     logging.basicConfig(level=loglevel.upper(), format=LOG_FORMAT)
     settings = get_settings()
-    check_model(settings)
-    logging.getLogger(__name__).info(describe_build(settings.n_threads))
+    logging.getLogger(__name__).info(check_engine(settings))
     app = create_worker_app(settings)
     worker = app.Worker(
         concurrency=concurrency,

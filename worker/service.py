@@ -16,12 +16,12 @@ from sqlmodel import Session
 from db.jobs import Claim, claim_job, finish_job, release_job, renew_lease
 from db.models import JobCostBase, JobState
 from db.results import store_result
-from worker.engines.base import Engine, TransientEngineError
+from worker.engines.base import Engine, EngineInfo, TransientEngineError
 from worker.engines.metered import MeteredEngine
 from worker.search.config import SearchConfig
 from worker.search.registry import run_search
 from worker.search.types import Problem, SearchResult
-from worker.verifiers.factory import make_verifier
+from worker.verifiers.factory import ServedVerifiers, make_verifier
 
 Outcome = Literal["succeeded", "failed", "cancelled", "skipped", "lost"]
 SessionFactory = Callable[[], AbstractContextManager[Session]]
@@ -35,7 +35,7 @@ class JobCancelled(Exception):
     """The job's batch was cancelled, or the job was handed to another worker."""
 
 
-def cost_record(result: SearchResult, wall_seconds: float, n_params: int) -> JobCostBase:
+def cost_record(result: SearchResult, wall_seconds: float, info: EngineInfo) -> JobCostBase:
     gen, ver = result.generation, result.verification
     computed = (gen.prompt_tokens - gen.cached_tokens + gen.completion_tokens
                 + ver.prompt_tokens - ver.cached_tokens + ver.completion_tokens)
@@ -50,7 +50,9 @@ def cost_record(result: SearchResult, wall_seconds: float, n_params: int) -> Job
         wall_seconds=wall_seconds,
         engine_seconds=gen.seconds + ver.seconds,
         # A forward pass costs about 2 FLOPs per parameter per token actually computed.
-        flops=2.0 * n_params * computed,
+        flops=2.0 * info.n_params * computed,
+        engine_model=info.model[:512],
+        seeded=info.honours_seeds,
     )
 
 
@@ -102,6 +104,7 @@ def process_job(
     lease_seconds: int,
     max_attempts: int,
     check_seconds: float = CHECK_INTERVAL_SECONDS,
+    served: ServedVerifiers | None = None,
 ) -> Outcome:
     """Claim and solve one job. Raises TransientEngineError (job released to the queue)
     when the engine failed in a way worth retrying and attempts are left."""
@@ -118,7 +121,9 @@ def process_job(
     try:
         with keeper:
             config = SearchConfig(**claim.config)
-            result = run_search(problem, config, guarded, make_verifier(config.verifier, guarded))
+            verifiers = served.guarded(keeper.check) if served else None
+            verifier = make_verifier(config.verifier, guarded, verifiers)
+            result = run_search(problem, config, guarded, verifier)
     except JobCancelled:
         return _finish(sessions, claim, JobState.cancelled, "cancelled while running")
     except TransientEngineError as error:
@@ -127,7 +132,7 @@ def process_job(
         return "failed"
     except Exception:  # a bug or a bad problem: record it on the job, do not retry
         return _finish(sessions, claim, JobState.failed, traceback.format_exc(limit=8))
-    cost = cost_record(result, time.perf_counter() - started, engine.info.n_params)
+    cost = cost_record(result, time.perf_counter() - started, engine.info)
     try:
         with sessions() as session:
             stored = store_result(session=session, claim=claim, gold=problem.gold,

@@ -118,6 +118,15 @@ class Engine(Protocol):
         """For each prompt, the logprob of each of token_ids as the next token."""
         ...
 
+    def health_check(self) -> None:
+        """Generate one real token, or raise EngineError: a worker checks before it
+        takes messages."""
+        ...
+
+    def close(self) -> None:
+        """Release connections (served engines); the engine is not used afterwards."""
+        ...
+
 
 def usage_of(completions: Sequence[Completion]) -> Usage:
     """Usage summed over completions; each counts as one engine sequence."""
