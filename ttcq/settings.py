@@ -37,6 +37,8 @@ class Settings(BaseSettings):
     # empty means the path the server reports, when this machine can read it).
     tokenizer_path: str = ""
     engine_timeout_seconds: float = Field(default=600.0, gt=0)
+    # Searches one worker runs at once on a served engine (threads; see worker/main.py).
+    in_flight: int = Field(default=32, ge=1, le=1024)
     # Served verifiers. prm: an LM-head PRM on an SGLang server (empty URL: the policy
     # engine itself judges in the PRM's format); orm: an outcome reward model on SGLang
     # (/classify) or vLLM (/pooling).

@@ -35,6 +35,10 @@ class JobCancelled(Exception):
     """The job's batch was cancelled, or the job was handed to another worker."""
 
 
+class JobTimedOut(Exception):
+    """The search ran past its time limit (a thread cannot be killed: it stops itself)."""
+
+
 def cost_record(result: SearchResult, wall_seconds: float, info: EngineInfo) -> JobCostBase:
     gen, ver = result.generation, result.verification
     computed = (gen.prompt_tokens - gen.cached_tokens + gen.completion_tokens
@@ -61,9 +65,11 @@ class LeaseKeeper:
     single long engine call cannot outlive the lease. The search learns of a cancelled
     batch or a lost lease at its next engine call (check), without a database round trip."""
 
-    def __init__(self, sessions: SessionFactory, claim: Claim, lease_seconds: int, every: float):
+    def __init__(self, sessions: SessionFactory, claim: Claim, lease_seconds: int, every: float,
+                 time_limit: float | None = None):
         self._sessions, self._claim, self._lease_seconds = sessions, claim, lease_seconds
         self._every = every
+        self._deadline = time.monotonic() + time_limit if time_limit else None
         self._stop = threading.Event()
         self._lost = threading.Event()
         self._thread = threading.Thread(target=self._run, name="ttcq-lease", daemon=True)
@@ -79,6 +85,8 @@ class LeaseKeeper:
     def check(self) -> None:
         if self._lost.is_set():
             raise JobCancelled()
+        if self._deadline is not None and time.monotonic() > self._deadline:
+            raise JobTimedOut()
 
     def _run(self) -> None:
         while not self._stop.wait(self._every):
@@ -105,16 +113,19 @@ def process_job(
     max_attempts: int,
     check_seconds: float = CHECK_INTERVAL_SECONDS,
     served: ServedVerifiers | None = None,
+    time_limit: float | None = None,
 ) -> Outcome:
     """Claim and solve one job. Raises TransientEngineError (job released to the queue)
-    when the engine failed in a way worth retrying and attempts are left."""
+    when the engine failed in a way worth retrying and attempts are left. A search still
+    running after time_limit seconds stops at its next engine call and fails the job."""
     with sessions() as session:
         claim = claim_job(session=session, job_id=job_id, worker=worker_name,
                           lease_seconds=lease_seconds, max_attempts=max_attempts)
     if claim is None:
         return "skipped"
     problem = Problem(claim.problem, claim.gold, claim.custom_id)
-    keeper = LeaseKeeper(sessions, claim, lease_seconds, min(check_seconds, lease_seconds / 3))
+    keeper = LeaseKeeper(sessions, claim, lease_seconds, min(check_seconds, lease_seconds / 3),
+                         time_limit)
     # Verifier calls go through the same guard: they cost as much as generation.
     guarded = MeteredEngine(engine, keeper.check)
     started = time.perf_counter()
@@ -126,6 +137,8 @@ def process_job(
             result = run_search(problem, config, guarded, verifier)
     except JobCancelled:
         return _finish(sessions, claim, JobState.cancelled, "cancelled while running")
+    except JobTimedOut:
+        return _finish(sessions, claim, JobState.failed, f"time limit of {time_limit} s exceeded")
     except TransientEngineError as error:
         if _release(sessions, claim, error, max_attempts):
             raise

@@ -53,6 +53,7 @@ def register_tasks(
         sessions=sessions or database_sessions(settings.database_url),
         lease_seconds=settings.lease_seconds,
         max_attempts=settings.max_attempts,
+        time_limit=settings.task_time_limit,  # a thread pool's hard limit (worker/main.py)
     )
 
     # No max_retries: the claim caps engine failures at max_attempts, and giving up on a

@@ -35,10 +35,14 @@ class OpenAIEngine:
                  timeout: float = 600.0, server: ServerClient | None = None):
         self.server = server or ServerClient(url, name=f"openai {url}", timeout=timeout,
                                              api_key=api_key)
-        listed = self.server.get("/v1/models").get("data", [])
-        names = [m.get("id") for m in listed]
-        if model not in names:
-            raise EngineError(f"{self.server.name} serves {names}, not {model!r}")
+        try:
+            listed = self.server.get("/v1/models").get("data", [])
+            names = [m.get("id") for m in listed]
+            if model not in names:
+                raise EngineError(f"{self.server.name} serves {names}, not {model!r}")
+        except Exception:
+            self.server.close()
+            raise
         self.model = model
         self.vllm = any(m.get("owned_by") == "vllm" for m in listed)
         self.tokenizer = HFTokenizer(tokenizer_path)
