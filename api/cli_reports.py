@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, get_args
+from typing import TYPE_CHECKING, Any, cast, get_args
 
 import click
 from sqlmodel import Session
@@ -17,25 +17,20 @@ from worker.search.config import Aggregation, Selection, VerifierName
 
 if TYPE_CHECKING:
     from api.report.data import Report
+    from worker.engines.base import Engine
     from worker.verifiers.base import Verifier
 
 DB_HELP = "read (and write) this database directly instead of the API, as `ttcq run` does"
 
 
 def _ids(values: tuple[str, ...]) -> list[uuid.UUID]:
-    try:
-        return [uuid.UUID(v) for v in values]
-    except ValueError:
-        bad = next(v for v in values if not _is_uuid(v))
-        raise click.BadParameter(f"{bad!r} is not a batch id", param_hint="BATCH") from None
-
-
-def _is_uuid(value: str) -> bool:
-    try:
-        uuid.UUID(value)
-    except ValueError:
-        return False
-    return True
+    ids = []
+    for value in values:
+        try:
+            ids.append(uuid.UUID(value))
+        except ValueError:
+            raise click.BadParameter(f"{value!r} is not a batch id", param_hint="BATCH") from None
+    return ids
 
 
 @contextmanager
@@ -163,12 +158,10 @@ def write_report(report: "Report", out: Path) -> list[Path]:
 @click.option("--verifier", type=click.Choice(get_args(VerifierName)), default=None,
               help="score the stored steps again with this verifier (needs --db)")
 @click.option("--db", "db_url", default=None, help=DB_HELP)
-@click.option("--model-path", default=None, help="GGUF for --verifier self_judge")
-@click.option("--threads", type=click.IntRange(min=1), default=None)
 @client_options
 def rescore_command(batch_id: str, aggregation: str | None, selection: str | None,
-                    verifier: str | None, db_url: str | None, model_path: str | None,
-                    threads: int | None, api_url: str | None, token: str | None) -> None:
+                    verifier: str | None, db_url: str | None, api_url: str | None,
+                    token: str | None) -> None:
     """Choose the batch's answers again from its stored candidates, without generating:
     another aggregation, selection or verifier. Prints the rescore id; reports show the
     rescore as a line of its own."""
@@ -179,7 +172,7 @@ def rescore_command(batch_id: str, aggregation: str | None, selection: str | Non
         raise click.UsageError("--verifier runs the verifier here, on the stored steps: "
                                "it needs --db URL (the API rescores with stored scores only)")
     if db_url:
-        judge = _verifier(verifier, model_path, threads) if verifier else (None, 0)
+        judge = _verifier(verifier) if verifier else (None, 0)
         result = _local_rescore(db_url, batch, aggregation, selection, *judge)
     else:
         with api_client(api_url, token) as client:
@@ -188,20 +181,21 @@ def rescore_command(batch_id: str, aggregation: str | None, selection: str | Non
     click.echo(_rescore_summary(result), err=True)
 
 
-def _verifier(name: str, model_path: str | None,
-              threads: int | None) -> tuple["Verifier", int]:
-    """The verifier by name, and the parameters of the model it runs (for FLOPs)."""
+def _verifier(name: str) -> tuple["Verifier", int]:
+    """The verifier by name, built from the worker's settings (TTCQ_ENGINE and the PRM and
+    ORM servers), and the parameters of the model that judges (for FLOPs)."""
     from ttcq.settings import get_settings
-    from worker.verifiers.factory import make_verifier
-
-    if name != "self_judge":
-        return make_verifier(name, None), 0
-    from api.embedded import load_engine
+    from worker.backends import make_engine, make_served_verifiers
+    from worker.verifiers.factory import ServedVerifiers, make_verifier
 
     settings = get_settings()
-    engine = load_engine(model_path or settings.model_path, settings.n_ctx,
-                         threads or settings.n_threads)
-    return make_verifier(name, engine), engine.info.n_params
+    served = make_served_verifiers(settings) if name in ("prm", "orm") else ServedVerifiers()
+    judge = served.prm_engine if name == "prm" else None
+    if name == "self_judge" or (name == "prm" and judge is None):
+        judge = make_engine(settings)  # the policy model judges
+    # checker, orm and none never touch the policy engine.
+    verifier = make_verifier(name, cast("Engine", judge), served)
+    return verifier, judge.info.n_params if judge is not None else 0
 
 
 def _local_rescore(url: str, batch_id: uuid.UUID, aggregation: Any, selection: Any,

@@ -75,6 +75,11 @@ def names(lines: Iterable[Mapping[str, Any]]) -> list[str]:
         differing = sorted(
             k for k in chosen if any(other.get(k) != chosen[k] for other in twins)
         )
-        extra = ", ".join(f"{k}={chosen[k]}" for k in differing)
+        extra = ", ".join(f"{k}={_short(chosen[k])}" for k in differing)
         out.append(f"{short[i]} ({extra})" if extra else short[i])
     return out
+
+
+def _short(value: Any, width: int = 24) -> str:
+    text = str(value)
+    return text if len(text) <= width else text[: width - 1] + "…"

@@ -66,6 +66,12 @@ class GroundTruthEngine:
     def reset(self) -> None:
         self._seen.clear()
 
+    def health_check(self) -> None:
+        """Always healthy: nothing to reach."""
+
+    def close(self) -> None:
+        """Nothing to release."""
+
     # Generation
     def generate(self, requests: Sequence[GenerationRequest]) -> list[list[Completion]]:
         return [[self._sample(r, j) for j in range(r.n)] for r in requests]
