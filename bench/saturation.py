@@ -36,11 +36,11 @@ RESULTS = Path(__file__).parent / "results"
 DATA = ROOT.parent / "shared" / "data" / "gsm8k_test.jsonl"
 IN_FLIGHT = (1, 4, 16, 64)
 PROBLEMS = 64
-ONE_AT_A_TIME_PROBLEMS = 12  # the slow baseline's rate is read on the batch's first ones
+ONE_AT_A_TIME_PROBLEMS = 8  # the slow baseline's rate is read on the batch's first ones
 STRATEGIES: dict[str, dict[str, Any]] = {
-    "beam_search": {"n": 8, "beam_width": 4, "max_depth": 3, "max_step_tokens": 32,
-                    "max_tokens": 96, "verifier": "checker"},
-    "best_of_n": {"n": 8, "max_tokens": 96, "verifier": "checker"},
+    "beam_search": {"n": 8, "beam_width": 4, "max_depth": 2, "max_step_tokens": 24,
+                    "max_tokens": 48, "verifier": "checker"},
+    "best_of_n": {"n": 8, "max_tokens": 48, "verifier": "checker"},
 }
 
 
