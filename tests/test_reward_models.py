@@ -52,7 +52,8 @@ def _check_scores(rm: OutcomeRewardModel) -> None:
     assert first[0] == first[1] and all(0.0 < s < 1.0 for s in first + second)
     assert first[0] != second[0]  # different solutions, different scores
     again = rm.score(QUESTION, CANDIDATES[:1], last_only=True)
-    assert again.scores == [[pytest.approx(first[0], abs=1e-3)]]  # deterministic, batched
+    # Alone or in a batch, the same score up to bf16 rounding.
+    assert again.scores == [[pytest.approx(first[0], abs=0.01)]]
     assert out.usage.prompt_tokens > 20 and out.usage.calls == 1
 
 

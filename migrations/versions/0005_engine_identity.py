@@ -18,17 +18,15 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 
+# Plain ALTER TABLE, not a batch copy: SQLite would refuse to rebuild job_cost under the
+# analytics views that read it (ADD and DROP COLUMN are native since SQLite 3.35).
 def upgrade() -> None:
-    # never: SQLite adds and drops these columns in place; copying the table would break
-    # the views that read it (v_job_outcome).
-    with op.batch_alter_table("job_cost", recreate="never") as table:
-        table.add_column(sa.Column("engine_model", sqlmodel.sql.sqltypes.AutoString(length=512),
-                                   nullable=False, server_default=""))
-        table.add_column(sa.Column("seeded", sa.Boolean(), nullable=False,
-                                   server_default=sa.true()))
+    op.add_column("job_cost", sa.Column("engine_model", sqlmodel.sql.sqltypes.AutoString(512),
+                                        nullable=False, server_default=""))
+    op.add_column("job_cost", sa.Column("seeded", sa.Boolean(), nullable=False,
+                                        server_default=sa.true()))
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("job_cost", recreate="never") as table:
-        table.drop_column("seeded")
-        table.drop_column("engine_model")
+    op.drop_column("job_cost", "seeded")
+    op.drop_column("job_cost", "engine_model")
