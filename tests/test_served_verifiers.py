@@ -14,6 +14,9 @@ from worker.engines.sglang import SGLangEngine
 from worker.verifiers.factory import ServedVerifiers, make_verifier
 from worker.verifiers.prm import LMHeadPRM, plus_share
 
+# A real server starts within the first test that needs it: minutes on a loaded machine.
+pytestmark = pytest.mark.timeout(900)
+
 QUESTION = "Tom has 3 apples and buys 4 more. How many apples does he have?"
 STEPS = ["Tom starts with 3 apples.\n\n", "He buys 4 more, so 3 + 4 = 7.\n\n",
          "The answer is \\boxed{7}."]

@@ -23,6 +23,9 @@ from worker.queue import enqueue_jobs
 from worker.service import SessionFactory, process_job
 from worker.verifiers.factory import ServedVerifiers
 
+# A real server starts within the first test that needs it: minutes on a loaded machine.
+pytestmark = pytest.mark.timeout(900)
+
 REPO = Path(__file__).resolve().parents[1]
 SHORT = {"n": 4, "beam_width": 2, "max_step_tokens": 24, "max_depth": 3, "max_tokens": 64,
          "seed": 3, "system_prompt": "Solve step by step, one short sentence per step, "

@@ -91,7 +91,9 @@ def sglang_server(model_dir: str, log: Path, *, embedding: bool = False,
             "--attention-backend", "torch_native", "--sampling-backend", "pytorch",
             "--disable-overlap-schedule", "--max-total-tokens", "16384",
             "--mem-fraction-static", "0.1", "--enable-cache-report", "--enable-metrics",
-            "--schedule-policy", "lpm", *(("--is-embedding",) if embedding else ()), *extra]
+            # Idle, the scheduler would poll at full speed, taking a core from the tests.
+            "--schedule-policy", "lpm", "--sleep-on-idle",
+            *(("--is-embedding",) if embedding else ()), *extra]
     server = _launch(argv, {"SGLANG_USE_CPU_ENGINE": "1"}, log, f"http://127.0.0.1:{port}",
                      model_dir, "/get_model_info", SGLANG_READY_SECONDS)
     try:
