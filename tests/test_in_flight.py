@@ -19,8 +19,8 @@ from sqlmodel import col, select
 
 from db.batches import ProblemIn, create_batch
 from db.models import Candidate, Job, JobCost, JobState
-from tests.test_sglang_engine import RecordingClient
 from tests.utils.jobs import job_of, wait_for_state
+from tests.utils.recording import SGLangRecorder
 from tests.utils.servers import RunningServer
 from ttcq.settings import Settings
 from worker.celery_app import make_celery
@@ -76,7 +76,7 @@ def test_a_served_engine_worker_runs_searches_in_threads() -> None:
 def test_a_thread_pool_worker_keeps_many_problems_in_flight(
     sessions: SessionFactory, db_url: str, redis_url: str, sglang: RunningServer,
 ) -> None:
-    client = RecordingClient(sglang.url)
+    client = SGLangRecorder(sglang.url)
     engine = SGLangEngine(sglang.url, server=client)
     settings = Settings(database_url=db_url, redis_url=redis_url, engine="sglang",
                         engine_url=sglang.url, lease_seconds=10, task_time_limit=120,

@@ -66,19 +66,27 @@ def _launch(argv: list[str], env: dict[str, str], log: Path, url: str, model: st
         process = subprocess.Popen(argv, env={**os.environ, **env, "HF_HUB_OFFLINE": "1"},
                                    stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     server = RunningServer(url, process, log, model)
+    try:
+        _wait_ready(server, argv[2], ready_path, timeout)
+    except BaseException:  # a test's timeout too: never leave a server behind
+        server.stop()
+        raise
+    return server
+
+
+def _wait_ready(server: RunningServer, what: str, ready_path: str, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise ServerError(f"{argv[2]} exited with status {process.returncode} while "
+        if server.process.poll() is not None:
+            raise ServerError(f"{what} exited with status {server.process.returncode} while "
                               f"starting:\n{server.log_tail()}")
         try:
-            if httpx.get(url + ready_path, timeout=5).status_code == 200:
-                return server
+            if httpx.get(server.url + ready_path, timeout=5).status_code == 200:
+                return
         except httpx.HTTPError:
             pass
         time.sleep(1)
-    server.stop()
-    raise ServerError(f"{argv[2]} was not ready within {timeout:.0f} s:\n{server.log_tail()}")
+    raise ServerError(f"{what} was not ready within {timeout:.0f} s:\n{server.log_tail()}")
 
 
 @contextmanager
