@@ -3,6 +3,7 @@ from the venvs and model folders scripts/servers/prepare.sh made (paths in
 .venv/servers.env). A server that cannot start fails the test with its exit status and the
 end of its log, never a skip."""
 
+import ctypes
 import os
 import signal
 import socket
@@ -19,6 +20,13 @@ ROOT = Path(__file__).parent.parent.parent
 SERVERS_ENV = ROOT / ".venv" / "servers.env"
 SGLANG_READY_SECONDS = 240  # 34-51 s on an idle 2-core machine; CI may be loaded
 VLLM_READY_SECONDS = 600  # 140-155 s idle, mostly one-time compilation
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def _die_with_parent() -> None:
+    """In the server's process, before exec: SIGKILL it when the test process dies, however
+    it dies (a killed pytest or benchmark must not leave gigabytes of server behind)."""
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 class ServerError(RuntimeError):
@@ -64,7 +72,8 @@ def _launch(argv: list[str], env: dict[str, str], log: Path, url: str, model: st
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("wb") as out:
         process = subprocess.Popen(argv, env={**os.environ, **env, "HF_HUB_OFFLINE": "1"},
-                                   stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+                                   stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+                                   preexec_fn=_die_with_parent)
     server = RunningServer(url, process, log, model)
     try:
         _wait_ready(server, argv[2], ready_path, timeout)
