@@ -24,8 +24,7 @@ from sqlmodel import Session  # noqa: E402
 from db.batches import ProblemIn, create_batch  # noqa: E402
 from db.models import JobCost  # noqa: E402
 from db.session import get_engine  # noqa: E402
-from tests.test_openai_engine import RecordingClient as VLLMRecorder  # noqa: E402
-from tests.test_sglang_engine import RecordingClient as SGLangRecorder  # noqa: E402
+from tests.utils.recording import OpenAIRecorder, SGLangRecorder  # noqa: E402
 from tests.utils.servers import server_paths, sglang_server, vllm_server  # noqa: E402
 from worker.engines.base import Engine  # noqa: E402
 from worker.engines.openai import OpenAIEngine  # noqa: E402
@@ -118,7 +117,7 @@ def main() -> dict[str, list[dict[str, object]]]:
         with vllm_server(paths["TTCQ_POLICY_MODEL_DIR"], logs / "vllm.log",
                          name="smollm2") as server:
             def vllm() -> tuple[Engine, Any]:
-                recorder = VLLMRecorder(server.url)
+                recorder = OpenAIRecorder(server.url)
                 return OpenAIEngine(server.url, model="smollm2", server=recorder,
                                     tokenizer_path=paths["TTCQ_POLICY_MODEL_DIR"]), recorder
 

@@ -17,7 +17,7 @@ def get_engine(url: str) -> Engine:
     # A served-engine worker runs dozens of searches in threads, each with its own short
     # sessions (claim, lease renewals, store): connections beyond the pool are opened on
     # demand and closed when returned.
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=40)
+    return create_engine(url, pool_pre_ping=True, max_overflow=40)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

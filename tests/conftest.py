@@ -12,6 +12,7 @@ from sqlmodel import Session, SQLModel
 
 from db.migrate import upgrade
 from db.session import get_engine
+from tests.utils.recording import SGLangRecorder
 from tests.utils.servers import RunningServer, server_paths, sglang_server
 from worker.engines.llamacpp import LlamaCppEngine
 from worker.engines.sglang import SGLangEngine
@@ -38,6 +39,15 @@ def sglang(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
 def sglang_engine(sglang: RunningServer) -> Iterator[SGLangEngine]:
     engine = SGLangEngine(sglang.url)
     yield engine
+    engine.close()
+
+
+@pytest.fixture
+def sglang_recorded(sglang: RunningServer) -> Iterator[tuple[SGLangEngine, SGLangRecorder]]:
+    """A fresh engine on the session's SGLang server whose client records every reply."""
+    client = SGLangRecorder(sglang.url)
+    engine = SGLangEngine(sglang.url, server=client)
+    yield engine, client
     engine.close()
 
 

@@ -19,9 +19,10 @@ from api.app import create_app
 from api.client import Client
 from db.models import Job
 from tests.utils.jobs import PROBLEMS, stored_tokens, wait_for
-from tests.utils.recording import RecordingEngine
+from tests.utils.recording import RecordingEngine, SGLangRecorder
 from ttcq.settings import DEV_TOKEN, Settings
 from worker.engines.llamacpp import LlamaCppEngine
+from worker.engines.sglang import SGLangEngine
 from worker.main import create_worker_app
 from worker.service import SessionFactory
 
@@ -91,3 +92,33 @@ def test_a_dataset_submitted_over_http_is_solved_and_read_back(
     with sessions() as session:
         job_ids = session.exec(select(Job.id).where(Job.batch_id == uuid.UUID(batch["id"])))
         assert _token_sums([stored_tokens(session, j)[1] for j in job_ids]) == recording.tokens
+
+
+@pytest.mark.timeout(900)  # the SGLang server may start inside this test
+def test_a_batch_submitted_over_http_runs_on_the_sglang_server(
+    api: Client, settings: Settings, sessions: SessionFactory,
+    sglang_recorded: tuple[SGLangEngine, SGLangRecorder], tmp_path: Path,
+) -> None:
+    engine, recorder = sglang_recorded
+    served = settings.model_copy(update={"engine": "sglang", "engine_url": recorder.url})
+    worker = create_worker_app(served, engine_factory=lambda: engine)
+    config = {"strategy": "beam_search", "n": 4, "beam_width": 2, "max_step_tokens": 24,
+              "max_depth": 3, "max_tokens": 64, "verifier": "prm"}
+    with start_worker(worker, perform_ping_check=False, pool="threads", concurrency=4,
+                      shutdown_timeout=60):
+        created = api.submit_file(_dataset(tmp_path), config=config, fields={"custom_id": "id"})
+        batch = _wait_until_done(api, created["id"], timeout=600)
+    worker.close()
+    assert batch["counts"]["succeeded"] == len(PROBLEMS)
+    records = list(api.results(batch["id"]))
+    for record in records:
+        assert record["cost"]["engine_model"] == engine.info.model
+        assert record["cost"]["seeded"] is False and record["cost"]["verifier_tokens"] > 0
+    with sessions() as session:
+        job_ids = list(session.exec(select(Job.id).where(Job.batch_id == uuid.UUID(batch["id"]))))
+    for job_id in job_ids:  # all over HTTP, and still exactly what the server reported
+        with sessions() as session:
+            assert stored_tokens(session, job_id)[0] == stored_tokens(session, job_id)[1]
+    costs = [(r["cost"]["prompt_tokens"], r["cost"]["cached_tokens"],
+              r["cost"]["completion_tokens"]) for r in records]
+    assert _token_sums(costs) == recorder.reported()

@@ -8,18 +8,19 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import pytest
 from celery.contrib.testing.worker import start_worker
 from sqlalchemy import func
 from sqlmodel import col, select
 
 from db.batches import ProblemIn, create_batch
 from db.models import Candidate, Job, JobCost, JobState
-from tests.test_sglang_engine import RecordingClient
 from tests.utils.jobs import job_of, wait_for_state
+from tests.utils.recording import SGLangRecorder
 from tests.utils.servers import RunningServer
 from ttcq.settings import Settings
 from worker.celery_app import make_celery
@@ -27,6 +28,9 @@ from worker.engines.sglang import SGLangEngine
 from worker.main import create_worker_app, pool_for
 from worker.queue import enqueue_jobs
 from worker.service import SessionFactory, process_job
+
+# A real server starts within the first test that needs it: minutes on a loaded machine.
+pytestmark = pytest.mark.timeout(900)
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = {"strategy": "best_of_n", "verifier": "checker", "n": 2, "max_tokens": 48}
@@ -72,7 +76,7 @@ def test_a_served_engine_worker_runs_searches_in_threads() -> None:
 def test_a_thread_pool_worker_keeps_many_problems_in_flight(
     sessions: SessionFactory, db_url: str, redis_url: str, sglang: RunningServer,
 ) -> None:
-    client = RecordingClient(sglang.url)
+    client = SGLangRecorder(sglang.url)
     engine = SGLangEngine(sglang.url, server=client)
     settings = Settings(database_url=db_url, redis_url=redis_url, engine="sglang",
                         engine_url=sglang.url, lease_seconds=10, task_time_limit=120,
@@ -105,16 +109,28 @@ def test_a_search_past_its_time_limit_fails_its_job(
     assert "time limit of 1e-06 s exceeded" in (job_of(sessions, job_id).error or "")
 
 
-def _spawn(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    with log.open("wb") as out:
-        return subprocess.Popen([sys.executable, "-m", "worker.main", "--concurrency", "8"],
-                                cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+@pytest.fixture
+def spawn(tmp_path: Path) -> Iterator[Callable[[dict[str, str]], subprocess.Popen[bytes]]]:
+    """Starts `python -m worker.main` processes; every one left is killed at teardown."""
+    started: list[subprocess.Popen[bytes]] = []
+
+    def start(env: dict[str, str]) -> subprocess.Popen[bytes]:
+        with (tmp_path / f"worker{len(started)}.log").open("wb") as out:
+            started.append(subprocess.Popen(
+                [sys.executable, "-m", "worker.main", "--concurrency", "8"], cwd=REPO, env=env,
+                stdout=out, stderr=subprocess.STDOUT, start_new_session=True))
+        return started[-1]
+
+    yield start
+    for process in started:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
 
 
 def test_killing_a_worker_with_many_jobs_in_flight_loses_and_duplicates_nothing(
     sessions: SessionFactory, db_url: str, redis_url: str, sglang: RunningServer,
-    tmp_path: Path,
+    spawn: Callable[[dict[str, str]], subprocess.Popen[bytes]],
 ) -> None:
     env = {**os.environ, "TTCQ_DATABASE_URL": db_url, "TTCQ_REDIS_URL": redis_url,
            "TTCQ_ENGINE": "sglang", "TTCQ_ENGINE_URL": sglang.url, "TTCQ_LEASE_SECONDS": "5",
@@ -124,17 +140,15 @@ def test_killing_a_worker_with_many_jobs_in_flight_loses_and_duplicates_nothing(
     app = make_celery(Settings(database_url=db_url, redis_url=redis_url))
     enqueue_jobs(app, job_ids)
     app.close()
-    first = _spawn(env, tmp_path / "first.log")
-    running_peak(sessions, job_ids, lambda: _running(sessions, job_ids) >= 4, timeout=180)
+    first = spawn(env)
+    running_peak(sessions, job_ids, lambda: _running(sessions, job_ids) >= 4, timeout=300)
     os.killpg(first.pid, signal.SIGKILL)  # every in-flight search dies at once
     first.wait()
     killed = _running(sessions, job_ids)
-    second = _spawn(env, tmp_path / "second.log")
-    try:
-        wait_for_state(sessions, job_ids, JobState.succeeded, timeout=300)
-    finally:
-        os.killpg(second.pid, signal.SIGTERM)
-        second.wait(60)
+    second = spawn(env)
+    wait_for_state(sessions, job_ids, JobState.succeeded, timeout=500)
+    os.killpg(second.pid, signal.SIGTERM)
+    second.wait(60)
     with sessions() as session:
         costs = session.exec(select(JobCost.job_id).where(col(JobCost.job_id).in_(job_ids)))
         assert sorted(costs.all()) == sorted(job_ids)  # one cost row each: stored once

@@ -8,37 +8,18 @@ from typing import Any
 
 import pytest
 
-from db.models import JobCost
-from tests.utils.jobs import job_of, make_batch, stored_tokens
+from tests.utils.jobs import assert_stored_as_reported, job_of, make_batch
+from tests.utils.recording import OpenAIRecorder
 from tests.utils.servers import RunningServer, server_paths, vllm_server
 from worker.engines.base import EngineError, GenerationRequest, SamplingParams
-from worker.engines.http import ServerClient
 from worker.engines.openai import OpenAIEngine
 from worker.service import SessionFactory, process_job
 from worker.verifiers.factory import ServedVerifiers
 
+# A real server starts within the first test that needs it: minutes on a loaded machine.
+pytestmark = pytest.mark.timeout(900)
+
 NAME = "smollm2-135m"
-
-
-class RecordingClient(ServerClient):
-    """Test double around the real HTTP client: keeps every usage the server sent."""
-
-    def __init__(self, url: str):
-        super().__init__(url, name="vllm (recorded)")
-        self.usages: list[dict[str, Any]] = []
-        self.logprob_usages: list[dict[str, Any]] = []
-
-    def post(self, path: str, body: dict[str, Any]) -> Any:
-        reply = super().post(path, body)
-        (self.logprob_usages if "logprobs" in body else self.usages).append(reply["usage"])
-        return reply
-
-    def reported(self, *, logprobs: bool = False) -> tuple[int, int, int]:
-        usages = self.logprob_usages if logprobs else self.usages
-        cached = sum((u.get("prompt_tokens_details") or {}).get("cached_tokens") or 0
-                     for u in usages)
-        return (sum(u["prompt_tokens"] for u in usages), cached,
-                sum(u["completion_tokens"] for u in usages))
 
 
 @pytest.fixture(scope="module")
@@ -49,8 +30,8 @@ def vllm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
 
 
 @pytest.fixture
-def recorded(vllm: RunningServer) -> Iterator[tuple[OpenAIEngine, RecordingClient]]:
-    client = RecordingClient(vllm.url)
+def recorded(vllm: RunningServer) -> Iterator[tuple[OpenAIEngine, OpenAIRecorder]]:
+    client = OpenAIRecorder(vllm.url)
     engine = OpenAIEngine(vllm.url, model=NAME, server=client,
                           tokenizer_path=server_paths()["TTCQ_POLICY_MODEL_DIR"])
     yield engine, client
@@ -62,7 +43,7 @@ def prompt(engine: OpenAIEngine, question: str) -> tuple[int, ...]:
 
 
 def test_samples_finish_reasons_and_stop_strings(
-    recorded: tuple[OpenAIEngine, RecordingClient],
+    recorded: tuple[OpenAIEngine, OpenAIRecorder],
 ) -> None:
     engine, client = recorded
     assert engine.vllm and engine.info.honours_seeds
@@ -86,7 +67,7 @@ def test_samples_finish_reasons_and_stop_strings(
     assert totals == client.reported()
 
 
-def test_seeds_repeat_samples(recorded: tuple[OpenAIEngine, RecordingClient]) -> None:
+def test_seeds_repeat_samples(recorded: tuple[OpenAIEngine, OpenAIRecorder]) -> None:
     engine, _ = recorded
     p = prompt(engine, "Tell a one-line story.")
     request = GenerationRequest(p, SamplingParams(max_tokens=12, seed=42), n=2)
@@ -95,7 +76,7 @@ def test_seeds_repeat_samples(recorded: tuple[OpenAIEngine, RecordingClient]) ->
 
 
 def test_a_long_prompt_is_served_partly_from_the_prefix_cache(
-    recorded: tuple[OpenAIEngine, RecordingClient],
+    recorded: tuple[OpenAIEngine, OpenAIRecorder],
 ) -> None:
     engine, _ = recorded
     long = prompt(engine, "Repeat after me. " + "The cat sat on the mat. " * 40)
@@ -105,7 +86,7 @@ def test_a_long_prompt_is_served_partly_from_the_prefix_cache(
 
 
 def test_next_token_logprobs_read_by_token_id(
-    recorded: tuple[OpenAIEngine, RecordingClient],
+    recorded: tuple[OpenAIEngine, OpenAIRecorder],
 ) -> None:
     engine, client = recorded
     p = prompt(engine, "Is 2 + 2 = 4? Answer Yes or No.")
@@ -132,7 +113,7 @@ def test_a_bad_request_names_the_servers_message(vllm: RunningServer) -> None:
     ("dvts", {"verifier": "prm"}),
 ])
 def test_strategies_store_exactly_what_vllm_reported(
-    strategy: str, extra: dict[str, Any], recorded: tuple[OpenAIEngine, RecordingClient],
+    strategy: str, extra: dict[str, Any], recorded: tuple[OpenAIEngine, OpenAIRecorder],
     sessions: SessionFactory,
 ) -> None:
     engine, client = recorded
@@ -141,12 +122,5 @@ def test_strategies_store_exactly_what_vllm_reported(
     outcome = process_job(sessions=sessions, job_id=job_id, engine=engine, worker_name="t",
                           lease_seconds=60, max_attempts=1, served=ServedVerifiers())
     assert outcome == "succeeded", job_of(sessions, job_id).error
-    with sessions() as session:
-        cost = session.get(JobCost, job_id)
-        assert cost is not None
-        in_cost, in_trace = stored_tokens(session, job_id)
-    assert in_cost == in_trace == client.reported()
-    prompt_v, cached_v, completion_v = client.reported(logprobs=True)
-    assert (cost.verifier_tokens, cost.verifier_cached_tokens) == \
-        (prompt_v + completion_v, cached_v)
+    cost = assert_stored_as_reported(sessions, job_id, client)
     assert cost.seeded is True and cost.engine_model == NAME

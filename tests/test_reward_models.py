@@ -16,6 +16,9 @@ from worker.service import SessionFactory, process_job
 from worker.verifiers.factory import ServedVerifiers
 from worker.verifiers.orm import OutcomeRewardModel
 
+# A real server starts within the first test that needs it: minutes on a loaded machine.
+pytestmark = pytest.mark.timeout(900)
+
 QUESTION = "What is 6 * 7?"
 CANDIDATES = [["6 * 7 = 42.\n\n", "The answer is \\boxed{42}."], ["6 * 7 = 48. \\boxed{48}"]]
 

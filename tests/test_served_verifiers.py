@@ -1,30 +1,25 @@
 """LM-head PRMs through the real SGLang server: both prompt formats, a candidate's steps
 scored as one sequence, a PRM on a server of its own chosen by settings."""
 
-from collections.abc import Iterator
 
 import pytest
 
-from tests.test_sglang_engine import RecordingClient
+from tests.utils.recording import SGLangRecorder
 from tests.utils.servers import RunningServer
 from ttcq.settings import Settings
 from worker.backends import make_served_verifiers
 from worker.engines.prefix_chains import is_prefix
 from worker.engines.sglang import SGLangEngine
 from worker.verifiers.factory import ServedVerifiers, make_verifier
-from worker.verifiers.prm import LMHeadPRM, plus_share
+from worker.verifiers.prm import LMHeadPRM
+from worker.verifiers.token_judge import good_share
+
+# A real server starts within the first test that needs it: minutes on a loaded machine.
+pytestmark = pytest.mark.timeout(900)
 
 QUESTION = "Tom has 3 apples and buys 4 more. How many apples does he have?"
 STEPS = ["Tom starts with 3 apples.\n\n", "He buys 4 more, so 3 + 4 = 7.\n\n",
          "The answer is \\boxed{7}."]
-
-
-@pytest.fixture
-def recorded(sglang: RunningServer) -> Iterator[tuple[SGLangEngine, RecordingClient]]:
-    client = RecordingClient(sglang.url)
-    engine = SGLangEngine(sglang.url, server=client)
-    yield engine, client
-    engine.close()
 
 
 @pytest.mark.parametrize("fmt", ["rlhflow", "math_shepherd"])
@@ -42,9 +37,9 @@ def test_each_steps_prompt_extends_the_one_before(fmt: str, sglang_engine: SGLan
 
 @pytest.mark.parametrize("fmt", ["rlhflow", "math_shepherd"])
 def test_a_candidates_steps_cost_one_sequence(
-    fmt: str, recorded: tuple[SGLangEngine, RecordingClient],
+    fmt: str, sglang_recorded: tuple[SGLangEngine, SGLangRecorder],
 ) -> None:
-    engine, client = recorded
+    engine, client = sglang_recorded
     prm = LMHeadPRM(engine, fmt)  # type: ignore[arg-type]
     out = prm.score(QUESTION, [STEPS, STEPS[:2]])
     assert [len(s) for s in out.scores] == [3, 2]
@@ -83,5 +78,5 @@ def test_an_orm_without_a_server_is_a_clear_error(sglang_engine: SGLangEngine) -
 
 
 def test_plus_share_is_stable() -> None:
-    assert plus_share(-1000.0, -1001.0) == pytest.approx(0.7310585)
-    assert plus_share(float("-inf"), float("-inf")) == 0.5
+    assert good_share(-1000.0, -1001.0) == pytest.approx(0.7310585)
+    assert good_share(float("-inf"), float("-inf")) == 0.5

@@ -2,12 +2,12 @@
 shapes and order, finish reasons, stop strings, continuation by ids, logprobs, errors, and
 usage equal to what the server reported, token for token."""
 
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
 
+from tests.utils.recording import SGLangRecorder
 from tests.utils.servers import RunningServer, free_port
 from worker.engines.base import (
     EngineError,
@@ -19,36 +19,10 @@ from worker.engines.http import ServerClient
 from worker.engines.llamacpp import LlamaCppEngine
 from worker.engines.sglang import SGLangEngine
 
+# A real server starts within the first test that needs it: minutes on a loaded machine.
+pytestmark = pytest.mark.timeout(900)
+
 SYSTEM = "Solve the problem step by step. Separate the steps with a blank line."
-
-
-class RecordingClient(ServerClient):
-    """Test double around the real HTTP client: keeps every meta_info the server sent."""
-
-    def __init__(self, url: str):
-        super().__init__(url, name="sglang (recorded)")
-        self.metas: list[dict[str, Any]] = []
-        self.logprob_metas: list[dict[str, Any]] = []  # verifier calls
-
-    def post(self, path: str, body: dict[str, Any]) -> Any:
-        reply = super().post(path, body)
-        outs = [out["meta_info"] for out in (reply if isinstance(reply, list) else [reply])]
-        (self.logprob_metas if body.get("return_logprob") else self.metas).extend(outs)
-        return reply
-
-    def reported(self, *, logprobs: bool = False) -> tuple[int, int, int]:
-        """(prompt, cached, completion) tokens the server reported, summed."""
-        metas = self.logprob_metas if logprobs else self.metas
-        return tuple(sum(m[k] for m in metas)  # type: ignore[return-value]
-                     for k in ("prompt_tokens", "cached_tokens", "completion_tokens"))
-
-
-@pytest.fixture
-def recorded(sglang: RunningServer) -> Iterator[tuple[SGLangEngine, RecordingClient]]:
-    client = RecordingClient(sglang.url)
-    engine = SGLangEngine(sglang.url, server=client)
-    yield engine, client
-    engine.close()
 
 
 def prompt(engine: SGLangEngine, question: str) -> tuple[int, ...]:
@@ -111,9 +85,9 @@ def test_continuing_by_ids_reuses_the_radix_cache(sglang_engine: SGLangEngine) -
 
 
 def test_a_fresh_prompt_shared_by_samples_is_computed_once_and_counted_exactly(
-    recorded: tuple[SGLangEngine, RecordingClient],
+    sglang_recorded: tuple[SGLangEngine, SGLangRecorder],
 ) -> None:
-    engine, client = recorded
+    engine, client = sglang_recorded
     p = prompt(engine, "Sara has 17 marbles and finds 25 more. How many now? (fresh)")
     out = engine.generate([GenerationRequest(p, sampled(6), n=4)])[0]
     warm, *samples = client.metas

@@ -5,7 +5,6 @@ a `ttcq worker` process driven by settings alone solves a job there."""
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,8 +12,8 @@ import pytest
 from sqlmodel import select
 
 from db.models import JobCost, JobState
-from tests.test_sglang_engine import RecordingClient
-from tests.utils.jobs import job_of, make_batch, stored_tokens, wait_for_state
+from tests.utils.jobs import assert_stored_as_reported, job_of, make_batch, wait_for_state
+from tests.utils.recording import SGLangRecorder
 from tests.utils.servers import RunningServer
 from ttcq.settings import Settings
 from worker.celery_app import make_celery
@@ -22,6 +21,9 @@ from worker.engines.sglang import SGLangEngine
 from worker.queue import enqueue_jobs
 from worker.service import SessionFactory, process_job
 from worker.verifiers.factory import ServedVerifiers
+
+# A real server starts within the first test that needs it: minutes on a loaded machine.
+pytestmark = pytest.mark.timeout(900)
 
 REPO = Path(__file__).resolve().parents[1]
 SHORT = {"n": 4, "beam_width": 2, "max_step_tokens": 24, "max_depth": 3, "max_tokens": 64,
@@ -38,31 +40,17 @@ STRATEGIES: dict[str, dict[str, Any]] = {
 }
 
 
-@pytest.fixture
-def recorded(sglang: RunningServer) -> Iterator[tuple[SGLangEngine, RecordingClient]]:
-    client = RecordingClient(sglang.url)
-    engine = SGLangEngine(sglang.url, server=client)
-    yield engine, client
-    engine.close()
-
-
 @pytest.mark.parametrize("strategy", STRATEGIES)
 def test_stored_tokens_equal_what_the_server_reported(
-    strategy: str, recorded: tuple[SGLangEngine, RecordingClient], sessions: SessionFactory,
+    strategy: str, sglang_recorded: tuple[SGLangEngine, SGLangRecorder],
+    sessions: SessionFactory,
 ) -> None:
-    engine, client = recorded
+    engine, client = sglang_recorded
     [job_id] = make_batch(sessions, strategy=strategy, **SHORT, **STRATEGIES[strategy])
     outcome = process_job(sessions=sessions, job_id=job_id, engine=engine, worker_name="t",
                           lease_seconds=60, max_attempts=1, served=ServedVerifiers())
     assert outcome == "succeeded", job_of(sessions, job_id).error
-    with sessions() as session:
-        cost = session.get(JobCost, job_id)
-        assert cost is not None
-        in_cost, in_trace = stored_tokens(session, job_id)
-    assert in_cost == in_trace == client.reported()  # generation, token for token
-    prompt, cached, completion = client.reported(logprobs=True)  # the verifier's calls
-    # job_cost keeps a verifier's prompt and completion tokens together.
-    assert (cost.verifier_tokens, cost.verifier_cached_tokens) == (prompt + completion, cached)
+    cost = assert_stored_as_reported(sessions, job_id, client)
     assert cost.engine_model == engine.info.model and cost.seeded is False
     assert cost.engine_calls >= 1 and cost.flops > 0
 

@@ -116,3 +116,18 @@ def synthetic_result(nodes: int = 3, n: int = 2) -> SearchResult:
 
 def zero_cost() -> JobCostBase:
     return JobCostBase()
+
+
+def assert_stored_as_reported(sessions: SessionFactory, job_id: uuid.UUID,
+                              recorder: Any) -> JobCost:
+    """The job's stored tokens are exactly those its server reported: generation in
+    job_cost and on the trace nodes, verifier calls in verifier_tokens (prompt and
+    completion together) and verifier_cached_tokens. Returns the job's cost row."""
+    with sessions() as session:
+        cost = session.get(JobCost, job_id)
+        assert cost is not None
+        in_cost, in_trace = stored_tokens(session, job_id)
+    assert in_cost == in_trace == recorder.reported()
+    prompt, cached, completion = recorder.reported(logprobs=True)
+    assert (cost.verifier_tokens, cost.verifier_cached_tokens) == (prompt + completion, cached)
+    return cost

@@ -2,6 +2,7 @@
 independently of the MeteredEngine a search puts around it."""
 
 from collections.abc import Sequence
+from typing import Any
 
 from worker.engines.base import (
     Completion,
@@ -11,6 +12,7 @@ from worker.engines.base import (
     Usage,
     usage_of,
 )
+from worker.engines.http import ServerClient
 from worker.engines.wrapper import EngineWrapper
 
 
@@ -44,3 +46,50 @@ class RecordingEngine(EngineWrapper):
                                   completion_tokens=r.completion_tokens))
         self.judged.calls += 1
         return results
+
+
+Tokens = tuple[int, int, int]  # prompt, cached, completion
+
+
+class SGLangRecorder(ServerClient):
+    """Test double around the real HTTP client of an SGLang server: keeps every meta_info
+    the server sent, generation and logprob (verifier) calls apart."""
+
+    def __init__(self, url: str):
+        super().__init__(url, name="sglang (recorded)")
+        self.metas: list[dict[str, Any]] = []
+        self.logprob_metas: list[dict[str, Any]] = []
+
+    def post(self, path: str, body: dict[str, Any]) -> Any:
+        reply = super().post(path, body)
+        outs = [out["meta_info"] for out in (reply if isinstance(reply, list) else [reply])]
+        (self.logprob_metas if body.get("return_logprob") else self.metas).extend(outs)
+        return reply
+
+    def reported(self, *, logprobs: bool = False) -> Tokens:
+        """(prompt, cached, completion) tokens the server reported, summed."""
+        metas = self.logprob_metas if logprobs else self.metas
+        prompt, cached, completion = (sum(m[k] for m in metas) for k in
+                                      ("prompt_tokens", "cached_tokens", "completion_tokens"))
+        return prompt, cached, completion
+
+
+class OpenAIRecorder(ServerClient):
+    """The same for an OpenAI-compatible server: keeps every usage it sent."""
+
+    def __init__(self, url: str):
+        super().__init__(url, name="openai (recorded)")
+        self.usages: list[dict[str, Any]] = []
+        self.logprob_usages: list[dict[str, Any]] = []
+
+    def post(self, path: str, body: dict[str, Any]) -> Any:
+        reply = super().post(path, body)
+        (self.logprob_usages if "logprobs" in body else self.usages).append(reply["usage"])
+        return reply
+
+    def reported(self, *, logprobs: bool = False) -> Tokens:
+        usages = self.logprob_usages if logprobs else self.usages
+        cached = sum((u.get("prompt_tokens_details") or {}).get("cached_tokens") or 0
+                     for u in usages)
+        return (sum(u["prompt_tokens"] for u in usages), cached,
+                sum(u["completion_tokens"] for u in usages))

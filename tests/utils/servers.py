@@ -3,6 +3,7 @@ from the venvs and model folders scripts/servers/prepare.sh made (paths in
 .venv/servers.env). A server that cannot start fails the test with its exit status and the
 end of its log, never a skip."""
 
+import ctypes
 import os
 import signal
 import socket
@@ -19,6 +20,13 @@ ROOT = Path(__file__).parent.parent.parent
 SERVERS_ENV = ROOT / ".venv" / "servers.env"
 SGLANG_READY_SECONDS = 240  # 34-51 s on an idle 2-core machine; CI may be loaded
 VLLM_READY_SECONDS = 600  # 140-155 s idle, mostly one-time compilation
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def _die_with_parent() -> None:
+    """In the server's process, before exec: SIGKILL it when the test process dies, however
+    it dies (a killed pytest or benchmark must not leave gigabytes of server behind)."""
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 class ServerError(RuntimeError):
@@ -64,21 +72,30 @@ def _launch(argv: list[str], env: dict[str, str], log: Path, url: str, model: st
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("wb") as out:
         process = subprocess.Popen(argv, env={**os.environ, **env, "HF_HUB_OFFLINE": "1"},
-                                   stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+                                   stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+                                   preexec_fn=_die_with_parent)
     server = RunningServer(url, process, log, model)
+    try:
+        _wait_ready(server, argv[2], ready_path, timeout)
+    except BaseException:  # a test's timeout too: never leave a server behind
+        server.stop()
+        raise
+    return server
+
+
+def _wait_ready(server: RunningServer, what: str, ready_path: str, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise ServerError(f"{argv[2]} exited with status {process.returncode} while "
+        if server.process.poll() is not None:
+            raise ServerError(f"{what} exited with status {server.process.returncode} while "
                               f"starting:\n{server.log_tail()}")
         try:
-            if httpx.get(url + ready_path, timeout=5).status_code == 200:
-                return server
+            if httpx.get(server.url + ready_path, timeout=5).status_code == 200:
+                return
         except httpx.HTTPError:
             pass
         time.sleep(1)
-    server.stop()
-    raise ServerError(f"{argv[2]} was not ready within {timeout:.0f} s:\n{server.log_tail()}")
+    raise ServerError(f"{what} was not ready within {timeout:.0f} s:\n{server.log_tail()}")
 
 
 @contextmanager
@@ -91,7 +108,9 @@ def sglang_server(model_dir: str, log: Path, *, embedding: bool = False,
             "--attention-backend", "torch_native", "--sampling-backend", "pytorch",
             "--disable-overlap-schedule", "--max-total-tokens", "16384",
             "--mem-fraction-static", "0.1", "--enable-cache-report", "--enable-metrics",
-            "--schedule-policy", "lpm", *(("--is-embedding",) if embedding else ()), *extra]
+            # Idle, the scheduler would poll at full speed, taking a core from the tests.
+            "--schedule-policy", "lpm", "--sleep-on-idle",
+            *(("--is-embedding",) if embedding else ()), *extra]
     server = _launch(argv, {"SGLANG_USE_CPU_ENGINE": "1"}, log, f"http://127.0.0.1:{port}",
                      model_dir, "/get_model_info", SGLANG_READY_SECONDS)
     try:

@@ -25,12 +25,13 @@ from worker.engines.base import (
 from worker.engines.hf_tokenizer import HFTokenizer
 from worker.engines.http import ServerClient
 from worker.engines.model_folder import count_parameters
+from worker.engines.served import ServedEngine
 
 TOP_LOGPROBS = 20  # the most the OpenAI API (and vLLM by default) returns per position
 REQUESTS_AT_ONCE = 64
 
 
-class OpenAIEngine:
+class OpenAIEngine(ServedEngine):
     def __init__(self, url: str, *, model: str, tokenizer_path: str, api_key: str = "",
                  timeout: float = 600.0, server: ServerClient | None = None):
         self.server = server or ServerClient(url, name=f"openai {url}", timeout=timeout,
@@ -52,27 +53,9 @@ class OpenAIEngine:
                                honours_seeds=self.vllm)
         self._pool = ThreadPoolExecutor(REQUESTS_AT_ONCE, thread_name_prefix="ttcq-openai")
 
-    def tokenize(self, text: str) -> list[int]:
-        return self.tokenizer.tokenize(text)
-
-    def detokenize(self, token_ids: Sequence[int]) -> str:
-        return self.tokenizer.detokenize(token_ids)
-
-    def chat_prompt(self, messages: Sequence[dict[str, str]]) -> list[int]:
-        return self.tokenizer.chat_prompt(messages)
-
-    def reset(self) -> None:
-        """Nothing to do: the server's prefix cache is shared on purpose."""
-
     def close(self) -> None:
         self._pool.shutdown()
         self.server.close()
-
-    def health_check(self) -> None:
-        prompt = self.chat_prompt([{"role": "user", "content": "Say OK."}])
-        request = GenerationRequest(tuple(prompt), SamplingParams(max_tokens=1, temperature=0))
-        if not self.generate([request])[0][0].token_ids:
-            raise EngineError(f"{self.server.name}: the health generation returned no token")
 
     def generate(self, requests: Sequence[GenerationRequest]) -> list[list[Completion]]:
         for r in requests:

@@ -22,7 +22,6 @@ from worker.engines.base import (
     EngineError,
     EngineInfo,
     GenerationRequest,
-    SamplingParams,
     TokenLogprobs,
     TransientEngineError,
 )
@@ -30,12 +29,13 @@ from worker.engines.hf_tokenizer import HFTokenizer
 from worker.engines.http import ServerClient
 from worker.engines.model_folder import context_length, count_parameters
 from worker.engines.prefix_chains import chains
+from worker.engines.served import ServedEngine
 
 WARM_MIN_TOKENS = 16  # a shared prompt is warmed when this much of it may be uncached
 SEEN_LIMIT = 4096  # sequences remembered as being in the server's cache
 
 
-class SGLangEngine:
+class SGLangEngine(ServedEngine):
     def __init__(self, url: str, *, tokenizer_path: str = "", expected_model: str = "",
                  timeout: float = 600.0, server: ServerClient | None = None):
         self.server = server or ServerClient(url, name=f"sglang {url}", timeout=timeout)
@@ -66,29 +66,6 @@ class SGLangEngine:
         self._seeded = bool(self.server.get("/get_server_info").get(
             "enable_deterministic_inference"))
         return tokenizer_path or str(model.get("tokenizer_path") or model["model_path"])
-
-    # Text and tokens: the model's own tokenizer, locally.
-    def tokenize(self, text: str) -> list[int]:
-        return self.tokenizer.tokenize(text)
-
-    def detokenize(self, token_ids: Sequence[int]) -> str:
-        return self.tokenizer.detokenize(token_ids)
-
-    def chat_prompt(self, messages: Sequence[dict[str, str]]) -> list[int]:
-        return self.tokenizer.chat_prompt(messages)
-
-    def reset(self) -> None:
-        """Nothing to do: the server's cache is shared by every search, on purpose."""
-
-    def close(self) -> None:
-        self.server.close()
-
-    def health_check(self) -> None:
-        """A real one-token generation, as a worker checks before it takes messages."""
-        prompt = self.chat_prompt([{"role": "user", "content": "Say OK."}])
-        request = GenerationRequest(tuple(prompt), SamplingParams(max_tokens=1, temperature=0))
-        if not self.generate([request])[0][0].token_ids:
-            raise EngineError(f"{self.server.name}: the health generation returned no token")
 
     # Generation
     def _check_prompt(self, prompt: Sequence[int]) -> None:

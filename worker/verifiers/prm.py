@@ -10,13 +10,12 @@ score of a step = P('+') / (P('+') + P('-')) at the place the PRM was trained to
 A step's prompt extends the one before it, so an engine can score a candidate's steps as
 one sequence (the SGLang engine does)."""
 
-import math
-import time
 from collections.abc import Sequence
 from typing import Literal
 
-from worker.engines.base import Engine, Usage
+from worker.engines.base import Engine
 from worker.verifiers.base import VerifierOutput
+from worker.verifiers.token_judge import judge_steps
 
 PRMFormat = Literal["rlhflow", "math_shepherd"]
 STEP_TAG = "ки"
@@ -49,29 +48,5 @@ class LMHeadPRM:
     def score(
         self, question: str, candidates: Sequence[Sequence[str]], *, last_only: bool = False
     ) -> VerifierOutput:
-        prompts, owners = [], []
-        for i, steps in enumerate(candidates):
-            first = max(len(steps) - 1, 0) if last_only else 0
-            for j in range(first, len(steps)):
-                prompts.append(self.prompt(question, steps[: j + 1]))
-                owners.append(i)
-        start = time.perf_counter()
-        results = self.engine.next_token_logprobs(prompts, [self.plus, self.minus])
-        usage = Usage(calls=1 if prompts else 0, seconds=time.perf_counter() - start)
-        scores: list[list[float]] = [[] for _ in candidates]
-        for owner, result in zip(owners, results, strict=True):
-            usage.prompt_tokens += result.prompt_tokens
-            usage.cached_tokens += result.cached_tokens
-            usage.completion_tokens += result.completion_tokens
-            scores[owner].append(plus_share(result.logprobs[self.plus],
-                                            result.logprobs[self.minus]))
-        return VerifierOutput(scores, usage)
-
-
-def plus_share(plus_logprob: float, minus_logprob: float) -> float:
-    """P(+) / (P(+) + P(-)), computed stably; 0.5 when both are impossible."""
-    top = max(plus_logprob, minus_logprob)
-    if top == -math.inf:
-        return 0.5
-    plus, minus = math.exp(plus_logprob - top), math.exp(minus_logprob - top)
-    return plus / (plus + minus)
+        return judge_steps(self.engine, self.prompt, self.plus, self.minus, question,
+                           candidates, last_only=last_only)

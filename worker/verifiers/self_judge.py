@@ -1,11 +1,10 @@
 """The policy model judges its own steps: score = P("Yes") / (P("Yes") + P("No"))."""
 
-import math
-import time
 from collections.abc import Sequence
 
-from worker.engines.base import Engine, Usage
+from worker.engines.base import Engine
 from worker.verifiers.base import VerifierOutput
+from worker.verifiers.token_judge import judge_steps
 
 JUDGE_SYSTEM = "You check math solutions. Answer with one word: Yes or No."
 
@@ -33,21 +32,5 @@ class SelfJudgeVerifier:
     def score(
         self, question: str, candidates: Sequence[Sequence[str]], *, last_only: bool = False
     ) -> VerifierOutput:
-        prompts, owners = [], []
-        for i, steps in enumerate(candidates):
-            first = max(len(steps) - 1, 0) if last_only else 0
-            for j in range(first, len(steps)):
-                prompts.append(self._prompt(question, steps[: j + 1]))
-                owners.append(i)
-        start = time.perf_counter()
-        results = self.engine.next_token_logprobs(prompts, [self.yes_id, self.no_id])
-        usage = Usage(calls=1 if prompts else 0, seconds=time.perf_counter() - start)
-        scores: list[list[float]] = [[] for _ in candidates]
-        for owner, result in zip(owners, results, strict=True):
-            usage.prompt_tokens += result.prompt_tokens
-            usage.cached_tokens += result.cached_tokens
-            usage.completion_tokens += result.completion_tokens
-            yes = math.exp(result.logprobs[self.yes_id])
-            no = math.exp(result.logprobs[self.no_id])
-            scores[owner].append(yes / (yes + no) if yes + no > 0 else 0.5)
-        return VerifierOutput(scores, usage)
+        return judge_steps(self.engine, self._prompt, self.yes_id, self.no_id, question,
+                           candidates, last_only=last_only)
