@@ -81,6 +81,8 @@ def submit(file: Path, recipe: Path | None, field_pairs: tuple[str, ...], model:
         batch = client.submit_file(file, config=config, fields=fields, name=name,
                                    model=model, priority=priority)
     click.echo(batch["id"])
+    if batch.get("warning"):
+        click.echo(f"warning: {batch['warning']}", err=True)
     click.echo(f"queued {batch['total']} problems; follow with: ttcq status {batch['id']} "
                "--watch", err=True)
 

@@ -2,7 +2,7 @@
 statement (arrays through unnest), whatever its size; elsewhere an executemany."""
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from sqlalchemy import JSON, Boolean, Float, Integer, Table, Uuid, bindparam, text
@@ -30,6 +30,26 @@ def _pg_value(column: Any, value: Any) -> Any:
     if isinstance(column.type, JSON) and value is not None:
         return json.dumps(value)
     return value
+
+
+def copy_rows(
+    session: Session, table: Table, columns: Sequence[str], rows: Iterable[Sequence[Any]]
+) -> None:
+    """COPY rows (tuples in the order of columns) into table, in the session's transaction:
+    the fastest way into Postgres, and rows may be a stream. An exception raised by the
+    stream aborts the COPY and propagates."""
+    names = ", ".join(f'"{name}"' for name in columns)
+    statement = f'COPY "{table.name}" ({names}) FROM STDIN'
+    with driver_cursor(session) as cursor, cursor.copy(statement) as copy:
+        for row in rows:
+            copy.write_row(row)
+
+
+def driver_cursor(session: Session) -> Any:
+    """A psycopg cursor on the session's connection, in its transaction (for COPY, which
+    SQLAlchemy does not speak)."""
+    driver: Any = session.connection().connection.driver_connection
+    return driver.cursor()
 
 
 def insert_ignoring_conflicts(
