@@ -11,12 +11,13 @@ from sqlmodel import Session, SQLModel, col, select
 from db.bulk import insert_ignoring_conflicts
 from db.jobs import Claim, finish_job
 from db.models import BudgetPoint, Candidate, Job, JobCost, JobCostBase, JobState, TraceNode
+from db.result_store import store_rows
 from worker.search.types import SearchResult
 
 
 def result_rows(
     job_id: uuid.UUID, gold: str | None, result: SearchResult, cost: JobCostBase
-) -> dict[Any, list[dict[str, Any]]]:
+) -> dict[Table, list[dict[str, Any]]]:
     """Rows per table for one solved job."""
     nodes = [
         {
@@ -78,14 +79,15 @@ def store_result(
 ) -> bool:
     """Mark our job succeeded and write its rows, all or nothing. False (nothing written)
     if the job is no longer ours: a reaper gave it to another worker, or it was cancelled."""
-    answer = result.answer
-    if not finish_job(
-        session=session, claim=claim, state=JobState.succeeded,
-        answer=_text(answer), correct=_grade(gold, answer),
-    ):
+    finish: dict[str, Any] = {"answer": _text(result.answer),
+                              "correct": _grade(gold, result.answer)}
+    tables = result_rows(claim.job_id, gold, result, cost)
+    if session.get_bind().dialect.name == "postgresql":
+        return store_rows(session=session, claim=claim, finish=finish, tables=tables)
+    if not finish_job(session=session, claim=claim, state=JobState.succeeded, **finish):
         session.rollback()
         return False
-    for table, rows in result_rows(claim.job_id, gold, result, cost).items():
+    for table, rows in tables.items():
         insert_ignoring_conflicts(session, table, rows)
     session.commit()
     return True
