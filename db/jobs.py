@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, and_, func, or_, update
+from sqlalchemy import Connection, DateTime, and_, bindparam, func, or_, update
 from sqlmodel import Session, col, select
 
 from db.models import Batch, Job, JobState, utcnow
@@ -29,6 +29,28 @@ class ClaimedJob(Claim):
     config: dict[str, Any] = field(default_factory=dict)
 
 
+def _claim_statement(relaxed: bool) -> Any:
+    """The claiming UPDATE, built once: bound values come as parameters."""
+    now = bindparam("now", type_=DateTime(timezone=True))
+    # A subquery, not UPDATE ... FROM: SQLite's RETURNING sees only the updated table.
+    batch_config = select(Batch.config).where(Batch.id == Job.batch_id).scalar_subquery()
+    claimable = or_(
+        col(Job.state) == JobState.queued,
+        and_(col(Job.state) == JobState.running, col(Job.lease_until) < now),
+    )
+    return (
+        update(Job)
+        .where(col(Job.id) == bindparam("job_id"), claimable,
+               col(Job.attempts) < bindparam("max_attempts"))
+        .where(_batch_cancelled().is_(False))
+        .values(state=JobState.running, attempts=Job.attempts + 1,
+                lease_until=bindparam("lease_until"), worker=bindparam("worker"),
+                started_at=now, error=None)
+        .returning(col(Job.attempts), col(Job.problem), col(Job.gold), col(Job.custom_id),
+                   batch_config, *([_RELAXED_COMMIT] if relaxed else []))
+    )
+
+
 def claim_job(
     *, session: Session, job_id: uuid.UUID, worker: str, lease_seconds: int, max_attempts: int
 ) -> ClaimedJob | None:
@@ -37,31 +59,12 @@ def claim_job(
     One statement, one round trip: the UPDATE returns what the search needs, the batch's
     config included, and commits on its own (asynchronously: see relaxed_commit)."""
     now = utcnow()
-    # A subquery, not UPDATE ... FROM: SQLite's RETURNING sees only the updated table.
-    batch_config = select(Batch.config).where(Batch.id == Job.batch_id).scalar_subquery()
-    claimable = or_(
-        col(Job.state) == JobState.queued,
-        and_(col(Job.state) == JobState.running, col(Job.lease_until) < now),
-    )
     connection = one_statement_connection(session)
-    statement = (
-        update(Job)
-        .where(col(Job.id) == job_id, claimable, col(Job.attempts) < max_attempts)
-        .where(_batch_cancelled().is_(False))
-        .values(
-            state=JobState.running,
-            attempts=Job.attempts + 1,
-            lease_until=now + timedelta(seconds=lease_seconds),
-            worker=worker,
-            started_at=now,
-            error=None,
-        )
-        .returning(
-            col(Job.attempts), col(Job.problem), col(Job.gold), col(Job.custom_id),
-            batch_config, *relaxed_commit(connection),
-        )
-    )
-    row = connection.execute(statement).one_or_none()
+    statement = _CLAIM[relaxed_commit(connection)]
+    row = connection.execute(statement, {
+        "job_id": job_id, "now": now, "max_attempts": max_attempts, "worker": worker,
+        "lease_until": now + timedelta(seconds=lease_seconds),
+    }).one_or_none()
     session.commit()
     if row is None:
         return None
@@ -77,20 +80,22 @@ def one_statement_connection(session: Session) -> Connection:
     return session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
 
 
-def relaxed_commit(connection: Connection) -> list[Any]:
-    """A column that makes the statement's transaction commit without waiting for its WAL
-    to reach disk (synchronous_commit off), on Postgres; nothing elsewhere.
+def relaxed_commit(connection: Connection) -> bool:
+    """Whether the worker's writes on connection commit without waiting for their WAL to
+    reach disk (synchronous_commit off, through _RELAXED_COMMIT): on Postgres, yes.
 
-    For the worker's own writes (claim, lease, result) only: a commit is then about 0.1 ms
+    For the worker's own writes (claim, result) only: a commit is then about 0.1 ms
     instead of an fsync (3.5 ms here, the whole budget of a quick job). If Postgres itself
     crashes, the last fraction of a second of such commits can be lost, never half-applied:
     a lost claim leaves the job queued (its message was consumed, so the reaper's
     resend_lost sends it again), a lost result leaves it running until its lease expires
     and the reaper requeues it. The job runs again; none is lost and no result doubles.
     Submissions and cancellations, which nothing could redo, keep synchronous commits."""
-    if connection.dialect.name != "postgresql":
-        return []
-    return [func.set_config("synchronous_commit", "off", True)]
+    return connection.dialect.name == "postgresql"
+
+
+# Selected by a write's RETURNING: its transaction then commits asynchronously.
+_RELAXED_COMMIT = func.set_config("synchronous_commit", "off", True)
 
 
 def _owned(claim: Claim) -> list[Any]:
@@ -228,3 +233,6 @@ def queued_job_ids(*, session: Session, batch_id: uuid.UUID | None = None) -> li
     if batch_id is not None:
         query = query.where(Job.batch_id == batch_id)
     return list(session.exec(query.order_by(col(Job.line))))
+
+
+_CLAIM = {relaxed: _claim_statement(relaxed) for relaxed in (False, True)}
