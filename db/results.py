@@ -3,6 +3,7 @@ and reading results back."""
 
 import uuid
 from collections.abc import Iterator
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import Table
@@ -57,9 +58,11 @@ def result_rows(
     }
 
 
+@lru_cache(maxsize=4096)
 def _grade(gold: str | None, answer: str | None) -> bool | None:
-    # Imported here: grading loads sympy and math-verify, which readers of results
-    # (the API, the CLI) need not pay for.
+    """Cached: a job's candidates mostly agree, and math-verify takes tens of µs a call.
+    Imported here: grading loads sympy and math-verify, which readers of results (the
+    API, the CLI) need not pay for."""
     from worker.search.answers import is_correct
 
     return is_correct(gold, answer)
