@@ -20,7 +20,7 @@ from api.cli_options import (
 )
 from api.client import ApiError, Client
 from api.embedded import run_command
-from api.output import OutputError, write_results
+from api.output import OutputError, write_lines, write_results
 from ttcq.settings import get_settings
 from worker.celery_app import DEFAULT_QUEUE
 
@@ -132,7 +132,10 @@ def results(batch_id: str, output: Path | None, api_url: str | None, token: str 
     """Write one result per problem: answer, correctness, cost and candidates."""
     with _client(api_url, token) as client:
         try:
-            count = write_results(client.results(batch_id), output)
+            if output is None or output.suffix.lower() == ".jsonl":
+                count = write_lines(client.result_lines(batch_id), output)
+            else:
+                count = write_results(client.results(batch_id), output)
         except OutputError as error:
             raise click.BadParameter(str(error), param_hint="--output") from None
     if output is not None:

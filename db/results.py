@@ -2,7 +2,8 @@
 and reading results back."""
 
 import uuid
-from collections.abc import Iterator
+from collections import defaultdict
+from collections.abc import Iterator, Sequence
 from functools import lru_cache
 from typing import Any
 
@@ -106,7 +107,13 @@ def job_candidates(*, session: Session, job_id: uuid.UUID) -> list[Candidate]:
     return list(session.exec(query))
 
 
-RESULTS_PAGE = 500  # jobs read per round of queries when streaming a batch's results
+RESULTS_PAGE = 1000  # jobs read per round of queries when streaming a batch's results
+JOB_FIELDS = ("id", "custom_id", "line", "problem", "gold", "meta", "answer", "correct",
+              "state", "error", "attempts")
+CANDIDATE_FIELDS = ("text", "answer", "extraction", "score", "step_scores", "selected",
+                    "finish", "correct")
+CURVE_FIELDS = ("n", "answer", "correct")
+COST_FIELDS = tuple(JobCostBase.model_fields)
 
 
 def job_result(*, session: Session, job: Job, config: dict[str, Any]) -> dict[str, Any]:
@@ -118,62 +125,45 @@ def batch_results(
     *, session: Session, batch_id: uuid.UUID, config: dict[str, Any]
 ) -> Iterator[dict[str, Any]]:
     """Every job of the batch in dataset order, finished or not: four queries per page of
-    jobs, whatever the batch size, and never the whole batch in memory."""
+    jobs, whatever the batch size, plain rows (no ORM objects), and never more than a
+    page in memory."""
+    fields = [getattr(Job, name) for name in JOB_FIELDS]
     after = 0
-    while True:
-        page = list(session.exec(
-            select(Job).where(Job.batch_id == batch_id, col(Job.line) > after)
-            .order_by(col(Job.line)).limit(RESULTS_PAGE)
-        ))
-        if not page:
-            return
+    while page := session.execute(
+        select(*fields).where(Job.batch_id == batch_id, col(Job.line) > after)
+        .order_by(col(Job.line)).limit(RESULTS_PAGE)
+    ).all():
         yield from _records(session, page, config)
         after = page[-1].line
 
 
-def _records(
-    session: Session, jobs: list[Job], config: dict[str, Any]
-) -> Iterator[dict[str, Any]]:
+def _records(session: Session, jobs: Sequence[Any], config: dict[str, Any]
+             ) -> Iterator[dict[str, Any]]:
     ids = [job.id for job in jobs]
-    costs = {c.job_id: c for c in session.exec(select(JobCost).where(col(JobCost.job_id).in_(ids)))}
-    candidates = _by_job(session, Candidate, ids, col(Candidate.idx))
-    curves = _by_job(session, BudgetPoint, ids, col(BudgetPoint.n))
+    costs = _by_job(session, JobCost, COST_FIELDS, ids, None)
+    candidates = _by_job(session, Candidate, CANDIDATE_FIELDS, ids, col(Candidate.idx))
+    curves = _by_job(session, BudgetPoint, CURVE_FIELDS, ids, col(BudgetPoint.n))
     for job in jobs:
-        yield _record(job, config, costs.get(job.id), candidates[job.id], curves[job.id])
+        cost = costs.get(job.id)
+        yield {
+            "custom_id": job.custom_id, "line": job.line, "problem": job.problem,
+            "gold": job.gold, "meta": job.meta, "answer": job.answer, "correct": job.correct,
+            "status": job.state, "error": job.error, "attempts": job.attempts,
+            "strategy": config.get("strategy"), "n": config.get("n"),
+            "cost": cost[0] if cost else None,
+            "candidates": candidates.get(job.id, []),
+            "budget_curve": curves.get(job.id, []),
+        }
 
 
-def _by_job(session: Session, model: Any, ids: list[uuid.UUID], order: Any) -> dict[Any, list[Any]]:
-    rows: dict[Any, list[Any]] = {job_id: [] for job_id in ids}
-    for row in session.exec(select(model).where(col(model.job_id).in_(ids)).order_by(order)):
-        rows[row.job_id].append(row)
+def _by_job(
+    session: Session, model: Any, names: Sequence[str], ids: list[uuid.UUID], order: Any
+) -> dict[uuid.UUID, list[dict[str, Any]]]:
+    """Rows of model for these jobs as dicts of names, grouped by job, in order."""
+    query = select(model.job_id, *(getattr(model, name) for name in names))
+    query = query.where(col(model.job_id).in_(ids))
+    rows: dict[uuid.UUID, list[dict[str, Any]]] = defaultdict(list)
+    for job_id, *values in session.execute(query.order_by(order) if order is not None
+                                          else query):
+        rows[job_id].append(dict(zip(names, values, strict=True)))
     return rows
-
-
-def _record(
-    job: Job, config: dict[str, Any], cost: JobCost | None,
-    candidates: list[Candidate], curve: list[BudgetPoint],
-) -> dict[str, Any]:
-    return {
-        "custom_id": job.custom_id,
-        "line": job.line,
-        "problem": job.problem,
-        "gold": job.gold,
-        "meta": job.meta,
-        "answer": job.answer,
-        "correct": job.correct,
-        "status": job.state,
-        "error": job.error,
-        "attempts": job.attempts,
-        "strategy": config.get("strategy"),
-        "n": config.get("n"),
-        "cost": cost.model_dump(exclude={"job_id"}) if cost else None,
-        "candidates": [
-            {
-                "text": c.text, "answer": c.answer, "extraction": c.extraction,
-                "score": c.score, "step_scores": c.step_scores, "selected": c.selected,
-                "finish": c.finish, "correct": c.correct,
-            }
-            for c in candidates
-        ],
-        "budget_curve": [{"n": p.n, "answer": p.answer, "correct": p.correct} for p in curve],
-    }
