@@ -274,9 +274,13 @@ def _result_lines(url: str, batch_id: uuid.UUID, config: dict[str, Any]) -> Iter
     thread to the event loop, and a hop per line was most of the time of a large batch."""
     # A session of its own: the request's session is closed before the body is streamed.
     with contextmanager(session_scope)(url) as session:
-        records = results.batch_results(session=session, batch_id=batch_id, config=config)
-        while chunk := list(islice(records, RESULT_LINES_PER_CHUNK)):
-            yield "".join(json.dumps(record, default=str) + "\n" for record in chunk)
+        if session.get_bind().dialect.name == "postgresql":
+            lines = results.batch_result_lines(session=session, batch_id=batch_id, config=config)
+        else:
+            records = results.batch_results(session=session, batch_id=batch_id, config=config)
+            lines = (json.dumps(record, default=str) for record in records)
+        while chunk := list(islice(lines, RESULT_LINES_PER_CHUNK)):
+            yield "\n".join(chunk) + "\n"
 
 
 @router.get("/jobs/{job_id}", tags=["jobs"])

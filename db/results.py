@@ -7,7 +7,7 @@ from collections.abc import Iterator, Sequence
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import Table
+from sqlalchemy import Connection, Table
 from sqlmodel import Session, SQLModel, col, select
 
 from db.bulk import insert_ignoring_conflicts
@@ -108,17 +108,52 @@ def job_candidates(*, session: Session, job_id: uuid.UUID) -> list[Candidate]:
 
 
 RESULTS_PAGE = 1000  # jobs read per round of queries when streaming a batch's results
-JOB_FIELDS = ("id", "custom_id", "line", "problem", "gold", "meta", "answer", "correct",
-              "state", "error", "attempts")
+# A result record's fields: (key in the record, column of job), then cost, candidates and
+# curve as objects of their columns. Both readers below build records from these.
+JOB_KEYS = (("custom_id", "custom_id"), ("line", "line"), ("problem", "problem"),
+            ("gold", "gold"), ("meta", "meta"), ("answer", "answer"),
+            ("correct", "correct"), ("status", "state"), ("error", "error"),
+            ("attempts", "attempts"))
 CANDIDATE_FIELDS = ("text", "answer", "extraction", "score", "step_scores", "selected",
                     "finish", "correct")
 CURVE_FIELDS = ("n", "answer", "correct")
 COST_FIELDS = tuple(JobCostBase.model_fields)
 
 
-def job_result(*, session: Session, job: Job, config: dict[str, Any]) -> dict[str, Any]:
-    """The public result record of one job (the shape of `ttcq results`)."""
-    return next(_records(session, [job], config))
+def batch_result_lines(
+    *, session: Session, batch_id: uuid.UUID, config: dict[str, Any]
+) -> Iterator[str]:
+    """batch_results as JSON text, built by Postgres (Postgres only): one query per page
+    of jobs, and no Python object per row, which is most of the cost of a large batch."""
+    connection = session.connection()
+    params = {"batch": batch_id, "strategy": config.get("strategy"), "n": config.get("n"),
+              "page": RESULTS_PAGE, "after": 0}
+    while page := connection.exec_driver_sql(_RECORDS_SQL, params).all():
+        yield from (text for text, _ in page)
+        params["after"] = page[-1][1]
+
+
+def _json_object(pairs: Sequence[tuple[str, str]]) -> str:
+    return "json_build_object(" + ", ".join(f"'{key}', {sql}" for key, sql in pairs) + ")"
+
+
+def _json_rows(table: str, fields: Sequence[str], order: str) -> str:
+    item = _json_object([(name, f"x.{name}") for name in fields])
+    return (f"COALESCE((SELECT json_agg({item} ORDER BY x.{order}) FROM {table} x "
+            f"WHERE x.job_id = j.id), '[]')")
+
+
+_COST_SQL = ("(SELECT " + _json_object([(name, f"c.{name}") for name in COST_FIELDS])
+             + " FROM job_cost c WHERE c.job_id = j.id)")
+_RECORDS_SQL = (
+    "SELECT " + _json_object([
+        *((key, f"j.{column}") for key, column in JOB_KEYS),
+        ("strategy", "%(strategy)s::text"), ("n", "%(n)s::int"), ("cost", _COST_SQL),
+        ("candidates", _json_rows("candidate", CANDIDATE_FIELDS, "idx")),
+        ("budget_curve", _json_rows("budget_point", CURVE_FIELDS, "n")),
+    ]) + "::text, j.line FROM job j WHERE j.batch_id = %(batch)s AND j.line > %(after)s "
+    "ORDER BY j.line LIMIT %(page)s"
+)
 
 
 def batch_results(
@@ -127,28 +162,28 @@ def batch_results(
     """Every job of the batch in dataset order, finished or not: four queries per page of
     jobs, whatever the batch size, plain rows (no ORM objects), and never more than a
     page in memory."""
-    fields = [getattr(Job, name) for name in JOB_FIELDS]
+    connection = session.connection()
+    fields = [Job.id, *(getattr(Job, column) for _, column in JOB_KEYS)]
     after = 0
-    while page := session.execute(
+    while page := connection.execute(
         select(*fields).where(Job.batch_id == batch_id, col(Job.line) > after)
         .order_by(col(Job.line)).limit(RESULTS_PAGE)
     ).all():
-        yield from _records(session, page, config)
+        lines = (Job.batch_id == batch_id, col(Job.line) > after, col(Job.line) <= page[-1].line)
+        yield from _records(connection, page, config, lines)
         after = page[-1].line
 
 
-def _records(session: Session, jobs: Sequence[Any], config: dict[str, Any]
-             ) -> Iterator[dict[str, Any]]:
-    ids = [job.id for job in jobs]
-    costs = _by_job(session, JobCost, COST_FIELDS, ids, None)
-    candidates = _by_job(session, Candidate, CANDIDATE_FIELDS, ids, col(Candidate.idx))
-    curves = _by_job(session, BudgetPoint, CURVE_FIELDS, ids, col(BudgetPoint.n))
+def _records(
+    connection: Connection, jobs: Sequence[Any], config: dict[str, Any], lines: tuple[Any, ...]
+) -> Iterator[dict[str, Any]]:
+    costs = _by_job(connection, JobCost, COST_FIELDS, lines, None)
+    candidates = _by_job(connection, Candidate, CANDIDATE_FIELDS, lines, col(Candidate.idx))
+    curves = _by_job(connection, BudgetPoint, CURVE_FIELDS, lines, col(BudgetPoint.n))
     for job in jobs:
         cost = costs.get(job.id)
         yield {
-            "custom_id": job.custom_id, "line": job.line, "problem": job.problem,
-            "gold": job.gold, "meta": job.meta, "answer": job.answer, "correct": job.correct,
-            "status": job.state, "error": job.error, "attempts": job.attempts,
+            **{key: getattr(job, column) for key, column in JOB_KEYS},
             "strategy": config.get("strategy"), "n": config.get("n"),
             "cost": cost[0] if cost else None,
             "candidates": candidates.get(job.id, []),
@@ -157,13 +192,16 @@ def _records(session: Session, jobs: Sequence[Any], config: dict[str, Any]
 
 
 def _by_job(
-    session: Session, model: Any, names: Sequence[str], ids: list[uuid.UUID], order: Any
+    connection: Connection, model: Any, names: Sequence[str], jobs: tuple[Any, ...],
+    order: Any,
 ) -> dict[uuid.UUID, list[dict[str, Any]]]:
-    """Rows of model for these jobs as dicts of names, grouped by job, in order."""
-    query = select(model.job_id, *(getattr(model, name) for name in names))
-    query = query.where(col(model.job_id).in_(ids))
+    """Rows of model for the jobs matching `jobs` (a batch's range of lines) as dicts of
+    names, grouped by job, in job then `order` order."""
+    query = (select(model.job_id, *(getattr(model, name) for name in names))
+             .join(Job, Job.id == model.job_id).where(*jobs))
+    if order is not None:
+        query = query.order_by(col(Job.line), order)
     rows: dict[uuid.UUID, list[dict[str, Any]]] = defaultdict(list)
-    for job_id, *values in session.execute(query.order_by(order) if order is not None
-                                          else query):
+    for job_id, *values in connection.execute(query):
         rows[job_id].append(dict(zip(names, values, strict=True)))
     return rows
