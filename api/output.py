@@ -19,7 +19,7 @@ INT_COLUMNS = {"line", "attempts", "n"} | {
     f"cost_{name}" for name, f in JobCostBase.model_fields.items() if f.annotation is int}
 FLOAT_COLUMNS = {
     f"cost_{name}" for name, f in JobCostBase.model_fields.items() if f.annotation is float}
-PARQUET_ROWS_PER_GROUP = 10_000
+PARQUET_ROWS_PER_GROUP = 2_000
 NESTED = ("candidates", "budget_curve", "meta")
 SUFFIXES = (".jsonl", ".csv", ".parquet")
 

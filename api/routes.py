@@ -9,6 +9,8 @@ from contextlib import contextmanager
 from itertools import islice
 from typing import Annotated, Any
 
+import psycopg
+import sqlalchemy.exc
 from celery import Celery
 from fastapi import (
     APIRouter,
@@ -45,6 +47,8 @@ router = APIRouter(prefix="/v1")
 log = logging.getLogger(__name__)
 NOT_FOUND = "no such batch"
 RESULT_LINES_PER_CHUNK = 200
+DATABASE_DOWN = (psycopg.OperationalError, sqlalchemy.exc.OperationalError,
+                 sqlalchemy.exc.InterfaceError)
 QUEUE_DOWN = ("stored, but the queue could not take every job: they stay queued and a worker's "
               "reaper sends them once Redis answers; do not submit again")
 
@@ -90,6 +94,10 @@ def _store_and_enqueue(
         )
     except DatasetError as error:
         raise _bad_request(error.summary(), error.detail()["errors"]) from None
+    except DATABASE_DOWN as error:
+        log.error("storing a batch failed: %s", error)
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE,
+                            "the database is unreachable; nothing was stored") from None
     # Enqueue only after the commit, so a worker never receives a job it cannot read yet.
     try:
         enqueue_jobs(celery, job_ids, priority=options.priority, queue=queue_for(options.model))

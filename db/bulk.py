@@ -4,6 +4,7 @@ already stored on SQLite."""
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+import psycopg
 from sqlalchemy import Table
 from sqlalchemy.dialects import sqlite
 from sqlmodel import Session
@@ -17,9 +18,14 @@ def copy_rows(
     stream aborts the COPY and propagates."""
     names = ", ".join(f'"{name}"' for name in columns)
     statement = f'COPY "{table.name}" ({names}) FROM STDIN'
-    with driver_cursor(session) as cursor, cursor.copy(statement) as copy:
-        for row in rows:
-            copy.write_row(row)
+    try:
+        with driver_cursor(session) as cursor, cursor.copy(statement) as copy:
+            for row in rows:
+                copy.write_row(row)
+    except psycopg.OperationalError as error:
+        # Raised past SQLAlchemy, which would otherwise roll back on a dead connection.
+        session.connection().invalidate(error)
+        raise
 
 
 def driver_cursor(session: Session) -> Any:
