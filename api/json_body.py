@@ -105,7 +105,9 @@ def _option(text: str, pos: int, key: str) -> tuple[Any, int]:
 
 def _locate_problems(submission: Submission, pos: int) -> int:
     text, spans = submission.text, array("q")
-    pos = _skip(text, _expect(text, pos, "["))
+    if text[pos:pos + 1] != "[":
+        raise BodyError("problems must be a JSON array of objects", PROBLEMS)
+    pos = _skip(text, pos + 1)
     while text[pos:pos + 1] != "]":
         end = _value_end(text, pos)
         if end is None:
