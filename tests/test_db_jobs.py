@@ -1,10 +1,12 @@
 """The job row as the system of record: exclusive claims, leases, reaping, fenced writes."""
 
+import math
 import threading
 import uuid
 from collections.abc import Callable
 from datetime import timedelta
 
+import pytest
 from sqlalchemy import event, update
 from sqlmodel import col
 
@@ -242,21 +244,39 @@ def test_a_large_trace_of_a_job_no_longer_ours_writes_nothing(sessions: SessionF
         assert count_rows(session, TraceNode, job_id) == 0
 
 
+@pytest.mark.parametrize("nodes", [20, COPY_MIN_ROWS + 10])  # one statement; COPY
 def test_rows_stored_behind_the_fences_back_are_kept_not_doubled(
-    sessions: SessionFactory,
+    sessions: SessionFactory, nodes: int
 ) -> None:
     [job_id] = make_batch(sessions)
     claim = _claim(sessions, job_id)
     assert claim is not None
-    with sessions() as session:  # a row no attempt of ours wrote: COPY would clash with it
+    with sessions() as session:  # a row no attempt of ours wrote: a plain insert clashes
         session.add(TraceNode(job_id=job_id, node_id=5, depth=0, kind="step",
                               status="expanded", text="already here"))
         session.commit()
-    assert _store(sessions, claim, nodes=COPY_MIN_ROWS + 10)
+    assert _store(sessions, claim, nodes=nodes)
     with sessions() as session:
-        assert count_rows(session, TraceNode, job_id) == COPY_MIN_ROWS + 10
+        assert count_rows(session, TraceNode, job_id) == nodes
         node = session.get(TraceNode, (job_id, 5))
         assert node is not None and node.text == "already here"
+    assert job_of(sessions, job_id).state == JobState.succeeded
+
+
+def test_scores_json_cannot_write_are_stored(sessions: SessionFactory) -> None:
+    [job_id] = make_batch(sessions)
+    claim = _claim(sessions, job_id)
+    assert claim is not None
+    result = synthetic_result()
+    result.trace.nodes[1].step_score = float("nan")
+    result.candidates[0].score = float("-inf")
+    with sessions() as session:
+        assert store_result(session=session, claim=claim, gold="3", result=result,
+                            cost=zero_cost())
+        node = session.get(TraceNode, (job_id, 1))
+        candidate = session.get(Candidate, (job_id, 0))
+        assert node is not None and math.isnan(node.step_score or 0.0)
+        assert candidate is not None and candidate.score == float("-inf")
 
 
 def test_a_nul_in_model_output_is_stored_as_a_replacement_character(
