@@ -5,10 +5,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, DateTime, and_, bindparam, func, or_, update
+from sqlalchemy import DateTime, and_, bindparam, func, or_, text, update
+from sqlalchemy.dialects import postgresql
 from sqlmodel import Session, col, select
 
 from db.models import Batch, Job, JobState, utcnow
+from db.session import execute_alone, runs_alone
 
 
 @dataclass(frozen=True)
@@ -29,7 +31,7 @@ class ClaimedJob(Claim):
     config: dict[str, Any] = field(default_factory=dict)
 
 
-def _claim_statement(relaxed: bool) -> Any:
+def _claim_statement() -> Any:
     """The claiming UPDATE, built once: bound values come as parameters."""
     now = bindparam("now", type_=DateTime(timezone=True))
     # A subquery, not UPDATE ... FROM: SQLite's RETURNING sees only the updated table.
@@ -47,7 +49,7 @@ def _claim_statement(relaxed: bool) -> Any:
                 lease_until=bindparam("lease_until"), worker=bindparam("worker"),
                 started_at=now, error=None)
         .returning(col(Job.attempts), col(Job.problem), col(Job.gold), col(Job.custom_id),
-                   batch_config, *([_RELAXED_COMMIT] if relaxed else []))
+                   batch_config)
     )
 
 
@@ -57,45 +59,33 @@ def claim_job(
     """Take a queued job (or one whose lease expired) for this worker, or None if another
     worker holds it, it is final, its batch is cancelled, or it ran out of attempts.
     One statement, one round trip: the UPDATE returns what the search needs, the batch's
-    config included, and commits on its own (asynchronously: see relaxed_commit)."""
+    config included. On Postgres, outside a transaction of the caller's, it commits on its
+    own (db.session.execute_alone), without waiting for the disk (see RELAXED_COMMIT)."""
     now = utcnow()
-    connection = one_statement_connection(session)
-    statement = _CLAIM[relaxed_commit(connection)]
-    row = connection.execute(statement, {
-        "job_id": job_id, "now": now, "max_attempts": max_attempts, "worker": worker,
-        "lease_until": now + timedelta(seconds=lease_seconds),
-    }).one_or_none()
-    session.commit()
-    if row is None:
+    values = {"job_id": job_id, "now": now, "max_attempts": max_attempts, "worker": worker,
+              "lease_until": now + timedelta(seconds=lease_seconds)}
+    if runs_alone(session):
+        rows = execute_alone(session, _PG_CLAIM.string, _PG_CLAIM.construct_params(values))
+    else:
+        rows = list(session.execute(_CLAIM, values))
+        session.commit()
+    if not rows:
         return None
-    attempt, problem, gold, custom_id, config = row[:5]
+    attempt, problem, gold, custom_id, config = rows[0][:5]
     return ClaimedJob(job_id, attempt, problem, gold, custom_id, config)
 
 
-def one_statement_connection(session: Session) -> Connection:
-    """The session's connection, in autocommit if no transaction is open yet, so that a
-    write of one statement is one round trip (no BEGIN, no COMMIT)."""
-    if session.in_transaction():
-        return session.connection()
-    return session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
-
-
-def relaxed_commit(connection: Connection) -> bool:
-    """Whether the worker's writes on connection commit without waiting for their WAL to
-    reach disk (synchronous_commit off, through _RELAXED_COMMIT): on Postgres, yes.
-
-    For the worker's own writes (claim, result) only: a commit is then about 0.1 ms
-    instead of an fsync (3.5 ms here, the whole budget of a quick job). If Postgres itself
-    crashes, the last fraction of a second of such commits can be lost, never half-applied:
-    a lost claim leaves the job queued (its message was consumed, so the reaper's
-    resend_lost sends it again), a lost result leaves it running until its lease expires
-    and the reaper requeues it. The job runs again; none is lost and no result doubles.
-    Submissions and cancellations, which nothing could redo, keep synchronous commits."""
-    return connection.dialect.name == "postgresql"
-
-
-# Selected by a write's RETURNING: its transaction then commits asynchronously.
-_RELAXED_COMMIT = func.set_config("synchronous_commit", "off", True)
+# A column for the RETURNING of a worker's write on Postgres: its transaction then commits
+# without waiting for its WAL to reach disk (synchronous_commit off).
+#
+# For the worker's own writes (claim, result) only: a commit is then about 0.1 ms instead
+# of an fsync (3.5 ms here, the whole budget of a quick job). If Postgres itself crashes,
+# the last fraction of a second of such commits can be lost, never half-applied: a lost
+# claim leaves the job queued (its message was consumed, so the reaper's resend_lost
+# sends it again), a lost result leaves it running until its lease expires and the reaper
+# requeues it. The job runs again; none is lost and no result doubles. Submissions and
+# cancellations, which nothing could redo, keep synchronous commits.
+RELAXED_COMMIT = "set_config('synchronous_commit', 'off', true)"
 
 
 def _owned(claim: Claim) -> list[Any]:
@@ -235,4 +225,5 @@ def queued_job_ids(*, session: Session, batch_id: uuid.UUID | None = None) -> li
     return list(session.exec(query.order_by(col(Job.line))))
 
 
-_CLAIM = {relaxed: _claim_statement(relaxed) for relaxed in (False, True)}
+_CLAIM = _claim_statement()
+_PG_CLAIM = _CLAIM.returning(text(RELAXED_COMMIT)).compile(dialect=postgresql.dialect())

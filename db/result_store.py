@@ -4,7 +4,7 @@ A result of fewer than COPY_MIN_ROWS trace nodes is one statement: data-modifyin
 finish the job, fenced by its attempt, and insert each table's rows from one JSON
 parameter (json_to_recordset), every insert joined to the fence so that nothing is
 written unless the job was still ours. It commits on its own, without waiting for the
-disk (db.jobs.relaxed_commit says why that is safe for a result). A larger trace goes
+disk (db.jobs.RELAXED_COMMIT says why that is safe for a result). A larger trace goes
 through COPY after that statement, in the same transaction: COPY writes rows about
 twice as fast as INSERT ... SELECT.
 
@@ -24,8 +24,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
 from db.bulk import copy_rows
-from db.jobs import Claim, one_statement_connection
+from db.jobs import RELAXED_COMMIT, Claim
 from db.models import TraceNode, utcnow
+from db.session import execute_alone, runs_alone
 
 COPY_MIN_ROWS = 500  # trace nodes from which COPY beats the arrays of one statement
 TRACE: Table = TraceNode.__table__  # type: ignore[attr-defined]
@@ -38,7 +39,7 @@ FINISH = """finished AS (
     RETURNING id)"""
 SKIP_CONFLICTS = " ON CONFLICT DO NOTHING"
 # count: 1 if the fence held. set_config: this transaction commits asynchronously.
-RESULT = "SELECT count(*), set_config('synchronous_commit', 'off', true) FROM finished"
+RESULT = f"SELECT count(*), {RELAXED_COMMIT} FROM finished"
 
 
 def store_rows(
@@ -67,7 +68,9 @@ def _in_one_statement(
     on_conflict: str,
 ) -> bool:
     sql, params = _statement(claim, finish, tables, on_conflict)
-    stored = one_statement_connection(session).exec_driver_sql(sql, params).one()[0] == 1
+    if runs_alone(session):
+        return bool(execute_alone(session, sql, params)[0][0] == 1)
+    stored = session.connection().exec_driver_sql(sql, params).one()[0] == 1
     session.commit()
     return stored
 

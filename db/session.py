@@ -1,11 +1,12 @@
 """One SQLAlchemy engine per process and database URL; one session per request or task."""
 
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import Engine, event, exc
+import psycopg
+from sqlalchemy import URL, Engine, event, exc
 from sqlmodel import Session, create_engine
 
 # A pooled connection idle for longer is pinged before use (it may have outlived a
@@ -49,6 +50,43 @@ def _ping_if_idle(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
         dbapi_connection.rollback()
     except Exception as error:
         raise exc.DisconnectionError(str(error)) from error
+
+
+@lru_cache
+def autocommit_engine(url: URL) -> Engine:
+    """A pool of Postgres connections in autocommit, for writes that are one statement."""
+    engine = create_engine(url, isolation_level="AUTOCOMMIT")
+    event.listen(engine, "checkin", _note_checkin)
+    event.listen(engine, "checkout", _ping_if_idle)
+    return engine
+
+
+def runs_alone(session: Session) -> bool:
+    """Whether execute_alone applies: on Postgres, when the session has no transaction
+    open (a write inside the caller's transaction must stay inside it)."""
+    return session.get_bind().dialect.name == "postgresql" and not session.in_transaction()
+
+
+def execute_alone(
+    session: Session, sql: str, params: Mapping[str, Any]
+) -> list[tuple[Any, ...]]:
+    """Run one statement (psycopg placeholders) on Postgres as a transaction of its own,
+    on an autocommit connection to the session's database: one round trip, and none of
+    the session's bookkeeping, which cost more than the round trip. Errors come as
+    SQLAlchemy's, as from the session (OperationalError when the database is away)."""
+    bind = session.get_bind()
+    url = bind.url if isinstance(bind, Engine) else bind.engine.url
+    connection = autocommit_engine(url).raw_connection()
+    try:
+        cursor = connection.cursor()
+        cursor.execute(sql, params)
+        return list(cursor.fetchall())
+    except psycopg.Error as error:
+        if isinstance(error, psycopg.OperationalError):
+            connection.invalidate(error)
+        raise exc.DBAPIError.instance(sql, params, error, psycopg.Error) from error
+    finally:
+        connection.close()
 
 
 def session_scope(url: str) -> Iterator[Session]:

@@ -8,14 +8,15 @@ from datetime import timedelta
 
 import pytest
 from sqlalchemy import event, update
-from sqlmodel import col
+from sqlmodel import Session, col
 
+from db import result_store
 from db.batches import cancel_batch
 from db.jobs import Claim, claim_job, reap_expired, release_job, renew_lease
 from db.models import Candidate, Job, JobCost, JobState, TraceNode, utcnow
 from db.result_store import COPY_MIN_ROWS
 from db.results import store_result
-from db.session import get_engine
+from db.session import execute_alone, get_engine
 from tests.utils.jobs import PROBLEMS, count_rows, job_of, make_batch, synthetic_result, zero_cost
 from worker.service import SessionFactory
 
@@ -211,12 +212,21 @@ def _statements_while(db_url: str, action: Callable[[], object]) -> list[str]:
     return statements
 
 
-def test_a_small_result_is_one_statement(sessions: SessionFactory, db_url: str) -> None:
+def test_a_small_result_is_one_statement_of_its_own(
+    sessions: SessionFactory, db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     [job_id] = make_batch(sessions)
     claim = _claim(sessions, job_id)
     assert claim is not None
-    statements = _statements_while(db_url, lambda: _store(sessions, claim, nodes=20))
-    assert len(statements) == 1 and 'INSERT INTO "trace_node"' in statements[0]
+    alone: list[str] = []
+
+    def spy(session: Session, sql: str, params: dict[str, object]) -> object:
+        alone.append(sql)
+        return execute_alone(session, sql, params)
+
+    monkeypatch.setattr(result_store, "execute_alone", spy)
+    in_session = _statements_while(db_url, lambda: _store(sessions, claim, nodes=20))
+    assert in_session == [] and len(alone) == 1 and 'INSERT INTO "trace_node"' in alone[0]
     with sessions() as session:
         assert count_rows(session, TraceNode, job_id) == 20
 
