@@ -172,11 +172,12 @@ def api(host: str, port: int) -> None:
 
 
 @main.command()
-@click.option("--concurrency", type=click.IntRange(min=1), default=1, show_default=True,
-              help="worker processes (one engine each)")
+@click.option("--concurrency", type=click.IntRange(min=1), default=None,
+              help="jobs at once: llama.cpp processes (default 1), or searches in flight "
+                   "on a served engine [TTCQ_IN_FLIGHT, default 32]")
 @click.option("--queue", default=DEFAULT_QUEUE, show_default=True)
 @click.option("--loglevel", default="INFO", show_default=True)
-def worker(concurrency: int, queue: str, loglevel: str) -> None:
+def worker(concurrency: int | None, queue: str, loglevel: str) -> None:
     """Run a Celery worker that solves queued jobs."""
     from worker.main import run_worker  # imported here: it loads the task modules
 

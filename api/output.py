@@ -15,10 +15,11 @@ from typing import IO, Any
 from db.models import JobCostBase
 
 COST_FIELDS = list(JobCostBase.model_fields)
-INT_COLUMNS = {"line", "attempts", "n"} | {
-    f"cost_{name}" for name, f in JobCostBase.model_fields.items() if f.annotation is int}
-FLOAT_COLUMNS = {
-    f"cost_{name}" for name, f in JobCostBase.model_fields.items() if f.annotation is float}
+# Parquet types of the flat columns that are not text: declared, not inferred (below).
+_COST_TYPES = {int: "int64", float: "float64", bool: "bool"}
+COLUMN_TYPES = {"line": "int64", "attempts": "int64", "n": "int64", "correct": "bool"} | {
+    f"cost_{name}": _COST_TYPES[field.annotation]
+    for name, field in JobCostBase.model_fields.items() if field.annotation in _COST_TYPES}
 PARQUET_ROWS_PER_GROUP = 2_000
 NESTED = ("candidates", "budget_curve", "meta")
 SUFFIXES = (".jsonl", ".csv", ".parquet")
@@ -69,11 +70,7 @@ def _arrow_type(column: str) -> Any:
     the same schema (one inferred from a group of nulls would not)."""
     import pyarrow as pa
 
-    if column in INT_COLUMNS:
-        return pa.int64()
-    if column in FLOAT_COLUMNS:
-        return pa.float64()
-    return pa.bool_() if column == "correct" else pa.string()
+    return pa.type_for_alias(COLUMN_TYPES.get(column, "string"))
 
 
 def _write_parquet(records: Iterable[dict[str, Any]], path: Path) -> int:

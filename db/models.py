@@ -113,6 +113,10 @@ class JobCostBase(SQLModel):
     wall_seconds: float = 0.0
     engine_seconds: float = 0.0
     flops: float = 0.0
+    # What ran the job, and whether the same seed would sample the same tokens again
+    # (a served engine without seed support samples unseeded).
+    engine_model: str = Field(default="", max_length=512)
+    seeded: bool = True
 
 
 class JobCost(JobCostBase, table=True):

@@ -14,6 +14,7 @@ from sqlmodel import Session, create_engine
 # ping per checkout was a tenth of its time per job; a connection that dies in between
 # fails that one operation, which the worker retries.
 PING_AFTER_IDLE_SECONDS = 5.0
+POOL = {"pool_size": 10, "max_overflow": 40}
 
 
 @lru_cache
@@ -22,7 +23,10 @@ def get_engine(url: str) -> Engine:
         engine = create_engine(url, connect_args={"check_same_thread": False})
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    engine = create_engine(url)
+    # A served-engine worker runs dozens of searches in threads, each with its own short
+    # sessions (claim, lease renewals, store): connections beyond the pool are opened on
+    # demand and closed when returned.
+    engine = create_engine(url, **POOL)
     event.listen(engine, "checkin", _note_checkin)
     event.listen(engine, "checkout", _ping_if_idle)
     return engine
@@ -55,7 +59,7 @@ def _ping_if_idle(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
 @lru_cache
 def autocommit_engine(url: URL) -> Engine:
     """A pool of Postgres connections in autocommit, for writes that are one statement."""
-    engine = create_engine(url, isolation_level="AUTOCOMMIT")
+    engine = create_engine(url, isolation_level="AUTOCOMMIT", **POOL)
     event.listen(engine, "checkin", _note_checkin)
     event.listen(engine, "checkout", _ping_if_idle)
     return engine

@@ -12,7 +12,9 @@ from sqlmodel import Session, SQLModel
 
 from db.migrate import upgrade
 from db.session import get_engine
+from tests.utils.servers import RunningServer, server_paths, sglang_server
 from worker.engines.llamacpp import LlamaCppEngine
+from worker.engines.sglang import SGLangEngine
 
 PG_SERVER = os.environ.get("TTCQ_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432")
 REDIS_URL = os.environ.get("TTCQ_TEST_REDIS", "redis://127.0.0.1:6379/15")
@@ -22,6 +24,21 @@ REDIS_URL = os.environ.get("TTCQ_TEST_REDIS", "redis://127.0.0.1:6379/15")
 def engine() -> LlamaCppEngine:
     """The real SmolLM2-135M-Instruct model, loaded once."""
     return LlamaCppEngine(n_ctx=2048)
+
+
+@pytest.fixture(scope="session")
+def sglang(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    """The real SGLang 0.5.23 server with SmolLM2-135M, started once per test session."""
+    log = tmp_path_factory.mktemp("servers") / "sglang.log"
+    with sglang_server(server_paths()["TTCQ_POLICY_MODEL_DIR"], log) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def sglang_engine(sglang: RunningServer) -> Iterator[SGLangEngine]:
+    engine = SGLangEngine(sglang.url)
+    yield engine
+    engine.close()
 
 
 @pytest.fixture(scope="session")

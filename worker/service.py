@@ -16,12 +16,12 @@ from sqlmodel import Session
 from db.jobs import Claim, claim_job, finish_job, release_job, renew_lease
 from db.models import JobCostBase, JobState
 from db.results import store_result
-from worker.engines.base import Engine, TransientEngineError
+from worker.engines.base import Engine, EngineInfo, TransientEngineError
 from worker.engines.metered import MeteredEngine
 from worker.search.config import SearchConfig
 from worker.search.registry import run_search
 from worker.search.types import Problem, SearchResult
-from worker.verifiers.factory import make_verifier
+from worker.verifiers.factory import ServedVerifiers, make_verifier
 
 Outcome = Literal["succeeded", "failed", "cancelled", "skipped", "lost"]
 SessionFactory = Callable[[], AbstractContextManager[Session]]
@@ -35,7 +35,11 @@ class JobCancelled(Exception):
     """The job's batch was cancelled, or the job was handed to another worker."""
 
 
-def cost_record(result: SearchResult, wall_seconds: float, n_params: int) -> JobCostBase:
+class JobTimedOut(Exception):
+    """The search ran past its time limit (a thread cannot be killed: it stops itself)."""
+
+
+def cost_record(result: SearchResult, wall_seconds: float, info: EngineInfo) -> JobCostBase:
     gen, ver = result.generation, result.verification
     computed = (gen.prompt_tokens - gen.cached_tokens + gen.completion_tokens
                 + ver.prompt_tokens - ver.cached_tokens + ver.completion_tokens)
@@ -50,7 +54,9 @@ def cost_record(result: SearchResult, wall_seconds: float, n_params: int) -> Job
         wall_seconds=wall_seconds,
         engine_seconds=gen.seconds + ver.seconds,
         # A forward pass costs about 2 FLOPs per parameter per token actually computed.
-        flops=2.0 * n_params * computed,
+        flops=2.0 * info.n_params * computed,
+        engine_model=info.model[:512],
+        seeded=info.honours_seeds,
     )
 
 
@@ -59,9 +65,11 @@ class LeaseKeeper:
     single long engine call cannot outlive the lease. The search learns of a cancelled
     batch or a lost lease at its next engine call (check), without a database round trip."""
 
-    def __init__(self, sessions: SessionFactory, claim: Claim, lease_seconds: int, every: float):
+    def __init__(self, sessions: SessionFactory, claim: Claim, lease_seconds: int, every: float,
+                 time_limit: float | None = None):
         self._sessions, self._claim, self._lease_seconds = sessions, claim, lease_seconds
         self._every = every
+        self._deadline = time.monotonic() + time_limit if time_limit else None
         self._stop = threading.Event()
         self._lost = threading.Event()
         self._thread = threading.Thread(target=self._run, name="ttcq-lease", daemon=True)
@@ -77,6 +85,8 @@ class LeaseKeeper:
     def check(self) -> None:
         if self._lost.is_set():
             raise JobCancelled()
+        if self._deadline is not None and time.monotonic() > self._deadline:
+            raise JobTimedOut()
 
     def _run(self) -> None:
         while not self._stop.wait(self._every):
@@ -102,32 +112,40 @@ def process_job(
     lease_seconds: int,
     max_attempts: int,
     check_seconds: float = CHECK_INTERVAL_SECONDS,
+    served: ServedVerifiers | None = None,
+    time_limit: float | None = None,
 ) -> Outcome:
     """Claim and solve one job. Raises TransientEngineError (job released to the queue)
-    when the engine failed in a way worth retrying and attempts are left."""
+    when the engine failed in a way worth retrying and attempts are left. A search still
+    running after time_limit seconds stops at its next engine call and fails the job."""
     with sessions() as session:
         claim = claim_job(session=session, job_id=job_id, worker=worker_name,
                           lease_seconds=lease_seconds, max_attempts=max_attempts)
     if claim is None:
         return "skipped"
     problem = Problem(claim.problem, claim.gold, claim.custom_id)
-    keeper = LeaseKeeper(sessions, claim, lease_seconds, min(check_seconds, lease_seconds / 3))
+    keeper = LeaseKeeper(sessions, claim, lease_seconds, min(check_seconds, lease_seconds / 3),
+                         time_limit)
     # Verifier calls go through the same guard: they cost as much as generation.
     guarded = MeteredEngine(engine, keeper.check)
     started = time.perf_counter()
     try:
         with keeper:
             config = SearchConfig(**claim.config)
-            result = run_search(problem, config, guarded, make_verifier(config.verifier, guarded))
+            verifiers = served.guarded(keeper.check) if served else None
+            verifier = make_verifier(config.verifier, guarded, verifiers)
+            result = run_search(problem, config, guarded, verifier)
     except JobCancelled:
         return _finish(sessions, claim, JobState.cancelled, "cancelled while running")
+    except JobTimedOut:
+        return _finish(sessions, claim, JobState.failed, f"time limit of {time_limit} s exceeded")
     except TransientEngineError as error:
         if _release(sessions, claim, error, max_attempts):
             raise
         return "failed"
     except Exception:  # a bug or a bad problem: record it on the job, do not retry
         return _finish(sessions, claim, JobState.failed, traceback.format_exc(limit=8))
-    cost = cost_record(result, time.perf_counter() - started, engine.info.n_params)
+    cost = cost_record(result, time.perf_counter() - started, engine.info)
     try:
         with sessions() as session:
             stored = store_result(session=session, claim=claim, gold=problem.gold,

@@ -12,6 +12,7 @@ from sqlmodel import Session
 
 from db.session import get_engine
 from ttcq.settings import Settings
+from worker.backends import make_engine, make_served_verifiers
 from worker.celery_app import SOLVE_TASK
 from worker.engines.base import Engine, TransientEngineError
 from worker.service import Outcome, SessionFactory, process_job
@@ -30,15 +31,6 @@ def backoff_seconds(retries: int) -> int:
     return int(min(BACKOFF_BASE_SECONDS * 2**retries, BACKOFF_MAX_SECONDS))
 
 
-def llamacpp_engine_factory(settings: Settings) -> EngineFactory:
-    def build() -> Engine:
-        from worker.engines.llamacpp import LlamaCppEngine  # heavy: only in worker processes
-
-        return LlamaCppEngine(settings.model_path, settings.n_ctx, settings.n_threads)
-
-    return build
-
-
 def database_sessions(url: str) -> SessionFactory:
     """Sessions on the process's engine, looked up at call time so that a prefork child
     opens its own connections instead of inheriting its parent's."""
@@ -54,12 +46,14 @@ def register_tasks(
 ) -> Task:
     """Register the solve task on app. The engine is built once per process, on first use
     (after the prefork pool forked: llama.cpp state does not survive a fork)."""
-    engine = cache(engine_factory or llamacpp_engine_factory(settings))
+    engine = cache(engine_factory or partial(make_engine, settings))
+    served = cache(partial(make_served_verifiers, settings))
     solve_job = partial(
         process_job,
         sessions=sessions or database_sessions(settings.database_url),
         lease_seconds=settings.lease_seconds,
         max_attempts=settings.max_attempts,
+        time_limit=settings.task_time_limit,  # a thread pool's hard limit (worker/main.py)
     )
 
     # No max_retries: the claim caps engine failures at max_attempts, and giving up on a
@@ -70,7 +64,8 @@ def register_tasks(
     def solve(task: Task, job_id: str) -> Outcome:
         worker_name = f"{task.request.hostname}/{os.getpid()}"
         try:
-            outcome = solve_job(job_id=uuid.UUID(job_id), engine=engine(), worker_name=worker_name)
+            outcome = solve_job(job_id=uuid.UUID(job_id), engine=engine(),
+                                worker_name=worker_name, served=served())
         except RETRIED as error:
             # The row is 'queued' (released, or never claimed), which the reaper leaves alone:
             # this retry is its one message. If still leased, the retry's claim loses.

@@ -40,6 +40,7 @@ class RecordingEngine(EngineWrapper):
     ) -> list[TokenLogprobs]:
         results = self.inner.next_token_logprobs(prompts, token_ids)
         for r in results:
-            self.judged.add(Usage(prompt_tokens=r.prompt_tokens, cached_tokens=r.cached_tokens))
+            self.judged.add(Usage(prompt_tokens=r.prompt_tokens, cached_tokens=r.cached_tokens,
+                                  completion_tokens=r.completion_tokens))
         self.judged.calls += 1
         return results

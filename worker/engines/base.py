@@ -82,6 +82,7 @@ class TokenLogprobs:
     logprobs: dict[int, float]
     prompt_tokens: int
     cached_tokens: int
+    completion_tokens: int = 0  # a server samples a token to answer; it is counted
 
 
 @dataclass
@@ -89,6 +90,7 @@ class EngineInfo:
     model: str
     eos_token_ids: tuple[int, ...] = field(default_factory=tuple)
     n_params: int = 0  # for the FLOPs estimate; 0 when unknown
+    honours_seeds: bool = True  # False: the server samples unseeded, runs do not repeat
 
 
 class Engine(Protocol):
@@ -114,6 +116,15 @@ class Engine(Protocol):
         self, prompts: Sequence[Sequence[int]], token_ids: Sequence[int]
     ) -> list[TokenLogprobs]:
         """For each prompt, the logprob of each of token_ids as the next token."""
+        ...
+
+    def health_check(self) -> None:
+        """Generate one real token, or raise EngineError: a worker checks before it
+        takes messages."""
+        ...
+
+    def close(self) -> None:
+        """Release connections (served engines); the engine is not used afterwards."""
         ...
 
 

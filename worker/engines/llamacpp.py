@@ -155,6 +155,15 @@ class LlamaCppEngine:
         """Forget every cached prefix, so a search starts from a reproducible state."""
         self.pool.clear()
 
+    def health_check(self) -> None:
+        prompt = tuple(self.chat_prompt([{"role": "user", "content": "Say OK."}]))
+        request = GenerationRequest(prompt, SamplingParams(max_tokens=1, temperature=0.0))
+        if not self.generate([request])[0][0].token_ids:
+            raise EngineError("the health generation returned no token")
+
+    def close(self) -> None:
+        """Nothing held outside this process."""
+
     # Generation
     def _check_prompt(self, prompt: Sequence[int]) -> None:
         if not prompt:

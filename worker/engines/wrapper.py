@@ -30,3 +30,9 @@ class EngineWrapper:
         self, prompts: Sequence[Sequence[int]], token_ids: Sequence[int]
     ) -> list[TokenLogprobs]:
         return self.inner.next_token_logprobs(prompts, token_ids)
+
+    def health_check(self) -> None:
+        self.inner.health_check()
+
+    def close(self) -> None:
+        self.inner.close()

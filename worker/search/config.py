@@ -10,7 +10,7 @@ StrategyName = Literal[
     "majority", "best_of_n", "weighted_best_of_n", "beam_search", "dvts", "lookahead",
     "self_refine",
 ]
-VerifierName = Literal["self_judge", "checker", "none"]
+VerifierName = Literal["self_judge", "checker", "prm", "orm", "none"]
 Aggregation = Literal["last", "min", "prod", "mean"]
 Selection = Literal["naive", "weighted", "majority"]
 

@@ -46,6 +46,7 @@ class SelfJudgeVerifier:
         for owner, result in zip(owners, results, strict=True):
             usage.prompt_tokens += result.prompt_tokens
             usage.cached_tokens += result.cached_tokens
+            usage.completion_tokens += result.completion_tokens
             yes = math.exp(result.logprobs[self.yes_id])
             no = math.exp(result.logprobs[self.no_id])
             scores[owner].append(yes / (yes + no) if yes + no > 0 else 0.5)

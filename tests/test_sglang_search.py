@@ -1,0 +1,109 @@
+"""Every strategy on the real SGLang server, through the worker's own path (claim, search,
+store in Postgres): the tokens stored equal the tokens the server reported, exactly, and
+a `ttcq worker` process driven by settings alone solves a job there."""
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlmodel import select
+
+from db.models import JobCost, JobState
+from tests.test_sglang_engine import RecordingClient
+from tests.utils.jobs import job_of, make_batch, stored_tokens, wait_for_state
+from tests.utils.servers import RunningServer
+from ttcq.settings import Settings
+from worker.celery_app import make_celery
+from worker.engines.sglang import SGLangEngine
+from worker.queue import enqueue_jobs
+from worker.service import SessionFactory, process_job
+from worker.verifiers.factory import ServedVerifiers
+
+REPO = Path(__file__).resolve().parents[1]
+SHORT = {"n": 4, "beam_width": 2, "max_step_tokens": 24, "max_depth": 3, "max_tokens": 64,
+         "seed": 3, "system_prompt": "Solve step by step, one short sentence per step, "
+         "separated by blank lines. End with \\boxed{answer}."}
+STRATEGIES: dict[str, dict[str, Any]] = {
+    "majority": {"verifier": "none"},
+    "best_of_n": {"verifier": "checker"},
+    "weighted_best_of_n": {"verifier": "self_judge"},
+    "beam_search": {"verifier": "prm"},
+    "dvts": {"verifier": "checker"},
+    "lookahead": {"verifier": "self_judge", "lookahead": 1},
+    "self_refine": {"verifier": "none", "rounds": 1},
+}
+
+
+@pytest.fixture
+def recorded(sglang: RunningServer) -> Iterator[tuple[SGLangEngine, RecordingClient]]:
+    client = RecordingClient(sglang.url)
+    engine = SGLangEngine(sglang.url, server=client)
+    yield engine, client
+    engine.close()
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_stored_tokens_equal_what_the_server_reported(
+    strategy: str, recorded: tuple[SGLangEngine, RecordingClient], sessions: SessionFactory,
+) -> None:
+    engine, client = recorded
+    [job_id] = make_batch(sessions, strategy=strategy, **SHORT, **STRATEGIES[strategy])
+    outcome = process_job(sessions=sessions, job_id=job_id, engine=engine, worker_name="t",
+                          lease_seconds=60, max_attempts=1, served=ServedVerifiers())
+    assert outcome == "succeeded", job_of(sessions, job_id).error
+    with sessions() as session:
+        cost = session.get(JobCost, job_id)
+        assert cost is not None
+        in_cost, in_trace = stored_tokens(session, job_id)
+    assert in_cost == in_trace == client.reported()  # generation, token for token
+    prompt, cached, completion = client.reported(logprobs=True)  # the verifier's calls
+    # job_cost keeps a verifier's prompt and completion tokens together.
+    assert (cost.verifier_tokens, cost.verifier_cached_tokens) == (prompt + completion, cached)
+    assert cost.engine_model == engine.info.model and cost.seeded is False
+    assert cost.engine_calls >= 1 and cost.flops > 0
+
+
+def _worker_env(db_url: str, redis_url: str, sglang: RunningServer, **extra: str) -> dict[str, str]:
+    return {**os.environ, "TTCQ_DATABASE_URL": db_url, "TTCQ_REDIS_URL": redis_url,
+            "TTCQ_ENGINE": "sglang", "TTCQ_ENGINE_URL": sglang.url,
+            "TTCQ_ENGINE_MODEL": sglang.model, "TTCQ_TASK_TIME_LIMIT": "240",
+            "TTCQ_VISIBILITY_TIMEOUT": "300", **extra}
+
+
+def test_a_worker_configured_for_sglang_solves_a_job(
+    sessions: SessionFactory, db_url: str, redis_url: str, sglang: RunningServer,
+    tmp_path: Path,
+) -> None:
+    [job_id] = make_batch(sessions, strategy="beam_search", verifier="prm", **SHORT)
+    app = make_celery(Settings(database_url=db_url, redis_url=redis_url))
+    enqueue_jobs(app, [job_id])
+    app.close()
+    log = tmp_path / "worker.log"
+    with log.open("wb") as out:
+        worker = subprocess.Popen([sys.executable, "-m", "worker.main"], cwd=REPO,
+                                  env=_worker_env(db_url, redis_url, sglang),
+                                  stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        wait_for_state(sessions, [job_id], JobState.succeeded, timeout=180)
+    finally:
+        worker.terminate()
+        worker.wait(30)
+    text = log.read_text()
+    assert "engine: sglang at" in text and "health generation ok" in text, text[-2000:]
+    with sessions() as session:
+        cost = session.exec(select(JobCost).where(JobCost.job_id == job_id)).one()
+    assert cost.engine_model == sglang.model and cost.verifier_tokens > 0
+
+
+def test_a_worker_refuses_to_start_on_a_model_mismatch(
+    db_url: str, redis_url: str, sglang: RunningServer,
+) -> None:
+    env = _worker_env(db_url, redis_url, sglang, TTCQ_ENGINE_MODEL="Qwen/Qwen2.5-Math-7B")
+    done = subprocess.run([sys.executable, "-m", "worker.main"], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode != 0
+    assert "not 'Qwen/Qwen2.5-Math-7B'" in done.stderr

@@ -1,0 +1,69 @@
+"""What a worker searches with, built from its settings: the policy engine (llama.cpp
+in-process, an SGLang server, or an OpenAI-compatible one) and the verifier servers."""
+
+import logging
+
+from ttcq.settings import Settings
+from worker.engines.base import Engine
+from worker.engines.http import ServerClient
+from worker.verifiers.factory import ServedVerifiers
+
+logger = logging.getLogger(__name__)
+
+
+def make_engine(settings: Settings) -> Engine:
+    if settings.engine == "sglang":
+        from worker.engines.sglang import SGLangEngine
+
+        return SGLangEngine(settings.engine_url, tokenizer_path=settings.tokenizer_path,
+                            expected_model=settings.engine_model,
+                            timeout=settings.engine_timeout_seconds)
+    if settings.engine == "openai":
+        from worker.engines.openai import OpenAIEngine
+
+        return OpenAIEngine(settings.engine_url, model=settings.engine_model,
+                            tokenizer_path=settings.tokenizer_path,
+                            api_key=settings.engine_api_key,
+                            timeout=settings.engine_timeout_seconds)
+    from worker.engines.llamacpp import LlamaCppEngine  # heavy: only where it runs
+
+    return LlamaCppEngine(settings.model_path, settings.n_ctx, settings.n_threads)
+
+
+def make_served_verifiers(settings: Settings) -> ServedVerifiers:
+    """The PRM and ORM servers the settings name; those not named stay None."""
+    prm_engine = None
+    if settings.prm_url:
+        from worker.engines.sglang import SGLangEngine
+
+        prm_engine = SGLangEngine(settings.prm_url, tokenizer_path=settings.prm_tokenizer_path,
+                                  timeout=settings.engine_timeout_seconds)
+    orm = None
+    if settings.orm_url:
+        from worker.engines.hf_tokenizer import HFTokenizer
+        from worker.verifiers.orm import OutcomeRewardModel
+
+        server = ServerClient(settings.orm_url, name=f"{settings.orm_api} reward model",
+                              timeout=settings.engine_timeout_seconds)
+        tokenizer = HFTokenizer(settings.orm_tokenizer_path or _reward_folder(server))
+        orm = OutcomeRewardModel(server, tokenizer, settings.orm_api, settings.orm_model)
+    return ServedVerifiers(prm_engine=prm_engine, prm_format=settings.prm_format, orm=orm)
+
+
+def _reward_folder(server: ServerClient) -> str:
+    """An SGLang reward server says where its model lives; vLLM does not."""
+    info = server.get("/get_model_info")
+    return str(info.get("tokenizer_path") or info["model_path"])
+
+
+def check_served_engine(settings: Settings) -> str:
+    """Before a worker takes messages: the server answers, serves the expected model and
+    generates a real token. Returns a line for the log; raises EngineError otherwise."""
+    engine = make_engine(settings)
+    try:
+        engine.health_check()
+        seeds = "seeded" if engine.info.honours_seeds else "unseeded (runs will not repeat)"
+        return (f"engine: {settings.engine} at {settings.engine_url}, model "
+                f"{engine.info.model}, {seeds}; health generation ok")
+    finally:
+        engine.close()
