@@ -15,6 +15,8 @@ from sqlmodel import Session, create_engine
 # fails that one operation, which the worker retries.
 PING_AFTER_IDLE_SECONDS = 5.0
 POOL = {"pool_size": 10, "max_overflow": 40}
+# Single-statement writes hold a connection for one round trip: a few stay open.
+AUTOCOMMIT_POOL = {"pool_size": 4, "max_overflow": 46}
 
 
 @lru_cache
@@ -59,7 +61,7 @@ def _ping_if_idle(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
 @lru_cache
 def autocommit_engine(url: URL) -> Engine:
     """A pool of Postgres connections in autocommit, for writes that are one statement."""
-    engine = create_engine(url, isolation_level="AUTOCOMMIT", **POOL)
+    engine = create_engine(url, isolation_level="AUTOCOMMIT", **AUTOCOMMIT_POOL)
     event.listen(engine, "checkin", _note_checkin)
     event.listen(engine, "checkout", _ping_if_idle)
     return engine

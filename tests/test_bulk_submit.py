@@ -228,3 +228,14 @@ def test_an_unreachable_database_is_503_and_nothing_queued(redis_url: str) -> No
         response = client.post("/v1/batches/upload", files={"file": ("s.jsonl", _dataset(3))})
     assert response.status_code == 503 and "nothing was stored" in response.json()["detail"]
     assert queued_messages(redis_url) == 0
+
+
+def test_other_brokers_get_celerys_send_task() -> None:
+    app = make_celery(Settings(redis_url="memory://"))
+    ids = [uuid.uuid4() for _ in range(3)]
+    assert enqueue_jobs(app, ids, queue="q") == 3
+    with app.connection_for_write() as connection:
+        received = [json.loads(connection.default_channel.basic_get("q").body)[0][0]
+                    for _ in ids]
+    app.close()
+    assert received == [str(i) for i in ids]

@@ -5,7 +5,7 @@ envelope on the same priority list), a thousand per LPUSH in one pipeline: sendi
 100,000 jobs one `send_task` at a time takes minutes, this takes seconds. The message
 itself is Celery's (`app.amqp.create_task_message`), built once per call with marks in
 place of the ids and copied per job; tests compare it with what `send_task` writes and
-run it through a real worker. Other brokers get `send_task` in a kombu publish batch."""
+run it through a real worker. Other brokers get `send_task` per job."""
 
 import base64
 import uuid
@@ -47,17 +47,17 @@ def enqueue_jobs(
         producer.maybe_declare(app.amqp.queues[queue])
         if isinstance(producer.channel, RedisChannel):
             return _push_to_redis(app, producer, job_ids, queue, celery_priority(priority))
-        return _send_in_batch(app, producer, job_ids, queue, celery_priority(priority))
+        return _send_one_by_one(app, producer, job_ids, queue, celery_priority(priority))
 
 
-def _send_in_batch(
+def _send_one_by_one(
     app: Celery, producer: Producer, job_ids: Iterable[uuid.UUID], queue: str, priority: int
 ) -> int:
+    """Brokers other than Redis (none that ttcq deploys): Celery's own send_task per job."""
     count = 0
-    with producer.batch():
-        for count, job_id in enumerate(job_ids, start=1):  # noqa: B007 (count survives)
-            app.send_task(SOLVE_TASK, args=[str(job_id)], queue=queue, priority=priority,
-                          producer=producer)
+    for count, job_id in enumerate(job_ids, start=1):  # noqa: B007 (count survives)
+        app.send_task(SOLVE_TASK, args=[str(job_id)], queue=queue, priority=priority,
+                      producer=producer)
     return count
 
 
