@@ -36,6 +36,7 @@ MAPPABLE_FIELDS = ("problem", "gold", "custom_id")
 FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".parquet": "parquet"}
 UTF8_BOM = b"\xef\xbb\xbf"
 PARQUET_ROWS_PER_READ = 10_000
+CSV_MAX_CELL_CHARS = 64 * 2**20
 # A JSON string or bracket: enough to follow nesting without building anything.
 _JSON_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}]')
 
@@ -166,6 +167,8 @@ def _decoded_lines(stream: IO[bytes], errors: ErrorLog) -> Iterator[str]:
 
 
 def _read_csv(stream: IO[bytes], errors: ErrorLog) -> Iterator[Record]:
+    # The csv module's default refuses cells over 128 KiB, which an extra column may hold.
+    csv.field_size_limit(max(csv.field_size_limit(), CSV_MAX_CELL_CHARS))
     reader = csv.DictReader(_decoded_lines(stream, errors))
     try:
         for row in reader:

@@ -224,3 +224,12 @@ def test_any_json_body_is_answered_without_a_500(
     response = fuzz_client.post("/v1/batches", content=content,
                                 headers={"Content-Type": "application/json"})
     _never_a_500(response, before, pg_url)
+
+
+def test_a_large_extra_csv_cell_is_kept(client: httpx.Client, sessions: SessionFactory) -> None:
+    big = "x" * 300_000  # over the csv module's default cell limit
+    response = upload(client, f"problem,notes\nfine,{big}\n".encode(), "set.csv")
+    assert response.status_code == 201, response.text
+    with sessions() as session:
+        [row] = session.exec(text("SELECT meta->>'notes' FROM job")).all()  # type: ignore[call-overload]
+    assert row[0] == big
