@@ -2,7 +2,7 @@
 
 import json
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from itertools import islice
 from typing import Any
@@ -12,10 +12,12 @@ from sqlmodel import Session, col, select
 
 from db.bulk import copy_rows
 from db.models import Batch, Job, JobState
+from ttcq.ids import uuid4s
 
 JOB_COLUMNS = ("id", "batch_id", "line", "custom_id", "problem", "gold", "meta", "state",
                "attempts")
 INSERT_CHUNK = 1000  # rows per executemany where there is no COPY (SQLite)
+IDS_AT_ONCE = 1000
 _JOB_TABLE: Table = Job.__table__  # type: ignore[attr-defined]
 
 
@@ -57,30 +59,34 @@ def write_jobs(
 ) -> list[uuid.UUID]:
     """Queued job rows for problems, in the caller's transaction; their ids in order."""
     job_ids: list[uuid.UUID] = []
+    numbered = _with_ids(problems, job_ids)
     if session.get_bind().dialect.name == "postgresql":
-        rows = (_copy_row(batch_id, p, job_ids) for p in problems)
+        rows = (_job_row(batch_id, job_id, p) for job_id, p in numbered)
         copy_rows(session, _JOB_TABLE, JOB_COLUMNS, rows)
         return job_ids
-    dicts = (_insert_row(batch_id, p, job_ids) for p in problems)
+    dicts = ({**dict(zip(JOB_COLUMNS, _job_row(batch_id, job_id, p), strict=True)),
+              "meta": p.meta} for job_id, p in numbered)  # SQLAlchemy encodes JSON itself
     while chunk := list(islice(dicts, INSERT_CHUNK)):
         session.execute(insert(_JOB_TABLE), chunk)
     return job_ids
 
 
-def _copy_row(
-    batch_id: uuid.UUID, problem: ProblemIn, job_ids: list[uuid.UUID]
-) -> tuple[Any, ...]:
-    job_ids.append(job_id := uuid.uuid4())
+def _with_ids(
+    problems: Iterable[ProblemIn], handed_out: list[uuid.UUID]
+) -> Iterator[tuple[uuid.UUID, ProblemIn]]:
+    """Each problem with a fresh job id (drawn IDS_AT_ONCE at a time), recorded in
+    handed_out in order."""
+    spare: list[uuid.UUID] = []
+    for problem in problems:
+        spare = spare or uuid4s(IDS_AT_ONCE)
+        handed_out.append(job_id := spare.pop())
+        yield job_id, problem
+
+
+def _job_row(batch_id: uuid.UUID, job_id: uuid.UUID, problem: ProblemIn) -> tuple[Any, ...]:
     meta = json.dumps(problem.meta, ensure_ascii=False)
     return (job_id, batch_id, problem.line, problem.custom_id, problem.problem, problem.gold,
             meta, JobState.queued.value, 0)
-
-
-def _insert_row(
-    batch_id: uuid.UUID, problem: ProblemIn, job_ids: list[uuid.UUID]
-) -> dict[str, Any]:
-    values = _copy_row(batch_id, problem, job_ids)
-    return {**dict(zip(JOB_COLUMNS, values, strict=True)), "meta": problem.meta}
 
 
 def get_batch(*, session: Session, batch_id: uuid.UUID, owner: str | None = None) -> Batch | None:

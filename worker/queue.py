@@ -19,6 +19,7 @@ from kombu.exceptions import ChannelError, OperationalError
 from kombu.transport.redis import Channel as RedisChannel
 from kombu.utils.json import dumps as kombu_json
 
+from ttcq.ids import uuid4s
 from worker.celery_app import DEFAULT_QUEUE, SOLVE_TASK
 
 MESSAGES_PER_PUSH = 1000  # one LPUSH: about a megabyte of messages
@@ -71,7 +72,7 @@ def _push_to_redis(
     try:
         with channel.conn_or_acquire() as client, client.pipeline(transaction=False) as pipe:
             for pushes, chunk in enumerate(_chunks(job_ids, MESSAGES_PER_PUSH), start=1):
-                pipe.lpush(key, *(template.fill(job_id) for job_id in chunk))
+                pipe.lpush(key, *template.fill_all(chunk))
                 count += len(chunk)
                 if pushes % PUSHES_PER_ROUND_TRIP == 0:
                     pipe.execute()
@@ -102,13 +103,17 @@ class MessageTemplate:
     body: str
     tail: str
 
-    def fill(self, job_id: uuid.UUID) -> str:
-        """One job's message: its id, and a fresh task id and delivery tag."""
+    def fill(self, job_id: uuid.UUID, task_id: uuid.UUID, tag: uuid.UUID) -> str:
+        """One job's message, with a task id and a delivery tag of its own."""
         job = str(job_id)
         encoded = base64.b64encode(self.body.replace(JOB_MARK, job).encode()).decode()
         message = self.head + encoded + self.tail
-        return (message.replace(TASK_MARK, str(uuid.uuid4())).replace(JOB_MARK, job)
-                .replace(TAG_MARK, str(uuid.uuid4())))
+        return (message.replace(TASK_MARK, str(task_id)).replace(JOB_MARK, job)
+                .replace(TAG_MARK, str(tag)))
+
+    def fill_all(self, job_ids: list[uuid.UUID]) -> list[str]:
+        ids = uuid4s(2 * len(job_ids))
+        return [self.fill(job_id, ids[2 * i], ids[2 * i + 1]) for i, job_id in enumerate(job_ids)]
 
 
 def message_template(
