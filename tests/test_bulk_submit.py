@@ -10,6 +10,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -22,10 +23,12 @@ from sqlalchemy import text
 from sqlmodel import Session, col, select
 
 from db.batches import ProblemIn, create_batch
+from db.migrate import upgrade
 from db.models import Batch, Job, JobState
 from db.session import get_engine
 from tests.utils.api_factories import api_settings, auth, count_rows, queued_messages, running_api
 from tests.utils.jobs import make_batch, wait_for_state
+from ttcq.ids import uuid4s
 from ttcq.settings import Settings
 from worker import queue
 from worker.celery_app import SOLVE_TASK, make_celery
@@ -239,3 +242,22 @@ def test_other_brokers_get_celerys_send_task() -> None:
                     for _ in ids]
     app.close()
     assert received == [str(i) for i in ids]
+
+
+def test_uuid4s_are_random_version_4_uuids() -> None:
+    ids = uuid4s(2000)
+    assert len(set(ids)) == 2000 and {i.version for i in ids} == {4}
+    assert {i.variant for i in ids} == {uuid.RFC_4122}
+
+
+def test_sqlite_stores_a_streamed_batch_with_its_meta(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'ttcq.db'}"
+    upgrade(url)
+    problems = (ProblemIn(line=i, problem=f"p{i}", meta={"level": i}) for i in range(1, 2501))
+    with Session(get_engine(url)) as session:
+        batch, ids = create_batch(session=session, owner="o", config={"strategy": "majority"},
+                                  problems=problems)
+        jobs = session.exec(select(Job).order_by(col(Job.line))).all()
+        assert batch.total_jobs == 2500 and [j.id for j in jobs] == ids
+    assert jobs[41].meta == {"level": 42}
+    get_engine(url).dispose()
