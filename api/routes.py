@@ -138,7 +138,9 @@ def _options(values: dict[str, Any]) -> BatchOptions:
     "/batches", status_code=status.HTTP_201_CREATED, tags=["batches"],
     openapi_extra={"requestBody": {"required": True, "content": {
         "application/json": {"schema": BatchCreate.model_json_schema()}}}},
-    responses={202: {"description": QUEUE_DOWN}},
+    responses={202: {"description": QUEUE_DOWN},
+               400: {"description": "the body or a problem cannot be read (line, field)"},
+               422: {"description": "options that do not validate"}},
 )
 def create_batch(
     body: Annotated[bytes, Depends(_raw_body)], response: Response, session: SessionDep,
