@@ -21,7 +21,7 @@ from api.cli_options import (
 from api.cli_reports import list_command, report_command, rescore_command
 from api.client import Client
 from api.embedded import run_command
-from api.output import OutputError, write_results
+from api.output import OutputError, write_lines, write_results
 from ttcq.settings import get_settings
 from worker.celery_app import DEFAULT_QUEUE
 
@@ -65,6 +65,8 @@ def submit(file: Path, recipe: Path | None, field_pairs: tuple[str, ...], model:
         batch = client.submit_file(file, config=config, fields=fields, name=name,
                                    model=model, priority=priority)
     click.echo(batch["id"])
+    if batch.get("warning"):
+        click.echo(f"warning: {batch['warning']}", err=True)
     click.echo(f"queued {batch['total']} problems; follow with: ttcq status {batch['id']} "
                "--watch", err=True)
 
@@ -114,7 +116,10 @@ def results(batch_id: str, output: Path | None, api_url: str | None, token: str 
     """Write one result per problem: answer, correctness, cost and candidates."""
     with api_client(api_url, token) as client:
         try:
-            count = write_results(client.results(batch_id), output)
+            if output is None or output.suffix.lower() == ".jsonl":
+                count = write_lines(client.result_lines(batch_id), output)
+            else:
+                count = write_results(client.results(batch_id), output)
         except OutputError as error:
             raise click.BadParameter(str(error), param_hint="--output") from None
     if output is not None:

@@ -96,6 +96,11 @@ class Client:
 
     def results(self, batch_id: str) -> Iterator[dict[str, Any]]:
         """The batch's result records, streamed (a large batch is never held in memory)."""
+        for line in self.result_lines(batch_id):
+            yield json.loads(line)
+
+    def result_lines(self, batch_id: str) -> Iterator[str]:
+        """The batch's results as the API sends them: one JSON object per line."""
         try:
             with self.http.stream("GET", f"/v1/batches/{batch_id}/results") as response:
                 if response.is_error:
@@ -103,6 +108,6 @@ class Client:
                     raise ApiError.of(response)
                 for line in response.iter_lines():
                     if line:
-                        yield json.loads(line)
+                        yield line
         except httpx.TransportError as error:
             raise ApiError(0, f"cannot reach the API at {self.base_url}: {error}") from None

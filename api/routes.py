@@ -4,25 +4,36 @@ or requeue them."""
 import json
 import logging
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from itertools import islice
 from typing import Annotated, Any
 
+import psycopg
+import sqlalchemy.exc
 from celery import Celery
-from fastapi import APIRouter, File, Form, HTTPException, Query, UploadFile, status
+from fastapi import (
+    APIRouter,
+    Depends,
+    File,
+    Form,
+    HTTPException,
+    Query,
+    Request,
+    Response,
+    UploadFile,
+    status,
+)
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import StreamingResponse
 from kombu.exceptions import OperationalError
+from pydantic import ValidationError
 from sqlmodel import Session
 
-from api.datasets import (
-    DatasetError,
-    Limits,
-    detect_format,
-    load_dataset,
-    parse_fields,
-    to_problems,
-)
+from api.datasets import decode_json, detect_format, parse_fields, read_dataset
 from api.deps import CeleryDep, OwnerDep, SessionDep, SettingsDep
+from api.json_body import BodyError, read_submission
+from api.records import BadField, DatasetError, ErrorLog, Limits, check_text, to_problems
 from api.schemas import BatchCreate, BatchOptions, BatchPublic, JobDetail, JobPublic
 from db import batches, jobs, queries_api, results
 from db.batches import ProblemIn
@@ -35,18 +46,34 @@ from worker.search.config import ConfigError, SearchConfig, make_config
 router = APIRouter(prefix="/v1")
 log = logging.getLogger(__name__)
 NOT_FOUND = "no such batch"
+RESULT_LINES_PER_CHUNK = 200
+DATABASE_DOWN = (psycopg.OperationalError, sqlalchemy.exc.OperationalError,
+                 sqlalchemy.exc.InterfaceError)
+QUEUE_DOWN = ("stored, but the queue could not take every job: they stay queued and a worker's "
+              "reaper sends them once Redis answers; do not submit again")
 
 
 def _bad_request(message: str, errors: list[dict[str, Any]] | None = None) -> HTTPException:
-    return HTTPException(status.HTTP_400_BAD_REQUEST, {"message": message, "errors": errors or []})
+    return HTTPException(status.HTTP_400_BAD_REQUEST,
+                         {"message": _safe_text(message), "errors": errors or []})
+
+
+def _safe_text(text: str) -> str:
+    """Text a response can carry whatever the request held (an unpaired surrogate
+    quoted from the input would make the JSON answer itself fail)."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def _check_options(options: BatchOptions) -> tuple[SearchConfig, dict[str, str]]:
     try:
         config = make_config(**options.config)
         fields = parse_fields(f"{k}={v}" for k, v in options.fields.items())
+        for name in ("name", "model"):
+            check_text(getattr(options, name), name)
     except ConfigError as error:
         raise _bad_request(f"invalid config: {error}") from None
+    except BadField as bad:
+        raise _bad_request(f"{bad.field}: {bad.message}") from None
     except ValueError as error:
         raise _bad_request(str(error)) from None
     return config, fields
@@ -54,55 +81,100 @@ def _check_options(options: BatchOptions) -> tuple[SearchConfig, dict[str, str]]
 
 def _store_and_enqueue(
     *, session: Session, celery: Celery, owner: str, options: BatchOptions,
-    config: SearchConfig, problems: list[ProblemIn],
+    config: SearchConfig, problems: Iterable[ProblemIn], response: Response,
 ) -> BatchPublic:
-    batch, job_ids = batches.create_batch(
-        session=session, owner=owner, config=config.model_dump(mode="json"),
-        problems=problems, name=options.name, model=options.model, priority=options.priority,
-    )
+    """Store the batch (all or nothing: a bad line anywhere stores nothing), then queue
+    its jobs. Once stored a batch is never lost: if the queue fails part way, the jobs
+    stay queued in Postgres and the reaper of any worker re-sends them (resend_lost)."""
+    try:
+        batch, job_ids = batches.create_batch(
+            session=session, owner=owner, config=config.model_dump(mode="json"),
+            problems=problems, name=options.name, model=options.model,
+            priority=options.priority,
+        )
+    except DatasetError as error:
+        raise _bad_request(error.summary(), error.detail()["errors"]) from None
+    except DATABASE_DOWN as error:
+        log.error("storing a batch failed: %s", error)
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE,
+                            "the database is unreachable; nothing was stored") from None
     # Enqueue only after the commit, so a worker never receives a job it cannot read yet.
     try:
         enqueue_jobs(celery, job_ids, priority=options.priority, queue=queue_for(options.model))
     except OperationalError as error:
-        # A batch left queued with no messages would never run: cancel it and say so.
-        log.error("enqueue failed for batch %s: %s", batch.id, error)
-        batches.cancel_batch(session=session, batch_id=batch.id)
-        raise HTTPException(
-            status.HTTP_503_SERVICE_UNAVAILABLE,
-            f"the queue is unreachable; batch {batch.id} was cancelled, submit again later",
-        ) from None
+        log.error("enqueue of batch %s stopped: %s; the reaper will re-send it", batch.id, error)
+        response.status_code = status.HTTP_202_ACCEPTED
+        return _public(session, batch, warning=QUEUE_DOWN)
     return _public(session, batch)
 
 
-def _public(session: Session, batch: Batch) -> BatchPublic:
+def _public(session: Session, batch: Batch, warning: str | None = None) -> BatchPublic:
     progress = queries_api.batch_progress(session=session, batch_ids=[batch.id])
-    return BatchPublic.of(batch, progress[batch.id])
+    return BatchPublic.of(batch, progress[batch.id], warning)
 
 
 def _limits(settings: Settings) -> Limits:
     return Limits(settings.max_problem_chars, settings.max_batch_problems)
 
 
-@router.post("/batches", status_code=status.HTTP_201_CREATED, tags=["batches"])
-def create_batch(
-    body: BatchCreate, session: SessionDep, celery: CeleryDep, owner: OwnerDep,
-    settings: SettingsDep,
-) -> BatchPublic:
-    """Submit problems as JSON; the batch is stored and queued, and returned at once."""
-    config, fields = _check_options(body)
+async def _raw_body(request: Request) -> bytes:
+    return await request.body()
+
+
+def _options(values: dict[str, Any]) -> BatchOptions:
+    """The submission's options, or FastAPI's 422 for them (inputs left out: they may not
+    even be text)."""
     try:
-        records = enumerate(body.problems, start=1)
-        problems = to_problems(records, limits=_limits(settings), fields=fields)
+        return BatchOptions.model_validate(values)
+    except ValidationError as error:
+        raise RequestValidationError([
+            {"type": e["type"], "msg": e["msg"],
+             "loc": ("body", *(_safe_text(str(p)) for p in e["loc"]))}
+            for e in error.errors()
+        ]) from None
+
+
+@router.post(
+    "/batches", status_code=status.HTTP_201_CREATED, tags=["batches"],
+    openapi_extra={"requestBody": {"required": True, "content": {
+        "application/json": {"schema": BatchCreate.model_json_schema()}}}},
+    responses={202: {"description": QUEUE_DOWN},
+               400: {"description": "the body or a problem cannot be read (line, field)"},
+               422: {"description": "options that do not validate"}},
+)
+def create_batch(
+    body: Annotated[bytes, Depends(_raw_body)], response: Response, session: SessionDep,
+    celery: CeleryDep, owner: OwnerDep, settings: SettingsDep,
+) -> BatchPublic:
+    """Submit problems as JSON (the BatchCreate schema); the batch is stored and queued,
+    and returned at once. The problems are read one at a time, never all at once."""
+    try:
+        submission = read_submission(body)
+    except BodyError as error:
+        raise _bad_request(str(error), [{"line": None, "field": error.field,
+                                         "message": _safe_text(str(error))}]) from None
     except DatasetError as error:
         raise _bad_request(error.summary(), error.detail()["errors"]) from None
-    return _store_and_enqueue(session=session, celery=celery, owner=owner, options=body,
-                              config=config, problems=problems)
+    options = _options(submission.options)
+    if not submission.has_problems:
+        raise RequestValidationError([{"type": "missing", "loc": ("body", "problems"),
+                                       "msg": "Field required"}])
+    config, fields = _check_options(options)
+    errors = ErrorLog()
+    problems = to_problems(submission.problems(errors), limits=_limits(settings),
+                           fields=fields, errors=errors)
+    return _store_and_enqueue(session=session, celery=celery, owner=owner, options=options,
+                              config=config, problems=problems, response=response)
 
 
-@router.post("/batches/upload", status_code=status.HTTP_201_CREATED, tags=["batches"])
+@router.post(
+    "/batches/upload", status_code=status.HTTP_201_CREATED, tags=["batches"],
+    responses={202: {"description": QUEUE_DOWN}},
+)
 def upload_batch(
     file: Annotated[UploadFile, File(description="JSONL, CSV or Parquet")],
-    session: SessionDep, celery: CeleryDep, owner: OwnerDep, settings: SettingsDep,
+    response: Response, session: SessionDep, celery: CeleryDep, owner: OwnerDep,
+    settings: SettingsDep,
     config: Annotated[str, Form(description="SearchConfig fields as a JSON object")] = "{}",
     name: Annotated[str, Form(max_length=256)] = "",
     model: Annotated[str, Form(max_length=512)] = "",
@@ -112,23 +184,24 @@ def upload_batch(
         str | None, Form(alias="format", description="jsonl, csv or parquet (default: by name)")
     ] = None,
 ) -> BatchPublic:
-    """Submit a dataset file; the batch is stored and queued, and returned at once."""
+    """Submit a dataset file; the batch is stored and queued, and returned at once. The
+    file is read a line (or a Parquet row group) at a time."""
     options = BatchOptions(config=_json_object(config), name=name, model=model,
                            priority=priority, fields=_field_pairs(field or []))
     search, fields = _check_options(options)
     try:
         fmt = file_format or detect_format(file.filename or "")
-        problems = load_dataset(file.file.read(), fmt=fmt, limits=_limits(settings), fields=fields)
+        problems = read_dataset(file.file, fmt=fmt, limits=_limits(settings), fields=fields)
     except DatasetError as error:
         raise _bad_request(error.summary(), error.detail()["errors"]) from None
     return _store_and_enqueue(session=session, celery=celery, owner=owner, options=options,
-                              config=search, problems=problems)
+                              config=search, problems=problems, response=response)
 
 
 def _json_object(text: str) -> dict[str, Any]:
     try:
-        value = json.loads(text)
-    except json.JSONDecodeError as error:
+        value = decode_json(text)
+    except ValueError as error:
         raise _bad_request(f"config is not valid JSON: {error}") from None
     if not isinstance(value, dict):
         raise _bad_request("config must be a JSON object of SearchConfig fields")
@@ -207,10 +280,17 @@ def batch_results(
 
 
 def _result_lines(url: str, batch_id: uuid.UUID, config: dict[str, Any]) -> Iterator[str]:
+    """JSON lines, RESULT_LINES_PER_CHUNK at a time: each chunk crosses from the worker
+    thread to the event loop, and a hop per line was most of the time of a large batch."""
     # A session of its own: the request's session is closed before the body is streamed.
     with contextmanager(session_scope)(url) as session:
-        for record in results.batch_results(session=session, batch_id=batch_id, config=config):
-            yield json.dumps(record, default=str) + "\n"
+        if session.get_bind().dialect.name == "postgresql":
+            lines = results.batch_result_lines(session=session, batch_id=batch_id, config=config)
+        else:
+            records = results.batch_results(session=session, batch_id=batch_id, config=config)
+            lines = (json.dumps(record, default=str) for record in records)
+        while chunk := list(islice(lines, RESULT_LINES_PER_CHUNK)):
+            yield "\n".join(chunk) + "\n"
 
 
 @router.get("/jobs/{job_id}", tags=["jobs"])

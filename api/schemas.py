@@ -51,15 +51,17 @@ class BatchPublic(BaseModel):
     graded: int = Field(description="succeeded jobs with a gold answer")
     correct: int
     accuracy: float | None = Field(description="correct / graded so far; null before any")
+    warning: str | None = Field(default=None, description="why a submission answered 202")
 
     @classmethod
-    def of(cls, batch: Batch, progress: Progress) -> "BatchPublic":
+    def of(cls, batch: Batch, progress: Progress, warning: str | None = None) -> "BatchPublic":
         return cls(
             id=batch.id, name=batch.name, model=batch.model, strategy=batch.strategy,
             priority=batch.priority, created_at=batch.created_at,
             cancel_requested=batch.cancel_requested, config=batch.config,
             total=batch.total_jobs, done=progress.done, counts=progress.counts,
             graded=progress.graded, correct=progress.correct, accuracy=progress.accuracy,
+            warning=warning,
         )
 
 

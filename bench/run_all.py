@@ -7,10 +7,12 @@ import time
 from pathlib import Path
 from typing import cast
 
+import bulk_submit
 import busy_cpu
 import control_plane
 import prefix_reuse
 import report_speed
+import results_export
 import search_overhead
 import trace_storage
 
@@ -40,12 +42,18 @@ REUSE_COLUMNS = [
 ]
 
 TRACE_COLUMNS = [
-    ("N", "n"), ("nodes", "trace_nodes"), ("ttcq rows/s", "ttcq_rows_per_s"),
-    ("COPY rows/s", "copy_rows_per_s"), ("ttcq/COPY", "ttcq_over_copy"), ("ttcq ms", "ttcq_ms"),
-    ("COPY ms", "copy_ms"), ("statements", "ttcq_statements_per_trace"),
-    ("store_result rows", "store_result_rows"),
-    ("store_result statements", "store_result_statements"),
-    ("store_result ms", "store_result_ms"),
+    ("N", "n"), ("nodes", "trace_nodes"), ("rows", "result_rows"), ("path", "path"),
+    ("ttcq rows/s", "ttcq_rows_per_s"), ("COPY rows/s", "copy_rows_per_s"),
+    ("ttcq/COPY", "ttcq_over_copy"), ("ttcq ms", "ttcq_ms"), ("COPY ms", "copy_ms"),
+]
+SUBMIT_COLUMNS = [
+    ("problems", "problems"), ("via", "via"), ("MB", "request_mb"), ("s", "seconds"),
+    ("problems/s", "problems_per_s"), ("floor problems/s", "floor_problems_per_s"),
+    ("ttcq/floor", "ttcq_over_floor"), ("API peak RSS MB", "api_peak_rss_mb"),
+]
+EXPORT_COLUMNS = [
+    ("format", "format"), ("s", "seconds"), ("records/s", "records_per_s"),
+    ("peak RSS MB", "cli_peak_rss_mb"), ("file MB", "file_mb"),
 ]
 CONTROL_COLUMNS = [
     ("problems/round", "problems"), ("rounds", "rounds"),
@@ -79,12 +87,25 @@ def stage_rows(control: dict[str, object]) -> list[dict[str, object]]:
             for side, key in sides]
 
 
+def export_summary(export: dict[str, object]) -> str:
+    """The 100k-job export: the API's stream against Postgres' own, then each CLI writer."""
+    stream = cast(dict[str, object], export["api_stream"])
+    head = (f"Results export of {export['jobs']} jobs: API stream {stream['records_per_s']} "
+            f"records/s ({stream['seconds']} s, peak RSS {stream['api_peak_rss_mb']} MB), "
+            f"Postgres alone {export['floor_records_per_s']} records/s "
+            f"(x{export['api_over_floor']}); status {export['status_ms']} ms")
+    files = cast(list[dict[str, object]], export["cli_exports"])
+    return head + "\n" + table("ttcq results -o FILE", files, EXPORT_COLUMNS)
+
+
 def main() -> None:
     started = time.time()
     overhead = search_overhead.main()
     reuse = prefix_reuse.main()
     storage = trace_storage.main()
     control = control_plane.main()
+    submit = bulk_submit.main()
+    export = results_export.main()
     busy = busy_cpu.main()
     report = report_speed.main()
     print()
@@ -92,7 +113,7 @@ def main() -> None:
     print()
     print(table("Prefix reuse (SmolLM2-135M, 3 GSM8K problems)", reuse, REUSE_COLUMNS))
     print()
-    print(table("Trace storage (beam search traces, median of 5, one insert per trace)",
+    print(table("Trace storage (a beam search result per store, median of 5)",
                 storage, TRACE_COLUMNS))
     print()
     print(table("Control plane (majority N=4, instant engine, solo workers, median round)",
@@ -100,6 +121,11 @@ def main() -> None:
     print()
     print(table("Control plane: microseconds per problem", stage_rows(control[0]),
                 STAGE_COLUMNS))
+    print()
+    print(table("Bulk submit through the API (JSONL upload and JSON body)", submit,
+                SUBMIT_COLUMNS))
+    print()
+    print(export_summary(export[0]))
     print()
     print(table("Shared machine (majority N=4, SmolLM2-135M, other processes spinning)",
                 busy, BUSY_COLUMNS))

@@ -1,12 +1,15 @@
-"""Trace storage: rows per second ttcq's bulk insert of a trace achieves (one
-`INSERT … SELECT FROM unnest(arrays) ON CONFLICT DO NOTHING`, db.bulk) against a raw
-`COPY trace_node FROM STDIN` of the same rows into the same table, measured in one run.
+"""Trace storage: rows per second ttcq's store of a solved job achieves (db.result_store:
+the fenced statement that finishes the job and writes candidates, curve and cost, then
+the trace through COPY, in one transaction) against a raw `COPY ... FROM STDIN` of the
+same rows into the same four tables, measured in one run. Both commit with
+synchronous_commit off (the worker's results do; see db.jobs.relaxed_commit), so the
+comparison is of writing, not of waiting for the disk.
 
-The traces are real: beam search over the instant engine of search_overhead, N=64 and
-N=256 to 16 and 40 steps (1,025 and 10,241 nodes). Each repeat stores the trace under a
-fresh job id (no conflicts), alternating ttcq and COPY so that drift in the machine's load
-hits both alike; a first round warms both paths and is not counted. Statements are counted
-with a SQLAlchemy cursor hook: one per table is the claim made in DESIGN §5."""
+The traces are real: beam search over the instant engine of search_overhead, N=16, 64
+and 256 to 8, 16 and 40 steps (129, 1,025 and 10,241 nodes); the smallest goes as one
+statement, the others by COPY. Each repeat stores the result under a fresh job (claimed
+before the clock starts), alternating ttcq and COPY so that drift in the machine's load
+hits both alike; a first round warms both paths and is not counted."""
 
 import json
 import statistics
@@ -18,41 +21,24 @@ from typing import Any
 import psycopg
 from bench_db import bench_database, libpq_url
 from search_overhead import PROBLEM, STEP_IDS, InstantEngine, InstantVerifier
-from sqlalchemy import Engine, Table, event, func
+from sqlalchemy import Table, func
 from sqlmodel import Session, col, select
 
 from db.batches import ProblemIn, create_batch
-from db.bulk import insert_ignoring_conflicts
 from db.jobs import claim_job
 from db.models import JobCostBase, TraceNode
-from db.results import result_rows, store_result
+from db.result_store import COPY_MIN_ROWS, store_rows
+from db.results import result_rows
 from db.session import get_engine
 from worker.search.config import SearchConfig, make_config
 from worker.search.registry import run_search
 from worker.search.types import SearchResult
 
 RESULTS = Path(__file__).parent / "results"
-TRACES = [(64, 16), (256, 40)]  # (N, max_depth) of the beam searches whose traces are stored
+TRACES = [(16, 8), (64, 16), (256, 40)]  # (N, max_depth) of the beam searches stored
 REPEATS = 5
 TRACE: Table = TraceNode.__table__  # type: ignore[attr-defined]
-Rows = list[dict[str, Any]]
-
-
-class StatementCounter:
-    """Counts the statements SQLAlchemy sends on engine while the block runs."""
-
-    def __init__(self, engine: Engine) -> None:
-        self.engine, self.count = engine, 0
-
-    def _count(self, *_: object) -> None:
-        self.count += 1
-
-    def __enter__(self) -> "StatementCounter":
-        event.listen(self.engine, "before_cursor_execute", self._count)
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        event.remove(self.engine, "before_cursor_execute", self._count)
+Tables = dict[Table, list[dict[str, Any]]]
 
 
 def beam_config(n: int, depth: int) -> SearchConfig:
@@ -64,7 +50,7 @@ def beam_config(n: int, depth: int) -> SearchConfig:
 
 
 def new_jobs(url: str, config: SearchConfig, count: int) -> list[uuid.UUID]:
-    """Job rows for the traces to hang on (trace_node references job)."""
+    """Job rows for the results to hang on (every result table references job)."""
     problems = [ProblemIn(line=i + 1, problem=PROBLEM.text) for i in range(count)]
     with Session(get_engine(url)) as session:
         _, ids = create_batch(session=session, owner="bench", config=config.model_dump(),
@@ -72,60 +58,52 @@ def new_jobs(url: str, config: SearchConfig, count: int) -> list[uuid.UUID]:
     return ids
 
 
-def trace_rows(job_id: uuid.UUID, result: SearchResult) -> Rows:
-    """The trace_node rows exactly as the worker builds them for store_result."""
-    return result_rows(job_id, None, result, JobCostBase())[TRACE]
+def tables_of(job_id: uuid.UUID, result: SearchResult) -> Tables:
+    """The rows exactly as the worker builds them for store_result."""
+    return result_rows(job_id, "48", result, JobCostBase())
 
 
-def ttcq_insert(url: str, rows: Rows) -> tuple[float, int]:
-    """Seconds and statements for ttcq's bulk insert of one trace, commit included."""
-    engine = get_engine(url)
-    with Session(engine) as session:
-        session.connection()  # check out (and pre-ping) before the clock starts
-        with StatementCounter(engine) as counter:
-            start = time.perf_counter()
-            insert_ignoring_conflicts(session, TRACE, rows)
-            session.commit()
-            seconds = time.perf_counter() - start
-    return seconds, counter.count
-
-
-def copy_insert(conn: psycopg.Connection[Any], rows: Rows) -> float:
-    """Seconds for the baseline: the same rows through COPY FROM STDIN, commit included.
-    Both sides start from the same list of dicts, so picking values out is on both clocks."""
-    columns = list(rows[0])
-    names = ", ".join(f'"{c}"' for c in columns)
-    start = time.perf_counter()
-    with conn.cursor() as cursor, cursor.copy(f"COPY trace_node ({names}) FROM STDIN") as copy:
-        for row in rows:
-            copy.write_row([row[c] for c in columns])
-    conn.commit()
-    return time.perf_counter() - start
-
-
-def stored_nodes(url: str, job_id: uuid.UUID) -> int:
-    with Session(get_engine(url)) as session:
-        query = select(func.count()).select_from(TraceNode).where(col(TraceNode.job_id) == job_id)
-        return session.exec(query).one()
-
-
-def store_whole_result(url: str, job_id: uuid.UUID, result: SearchResult) -> tuple[float, int]:
-    """Seconds and statements for store_result itself (finish the job, write all four
-    tables, commit) on a job claimed the way a worker claims it."""
-    engine = get_engine(url)
-    with Session(engine, expire_on_commit=False) as session:
+def ttcq_store(url: str, job_id: uuid.UUID, result: SearchResult) -> float:
+    """Seconds for db.result_store.store_rows of one result, commit included."""
+    tables = tables_of(job_id, result)
+    with Session(get_engine(url), expire_on_commit=False) as session:
         claim = claim_job(session=session, job_id=job_id, worker="bench", lease_seconds=60,
                           max_attempts=3)
         if claim is None:
             raise RuntimeError(f"could not claim job {job_id}")
-        with StatementCounter(engine) as counter:
-            start = time.perf_counter()
-            stored = store_result(session=session, claim=claim, gold="48", result=result,
-                                  cost=JobCostBase())
-            seconds = time.perf_counter() - start
+        start = time.perf_counter()
+        stored = store_rows(session=session, claim=claim, tables=tables,
+                            finish={"answer": "48", "correct": True})
+        seconds = time.perf_counter() - start
     if not stored:
-        raise RuntimeError(f"store_result refused job {job_id}")
-    return seconds, counter.count
+        raise RuntimeError(f"store_rows refused job {job_id}")
+    return seconds
+
+
+def copy_store(conn: psycopg.Connection[Any], job_id: uuid.UUID, result: SearchResult) -> float:
+    """Seconds for the baseline: the same rows through one COPY per table, commit included.
+    Both sides start from the same dicts, so picking values out is on both clocks."""
+    tables = tables_of(job_id, result)
+    start = time.perf_counter()
+    with conn.cursor() as cursor:
+        for table, rows in tables.items():
+            columns = list(rows[0])
+            names = ", ".join(f'"{c}"' for c in columns)
+            with cursor.copy(f'COPY "{table.name}" ({names}) FROM STDIN') as copy:
+                for row in rows:
+                    copy.write_row([_copy_value(row[c]) for c in columns])
+    conn.commit()
+    return time.perf_counter() - start
+
+
+def _copy_value(value: Any) -> Any:
+    return json.dumps(value) if isinstance(value, list) else value
+
+
+def stored_rows(url: str, job_id: uuid.UUID) -> int:
+    with Session(get_engine(url)) as session:
+        query = select(func.count()).select_from(TraceNode).where(col(TraceNode.job_id) == job_id)
+        return session.exec(query).one()
 
 
 def rate(rows: int, seconds: list[float]) -> float:
@@ -135,36 +113,30 @@ def rate(rows: int, seconds: list[float]) -> float:
 def measure(url: str, n: int, depth: int) -> dict[str, object]:
     config = beam_config(n, depth)
     result = run_search(PROBLEM, config, InstantEngine(), InstantVerifier())
-    jobs = new_jobs(url, config, 2 * (REPEATS + 1) + 1)
-    nodes = len(result.trace.nodes)
+    jobs = new_jobs(url, config, 2 * (REPEATS + 1))
+    rows = sum(len(r) for r in tables_of(jobs[0], result).values())
     ttcq_s: list[float] = []
     copy_s: list[float] = []
-    statements: set[int] = set()
     with psycopg.connect(libpq_url(url)) as conn:
+        conn.execute("SET synchronous_commit = off")
         for i in range(REPEATS + 1):
-            seconds, count = ttcq_insert(url, trace_rows(jobs[2 * i], result))
-            baseline = copy_insert(conn, trace_rows(jobs[2 * i + 1], result))
+            seconds = ttcq_store(url, jobs[2 * i], result)
+            baseline = copy_store(conn, jobs[2 * i + 1], result)
             if i:  # round 0 only warms up
                 ttcq_s.append(seconds)
                 copy_s.append(baseline)
-                statements.add(count)
     # Both paths stored every node (a silent ON CONFLICT skip would flatter ttcq).
-    if {stored_nodes(url, jobs[-3]), stored_nodes(url, jobs[-2])} != {nodes}:
+    nodes = len(result.trace.nodes)
+    if {stored_rows(url, jobs[-2]), stored_rows(url, jobs[-1])} != {nodes}:
         raise RuntimeError(f"a trace of {nodes} nodes was not stored whole")
-    store_s, store_statements = store_whole_result(url, jobs[-1], result)
-    ttcq_rate, copy_rate = rate(nodes, ttcq_s), rate(nodes, copy_s)
-    tables = result_rows(jobs[-1], None, result, JobCostBase())
+    ttcq_rate, copy_rate = rate(rows, ttcq_s), rate(rows, copy_s)
     return {
-        "n": n, "max_depth": depth, "trace_nodes": nodes, "repeats": REPEATS,
+        "n": n, "max_depth": depth, "trace_nodes": nodes, "result_rows": rows,
+        "repeats": REPEATS, "path": "copy" if nodes >= COPY_MIN_ROWS else "one statement",
         "ttcq_rows_per_s": round(ttcq_rate), "copy_rows_per_s": round(copy_rate),
         "ttcq_over_copy": round(ttcq_rate / copy_rate, 2),
         "ttcq_ms": round(1e3 * statistics.median(ttcq_s), 1),
         "copy_ms": round(1e3 * statistics.median(copy_s), 1),
-        "ttcq_statements_per_trace": max(statements),  # the worst repeat
-        "copy_statements_per_trace": 1,  # one COPY by construction
-        "store_result_rows": sum(len(rows) for rows in tables.values()),
-        "store_result_statements": store_statements,
-        "store_result_ms": round(1e3 * store_s, 1),
     }
 
 

@@ -1,14 +1,24 @@
 """Batches: create one with its jobs in one transaction, read counts, cancel."""
 
+import json
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from itertools import islice
 from typing import Any
 
-from sqlalchemy import func, update
+from sqlalchemy import Table, func, insert, update
 from sqlmodel import Session, col, select
 
+from db.bulk import copy_rows
 from db.models import Batch, Job, JobState
+from ttcq.ids import uuid4s
+
+JOB_COLUMNS = ("id", "batch_id", "line", "custom_id", "problem", "gold", "meta", "state",
+               "attempts")
+INSERT_CHUNK = 1000  # rows per executemany where there is no COPY (SQLite)
+IDS_AT_ONCE = 1000
+_JOB_TABLE: Table = Job.__table__  # type: ignore[attr-defined]
 
 
 @dataclass(frozen=True)
@@ -25,36 +35,58 @@ def create_batch(
     session: Session,
     owner: str,
     config: dict[str, Any],
-    problems: Sequence[ProblemIn],
+    problems: Iterable[ProblemIn],
     name: str = "",
     model: str = "",
     priority: int = 0,
 ) -> tuple[Batch, list[uuid.UUID]]:
-    """Store a batch and all its jobs atomically; returns the batch and its job ids."""
-    batch = Batch(
-        owner=owner,
-        name=name,
-        model=model,
-        strategy=config["strategy"],
-        config=config,
-        priority=priority,
-        total_jobs=len(problems),
-    )
+    """Store a batch and its jobs in one transaction; returns the batch and its job ids
+    in dataset order. problems may be a stream: on Postgres the jobs go through one COPY
+    as they come, and an exception from the stream (a bad line at the end) stores
+    nothing."""
+    batch = Batch(owner=owner, name=name, model=model, strategy=config["strategy"],
+                  config=config, priority=priority)
     session.add(batch)
-    jobs = [
-        Job(
-            batch_id=batch.id,
-            line=p.line,
-            custom_id=p.custom_id,
-            problem=p.problem,
-            gold=p.gold,
-            meta=p.meta,
-        )
-        for p in problems
-    ]
-    session.add_all(jobs)
+    session.flush()
+    job_ids = write_jobs(session=session, batch_id=batch.id, problems=problems)
+    batch.total_jobs = len(job_ids)
     session.commit()
-    return batch, [j.id for j in jobs]
+    return batch, job_ids
+
+
+def write_jobs(
+    *, session: Session, batch_id: uuid.UUID, problems: Iterable[ProblemIn]
+) -> list[uuid.UUID]:
+    """Queued job rows for problems, in the caller's transaction; their ids in order."""
+    job_ids: list[uuid.UUID] = []
+    numbered = _with_ids(problems, job_ids)
+    if session.get_bind().dialect.name == "postgresql":
+        rows = (_job_row(batch_id, job_id, p) for job_id, p in numbered)
+        copy_rows(session, _JOB_TABLE, JOB_COLUMNS, rows)
+        return job_ids
+    dicts = ({**dict(zip(JOB_COLUMNS, _job_row(batch_id, job_id, p), strict=True)),
+              "meta": p.meta} for job_id, p in numbered)  # SQLAlchemy encodes JSON itself
+    while chunk := list(islice(dicts, INSERT_CHUNK)):
+        session.execute(insert(_JOB_TABLE), chunk)
+    return job_ids
+
+
+def _with_ids(
+    problems: Iterable[ProblemIn], handed_out: list[uuid.UUID]
+) -> Iterator[tuple[uuid.UUID, ProblemIn]]:
+    """Each problem with a fresh job id (drawn IDS_AT_ONCE at a time), recorded in
+    handed_out in order."""
+    spare: list[uuid.UUID] = []
+    for problem in problems:
+        spare = spare or uuid4s(IDS_AT_ONCE)
+        handed_out.append(job_id := spare.pop())
+        yield job_id, problem
+
+
+def _job_row(batch_id: uuid.UUID, job_id: uuid.UUID, problem: ProblemIn) -> tuple[Any, ...]:
+    meta = json.dumps(problem.meta, ensure_ascii=False)
+    return (job_id, batch_id, problem.line, problem.custom_id, problem.problem, problem.gold,
+            meta, JobState.queued.value, 0)
 
 
 def get_batch(*, session: Session, batch_id: uuid.UUID, owner: str | None = None) -> Batch | None:

@@ -5,10 +5,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, func, or_, update
+from sqlalchemy import DateTime, and_, bindparam, func, or_, text, update
+from sqlalchemy.dialects import postgresql
 from sqlmodel import Session, col, select
 
 from db.models import Batch, Job, JobState, utcnow
+from db.session import execute_alone, runs_alone
 
 
 @dataclass(frozen=True)
@@ -29,42 +31,61 @@ class ClaimedJob(Claim):
     config: dict[str, Any] = field(default_factory=dict)
 
 
-def claim_job(
-    *, session: Session, job_id: uuid.UUID, worker: str, lease_seconds: int, max_attempts: int
-) -> ClaimedJob | None:
-    """Take a queued job (or one whose lease expired) for this worker, or None if another
-    worker holds it, it is final, its batch is cancelled, or it ran out of attempts.
-    One round trip: the UPDATE returns what the search needs, the batch's config included."""
-    now = utcnow()
+def _claim_statement() -> Any:
+    """The claiming UPDATE, built once: bound values come as parameters."""
+    now = bindparam("now", type_=DateTime(timezone=True))
     # A subquery, not UPDATE ... FROM: SQLite's RETURNING sees only the updated table.
     batch_config = select(Batch.config).where(Batch.id == Job.batch_id).scalar_subquery()
     claimable = or_(
         col(Job.state) == JobState.queued,
         and_(col(Job.state) == JobState.running, col(Job.lease_until) < now),
     )
-    statement = (
+    return (
         update(Job)
-        .where(col(Job.id) == job_id, claimable, col(Job.attempts) < max_attempts)
+        .where(col(Job.id) == bindparam("job_id"), claimable,
+               col(Job.attempts) < bindparam("max_attempts"))
         .where(_batch_cancelled().is_(False))
-        .values(
-            state=JobState.running,
-            attempts=Job.attempts + 1,
-            lease_until=now + timedelta(seconds=lease_seconds),
-            worker=worker,
-            started_at=now,
-            error=None,
-        )
-        .returning(
-            col(Job.attempts), col(Job.problem), col(Job.gold), col(Job.custom_id),
-            batch_config,
-        )
+        .values(state=JobState.running, attempts=Job.attempts + 1,
+                lease_until=bindparam("lease_until"), worker=bindparam("worker"),
+                started_at=now, error=None)
+        .returning(col(Job.attempts), col(Job.problem), col(Job.gold), col(Job.custom_id),
+                   batch_config)
     )
-    row = session.exec(statement).one_or_none()
-    session.commit()
-    if row is None:
+
+
+def claim_job(
+    *, session: Session, job_id: uuid.UUID, worker: str, lease_seconds: int, max_attempts: int
+) -> ClaimedJob | None:
+    """Take a queued job (or one whose lease expired) for this worker, or None if another
+    worker holds it, it is final, its batch is cancelled, or it ran out of attempts.
+    One statement, one round trip: the UPDATE returns what the search needs, the batch's
+    config included. On Postgres, outside a transaction of the caller's, it commits on its
+    own (db.session.execute_alone), without waiting for the disk (see RELAXED_COMMIT)."""
+    now = utcnow()
+    values = {"job_id": job_id, "now": now, "max_attempts": max_attempts, "worker": worker,
+              "lease_until": now + timedelta(seconds=lease_seconds)}
+    if runs_alone(session):
+        rows = execute_alone(session, _PG_CLAIM.string, _PG_CLAIM.construct_params(values))
+    else:
+        rows = list(session.execute(_CLAIM, values))
+        session.commit()
+    if not rows:
         return None
-    attempt, problem, gold, custom_id, config = row
+    attempt, problem, gold, custom_id, config = rows[0][:5]
     return ClaimedJob(job_id, attempt, problem, gold, custom_id, config)
+
+
+# A column for the RETURNING of a worker's write on Postgres: its transaction then commits
+# without waiting for its WAL to reach disk (synchronous_commit off).
+#
+# For the worker's own writes (claim, result) only: a commit is then about 0.1 ms instead
+# of an fsync (3.5 ms here, the whole budget of a quick job). If Postgres itself crashes,
+# the last fraction of a second of such commits can be lost, never half-applied: a lost
+# claim leaves the job queued (its message was consumed, so the reaper's resend_lost
+# sends it again), a lost result leaves it running until its lease expires and the reaper
+# requeues it. The job runs again; none is lost and no result doubles. Submissions and
+# cancellations, which nothing could redo, keep synchronous commits.
+RELAXED_COMMIT = "set_config('synchronous_commit', 'off', true)"
 
 
 def _owned(claim: Claim) -> list[Any]:
@@ -202,3 +223,7 @@ def queued_job_ids(*, session: Session, batch_id: uuid.UUID | None = None) -> li
     if batch_id is not None:
         query = query.where(Job.batch_id == batch_id)
     return list(session.exec(query.order_by(col(Job.line))))
+
+
+_CLAIM = _claim_statement()
+_PG_CLAIM = _CLAIM.returning(text(RELAXED_COMMIT)).compile(dialect=postgresql.dialect())

@@ -2,21 +2,24 @@
 and reading results back."""
 
 import uuid
-from collections.abc import Iterator
+from collections import defaultdict
+from collections.abc import Iterator, Sequence
+from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import Table
+from sqlalchemy import Connection, Table
 from sqlmodel import Session, SQLModel, col, select
 
 from db.bulk import insert_ignoring_conflicts
 from db.jobs import Claim, finish_job
 from db.models import BudgetPoint, Candidate, Job, JobCost, JobCostBase, JobState, TraceNode
+from db.result_store import store_rows
 from worker.search.types import SearchResult
 
 
 def result_rows(
     job_id: uuid.UUID, gold: str | None, result: SearchResult, cost: JobCostBase
-) -> dict[Any, list[dict[str, Any]]]:
+) -> dict[Table, list[dict[str, Any]]]:
     """Rows per table for one solved job."""
     nodes = [
         {
@@ -56,9 +59,11 @@ def result_rows(
     }
 
 
+@lru_cache(maxsize=4096)
 def _grade(gold: str | None, answer: str | None) -> bool | None:
-    # Imported here: grading loads sympy and math-verify, which readers of results
-    # (the API, the CLI) need not pay for.
+    """Cached: a job's candidates mostly agree, and math-verify takes tens of µs a call.
+    Imported here: grading loads sympy and math-verify, which readers of results (the
+    API, the CLI) need not pay for."""
     from worker.search.answers import is_correct
 
     return is_correct(gold, answer)
@@ -78,14 +83,15 @@ def store_result(
 ) -> bool:
     """Mark our job succeeded and write its rows, all or nothing. False (nothing written)
     if the job is no longer ours: a reaper gave it to another worker, or it was cancelled."""
-    answer = result.answer
-    if not finish_job(
-        session=session, claim=claim, state=JobState.succeeded,
-        answer=_text(answer), correct=_grade(gold, answer),
-    ):
+    finish: dict[str, Any] = {"answer": _text(result.answer),
+                              "correct": _grade(gold, result.answer)}
+    tables = result_rows(claim.job_id, gold, result, cost)
+    if session.get_bind().dialect.name == "postgresql":
+        return store_rows(session=session, claim=claim, finish=finish, tables=tables)
+    if not finish_job(session=session, claim=claim, state=JobState.succeeded, **finish):
         session.rollback()
         return False
-    for table, rows in result_rows(claim.job_id, gold, result, cost).items():
+    for table, rows in tables.items():
         insert_ignoring_conflicts(session, table, rows)
     session.commit()
     return True
@@ -101,74 +107,101 @@ def job_candidates(*, session: Session, job_id: uuid.UUID) -> list[Candidate]:
     return list(session.exec(query))
 
 
-RESULTS_PAGE = 500  # jobs read per round of queries when streaming a batch's results
+RESULTS_PAGE = 1000  # jobs read per round of queries when streaming a batch's results
+# A result record's fields: (key in the record, column of job), then cost, candidates and
+# curve as objects of their columns. Both readers below build records from these.
+JOB_KEYS = (("custom_id", "custom_id"), ("line", "line"), ("problem", "problem"),
+            ("gold", "gold"), ("meta", "meta"), ("answer", "answer"),
+            ("correct", "correct"), ("status", "state"), ("error", "error"),
+            ("attempts", "attempts"))
+CANDIDATE_FIELDS = ("text", "answer", "extraction", "score", "step_scores", "selected",
+                    "finish", "correct")
+CURVE_FIELDS = ("n", "answer", "correct")
+COST_FIELDS = tuple(JobCostBase.model_fields)
 
 
-def job_result(*, session: Session, job: Job, config: dict[str, Any]) -> dict[str, Any]:
-    """The public result record of one job (the shape of `ttcq results`)."""
-    return next(_records(session, [job], config))
+def batch_result_lines(
+    *, session: Session, batch_id: uuid.UUID, config: dict[str, Any]
+) -> Iterator[str]:
+    """batch_results as JSON text, built by Postgres (Postgres only): one query per page
+    of jobs, and no Python object per row, which is most of the cost of a large batch."""
+    connection = session.connection()
+    params = {"batch": batch_id, "strategy": config.get("strategy"), "n": config.get("n"),
+              "page": RESULTS_PAGE, "after": 0}
+    while page := connection.exec_driver_sql(_RECORDS_SQL, params).all():
+        yield from (text for text, _ in page)
+        params["after"] = page[-1][1]
+
+
+def _json_object(pairs: Sequence[tuple[str, str]]) -> str:
+    return "json_build_object(" + ", ".join(f"'{key}', {sql}" for key, sql in pairs) + ")"
+
+
+def _json_rows(table: str, fields: Sequence[str], order: str) -> str:
+    item = _json_object([(name, f"x.{name}") for name in fields])
+    return (f"COALESCE((SELECT json_agg({item} ORDER BY x.{order}) FROM {table} x "
+            f"WHERE x.job_id = j.id), '[]')")
+
+
+_COST_SQL = ("(SELECT " + _json_object([(name, f"c.{name}") for name in COST_FIELDS])
+             + " FROM job_cost c WHERE c.job_id = j.id)")
+_RECORDS_SQL = (
+    "SELECT " + _json_object([
+        *((key, f"j.{column}") for key, column in JOB_KEYS),
+        ("strategy", "%(strategy)s::text"), ("n", "%(n)s::int"), ("cost", _COST_SQL),
+        ("candidates", _json_rows("candidate", CANDIDATE_FIELDS, "idx")),
+        ("budget_curve", _json_rows("budget_point", CURVE_FIELDS, "n")),
+    ]) + "::text, j.line FROM job j WHERE j.batch_id = %(batch)s AND j.line > %(after)s "
+    "ORDER BY j.line LIMIT %(page)s"
+)
 
 
 def batch_results(
     *, session: Session, batch_id: uuid.UUID, config: dict[str, Any]
 ) -> Iterator[dict[str, Any]]:
     """Every job of the batch in dataset order, finished or not: four queries per page of
-    jobs, whatever the batch size, and never the whole batch in memory."""
+    jobs, whatever the batch size, plain rows (no ORM objects), and never more than a
+    page in memory."""
+    connection = session.connection()
+    fields = [Job.id, *(getattr(Job, column) for _, column in JOB_KEYS)]
     after = 0
-    while True:
-        page = list(session.exec(
-            select(Job).where(Job.batch_id == batch_id, col(Job.line) > after)
-            .order_by(col(Job.line)).limit(RESULTS_PAGE)
-        ))
-        if not page:
-            return
-        yield from _records(session, page, config)
+    while page := connection.execute(
+        select(*fields).where(Job.batch_id == batch_id, col(Job.line) > after)
+        .order_by(col(Job.line)).limit(RESULTS_PAGE)
+    ).all():
+        lines = (Job.batch_id == batch_id, col(Job.line) > after, col(Job.line) <= page[-1].line)
+        yield from _records(connection, page, config, lines)
         after = page[-1].line
 
 
 def _records(
-    session: Session, jobs: list[Job], config: dict[str, Any]
+    connection: Connection, jobs: Sequence[Any], config: dict[str, Any], lines: tuple[Any, ...]
 ) -> Iterator[dict[str, Any]]:
-    ids = [job.id for job in jobs]
-    costs = {c.job_id: c for c in session.exec(select(JobCost).where(col(JobCost.job_id).in_(ids)))}
-    candidates = _by_job(session, Candidate, ids, col(Candidate.idx))
-    curves = _by_job(session, BudgetPoint, ids, col(BudgetPoint.n))
+    costs = _by_job(connection, JobCost, COST_FIELDS, lines, None)
+    candidates = _by_job(connection, Candidate, CANDIDATE_FIELDS, lines, col(Candidate.idx))
+    curves = _by_job(connection, BudgetPoint, CURVE_FIELDS, lines, col(BudgetPoint.n))
     for job in jobs:
-        yield _record(job, config, costs.get(job.id), candidates[job.id], curves[job.id])
+        cost = costs.get(job.id)
+        yield {
+            **{key: getattr(job, column) for key, column in JOB_KEYS},
+            "strategy": config.get("strategy"), "n": config.get("n"),
+            "cost": cost[0] if cost else None,
+            "candidates": candidates.get(job.id, []),
+            "budget_curve": curves.get(job.id, []),
+        }
 
 
-def _by_job(session: Session, model: Any, ids: list[uuid.UUID], order: Any) -> dict[Any, list[Any]]:
-    rows: dict[Any, list[Any]] = {job_id: [] for job_id in ids}
-    for row in session.exec(select(model).where(col(model.job_id).in_(ids)).order_by(order)):
-        rows[row.job_id].append(row)
+def _by_job(
+    connection: Connection, model: Any, names: Sequence[str], jobs: tuple[Any, ...],
+    order: Any,
+) -> dict[uuid.UUID, list[dict[str, Any]]]:
+    """Rows of model for the jobs matching `jobs` (a batch's range of lines) as dicts of
+    names, grouped by job, in job then `order` order."""
+    query = (select(model.job_id, *(getattr(model, name) for name in names))
+             .join(Job, Job.id == model.job_id).where(*jobs))
+    if order is not None:
+        query = query.order_by(col(Job.line), order)
+    rows: dict[uuid.UUID, list[dict[str, Any]]] = defaultdict(list)
+    for job_id, *values in connection.execute(query):
+        rows[job_id].append(dict(zip(names, values, strict=True)))
     return rows
-
-
-def _record(
-    job: Job, config: dict[str, Any], cost: JobCost | None,
-    candidates: list[Candidate], curve: list[BudgetPoint],
-) -> dict[str, Any]:
-    return {
-        "custom_id": job.custom_id,
-        "line": job.line,
-        "problem": job.problem,
-        "gold": job.gold,
-        "meta": job.meta,
-        "answer": job.answer,
-        "correct": job.correct,
-        "status": job.state,
-        "error": job.error,
-        "attempts": job.attempts,
-        "strategy": config.get("strategy"),
-        "n": config.get("n"),
-        "cost": cost.model_dump(exclude={"job_id"}) if cost else None,
-        "candidates": [
-            {
-                "text": c.text, "answer": c.answer, "extraction": c.extraction,
-                "score": c.score, "step_scores": c.step_scores, "selected": c.selected,
-                "finish": c.finish, "correct": c.correct,
-            }
-            for c in candidates
-        ],
-        "budget_curve": [{"n": p.n, "answer": p.answer, "correct": p.correct} for p in curve],
-    }

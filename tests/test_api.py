@@ -25,6 +25,7 @@ from tests.utils.api_factories import (
     store_solution,
 )
 from worker.celery_app import make_celery
+from worker.reaper import resend_lost
 from worker.service import SessionFactory
 
 PROBLEMS = [
@@ -285,12 +286,19 @@ def test_list_shows_newest_batches_first(client: httpx.Client) -> None:
     assert listed[0]["counts"]["queued"] == 3
 
 
-def test_unreachable_queue_cancels_the_batch_and_answers_503(
-    app: FastAPI, client: httpx.Client, db_url: str, sessions: SessionFactory
+def test_unreachable_queue_leaves_the_batch_to_the_reaper_and_answers_202(
+    app: FastAPI, client: httpx.Client, db_url: str, redis_url: str, sessions: SessionFactory
 ) -> None:
     broken = make_celery(api_settings(db_url, "redis://127.0.0.1:1/0"))
+    broken.conf.update(task_publish_retry=False, broker_transport_options={
+        **broken.conf.broker_transport_options, "max_retries": 0})
     app.state.celery = broken
     response = client.post("/v1/batches", json={"config": CONFIG, "problems": PROBLEMS})
     broken.close()
-    assert response.status_code == 503
-    assert {job.state for job in all_jobs(sessions)} == {"cancelled"}
+    assert response.status_code == 202
+    assert "reaper" in response.json()["warning"]
+    assert {job.state for job in all_jobs(sessions)} == {"queued"}
+    working = make_celery(api_settings(db_url, redis_url))
+    assert len(resend_lost(sessions=sessions, app=working)) == len(PROBLEMS)
+    working.close()
+    assert queued_messages(redis_url) == len(PROBLEMS)

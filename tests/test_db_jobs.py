@@ -1,17 +1,22 @@
 """The job row as the system of record: exclusive claims, leases, reaping, fenced writes."""
 
+import math
 import threading
 import uuid
+from collections.abc import Callable
 from datetime import timedelta
 
+import pytest
 from sqlalchemy import event, update
-from sqlmodel import col
+from sqlmodel import Session, col
 
+from db import result_store
 from db.batches import cancel_batch
 from db.jobs import Claim, claim_job, reap_expired, release_job, renew_lease
 from db.models import Candidate, Job, JobCost, JobState, TraceNode, utcnow
+from db.result_store import COPY_MIN_ROWS
 from db.results import store_result
-from db.session import get_engine
+from db.session import execute_alone, get_engine
 from tests.utils.jobs import PROBLEMS, count_rows, job_of, make_batch, synthetic_result, zero_cost
 from worker.service import SessionFactory
 
@@ -192,10 +197,8 @@ def test_storing_twice_keeps_one_copy(sessions: SessionFactory) -> None:
     assert job_of(sessions, job_id).state == JobState.succeeded
 
 
-def test_a_10000_node_trace_is_one_insert_statement(sessions: SessionFactory, db_url: str) -> None:
-    [job_id] = make_batch(sessions)
-    claim = _claim(sessions, job_id)
-    assert claim is not None
+def _statements_while(db_url: str, action: Callable[[], object]) -> list[str]:
+    """The statements SQLAlchemy sent while action ran (COPY goes by the driver: unseen)."""
     statements: list[str] = []
 
     def record(conn: object, cursor: object, statement: str, *_: object) -> None:
@@ -203,13 +206,87 @@ def test_a_10000_node_trace_is_one_insert_statement(sessions: SessionFactory, db
 
     event.listen(get_engine(db_url), "before_cursor_execute", record)
     try:
-        assert _store(sessions, claim, nodes=10_000)
+        action()
     finally:
         event.remove(get_engine(db_url), "before_cursor_execute", record)
-    assert sum('INSERT INTO "trace_node"' in s for s in statements) == 1
-    assert len(statements) < 10  # the whole result: a handful of round trips
+    return statements
+
+
+def test_a_small_result_is_one_statement_of_its_own(
+    sessions: SessionFactory, db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    [job_id] = make_batch(sessions)
+    claim = _claim(sessions, job_id)
+    assert claim is not None
+    alone: list[str] = []
+
+    def spy(session: Session, sql: str, params: dict[str, object]) -> object:
+        alone.append(sql)
+        return execute_alone(session, sql, params)
+
+    monkeypatch.setattr(result_store, "execute_alone", spy)
+    in_session = _statements_while(db_url, lambda: _store(sessions, claim, nodes=20))
+    assert in_session == [] and len(alone) == 1 and 'INSERT INTO "trace_node"' in alone[0]
+    with sessions() as session:
+        assert count_rows(session, TraceNode, job_id) == 20
+
+
+def test_a_10000_node_trace_goes_by_copy_beside_one_statement(
+    sessions: SessionFactory, db_url: str
+) -> None:
+    [job_id] = make_batch(sessions)
+    claim = _claim(sessions, job_id)
+    assert claim is not None
+    statements = _statements_while(db_url, lambda: _store(sessions, claim, nodes=10_000))
+    assert len(statements) == 1 and 'INSERT INTO "trace_node"' not in statements[0]
     with sessions() as session:
         assert count_rows(session, TraceNode, job_id) == 10_000
+
+
+def test_a_large_trace_of_a_job_no_longer_ours_writes_nothing(sessions: SessionFactory) -> None:
+    [job_id] = make_batch(sessions)
+    first = _claim(sessions, job_id)
+    assert first is not None
+    _expire(sessions, job_id)
+    assert _claim(sessions, job_id, worker="w2") is not None
+    assert not _store(sessions, first, nodes=COPY_MIN_ROWS + 10)
+    with sessions() as session:
+        assert count_rows(session, TraceNode, job_id) == 0
+
+
+@pytest.mark.parametrize("nodes", [20, COPY_MIN_ROWS + 10])  # one statement; COPY
+def test_rows_stored_behind_the_fences_back_are_kept_not_doubled(
+    sessions: SessionFactory, nodes: int
+) -> None:
+    [job_id] = make_batch(sessions)
+    claim = _claim(sessions, job_id)
+    assert claim is not None
+    with sessions() as session:  # a row no attempt of ours wrote: a plain insert clashes
+        session.add(TraceNode(job_id=job_id, node_id=5, depth=0, kind="step",
+                              status="expanded", text="already here"))
+        session.commit()
+    assert _store(sessions, claim, nodes=nodes)
+    with sessions() as session:
+        assert count_rows(session, TraceNode, job_id) == nodes
+        node = session.get(TraceNode, (job_id, 5))
+        assert node is not None and node.text == "already here"
+    assert job_of(sessions, job_id).state == JobState.succeeded
+
+
+def test_scores_json_cannot_write_are_stored(sessions: SessionFactory) -> None:
+    [job_id] = make_batch(sessions)
+    claim = _claim(sessions, job_id)
+    assert claim is not None
+    result = synthetic_result()
+    result.trace.nodes[1].step_score = float("nan")
+    result.candidates[0].score = float("-inf")
+    with sessions() as session:
+        assert store_result(session=session, claim=claim, gold="3", result=result,
+                            cost=zero_cost())
+        node = session.get(TraceNode, (job_id, 1))
+        candidate = session.get(Candidate, (job_id, 0))
+        assert node is not None and math.isnan(node.step_score or 0.0)
+        assert candidate is not None and candidate.score == float("-inf")
 
 
 def test_a_nul_in_model_output_is_stored_as_a_replacement_character(
