@@ -1,11 +1,12 @@
 """The job row is the system of record: claims with a lease, fenced by the attempt number."""
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import DateTime, and_, bindparam, func, or_, text, update
+from sqlalchemy import DateTime, and_, bindparam, func, not_, or_, text, update
 from sqlalchemy.dialects import postgresql
 from sqlmodel import Session, col, select
 
@@ -96,20 +97,23 @@ def _owned(claim: Claim) -> list[Any]:
     ]
 
 
-def renew_lease(*, session: Session, claim: Claim, lease_seconds: int) -> bool:
-    """Extend the lease; False if the job is no longer ours or its batch was cancelled."""
-    cancelled = session.exec(
-        select(Batch.cancel_requested).join(Job).where(Job.id == claim.job_id)
-    ).one()
-    if cancelled:
-        return False
-    result = session.exec(
+def renew_leases(
+    *, session: Session, claims: Sequence[Claim], lease_seconds: int
+) -> set[uuid.UUID]:
+    """Extend the leases of the claims still ours whose batch is not cancelled, in one
+    statement; returns their job ids (a claim not among them is lost or cancelled)."""
+    if not claims:
+        return set()
+    ours = or_(*(and_(col(Job.id) == c.job_id, col(Job.attempts) == c.attempt)
+                 for c in claims))
+    rows = session.exec(
         update(Job)
-        .where(*_owned(claim))
+        .where(ours, col(Job.state) == JobState.running, not_(_batch_cancelled()))
         .values(lease_until=utcnow() + timedelta(seconds=lease_seconds))
-    )
+        .returning(col(Job.id))
+    ).all()
     session.commit()
-    return result.rowcount == 1
+    return {row[0] for row in rows}
 
 
 def finish_job(

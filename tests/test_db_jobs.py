@@ -12,7 +12,7 @@ from sqlmodel import Session, col
 
 from db import result_store
 from db.batches import cancel_batch
-from db.jobs import Claim, claim_job, reap_expired, release_job, renew_lease
+from db.jobs import Claim, claim_job, reap_expired, release_job, renew_leases
 from db.models import Candidate, Job, JobCost, JobState, TraceNode, utcnow
 from db.result_store import COPY_MIN_ROWS
 from db.results import store_result
@@ -96,8 +96,9 @@ def test_lease_renewal_fails_after_the_batch_is_cancelled(sessions: SessionFacto
     claim = _claim(sessions, job_id)
     assert claim is not None
     with sessions() as session:
+        assert renew_leases(session=session, claims=[claim], lease_seconds=LEASE) == {job_id}
         cancel_batch(session=session, batch_id=job_of(sessions, job_id).batch_id)
-        assert not renew_lease(session=session, claim=claim, lease_seconds=LEASE)
+        assert renew_leases(session=session, claims=[claim], lease_seconds=LEASE) == set()
 
 
 def test_lease_renewal_fails_for_a_superseded_claim(sessions: SessionFactory) -> None:
@@ -105,9 +106,12 @@ def test_lease_renewal_fails_for_a_superseded_claim(sessions: SessionFactory) ->
     stale = _claim(sessions, job_id)
     assert stale is not None
     _expire(sessions, job_id)
-    _claim(sessions, job_id, worker="w2")
-    with sessions() as session:
-        assert not renew_lease(session=session, claim=stale, lease_seconds=LEASE)
+    fresh = _claim(sessions, job_id, worker="w2")
+    assert fresh is not None
+    with sessions() as session:  # one statement renews the live claim, not the stale one
+        assert renew_leases(session=session, claims=[stale, fresh],
+                            lease_seconds=LEASE) == {job_id}
+        assert renew_leases(session=session, claims=[stale], lease_seconds=LEASE) == set()
 
 
 def test_reap_requeues_jobs_whose_lease_expired(sessions: SessionFactory) -> None:

@@ -2,6 +2,7 @@
 engine call, a transient error on the last attempt, and the reaper's re-enqueue."""
 
 import json
+import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -25,10 +26,11 @@ from ttcq.settings import Settings
 from worker.celery_app import make_celery
 from worker.engines.base import Completion, GenerationRequest, TransientEngineError
 from worker.engines.llamacpp import LlamaCppEngine
+from worker.leases import JobCancelled
 from worker.main import check_model
 from worker.queue import enqueue_jobs
 from worker.reaper import reap_once, resend_lost
-from worker.service import LeaseKeeper, SessionFactory, process_job
+from worker.service import SessionFactory, hold_lease, process_job
 from worker.tasks import register_tasks
 
 Hook = Callable[[], None]
@@ -99,7 +101,7 @@ def test_lease_keeper_renews_the_lease_while_an_engine_call_runs(
                           max_attempts=3)
     assert claim is not None
     first_lease = job_of(sessions, job_id).lease_until
-    with LeaseKeeper(sessions, claim, lease_seconds=5, every=0.05) as keeper:
+    with hold_lease(sessions, claim, lease_seconds=5, every=0.05) as keeper:
         time.sleep(0.3)  # one long engine call: no check() in between
         keeper.check()
     later_lease = job_of(sessions, job_id).lease_until
@@ -228,7 +230,7 @@ def test_lease_keeper_outlasts_a_passing_database_error(sessions: SessionFactory
             raise DBOperationalError("UPDATE job", {}, Exception("connection reset"))
         return sessions()
 
-    with LeaseKeeper(flaky_sessions, claim, lease_seconds=5, every=0.05) as keeper:
+    with hold_lease(flaky_sessions, claim, lease_seconds=5, every=0.05) as keeper:
         time.sleep(0.3)
         keeper.check()  # one failed renewal is no lost lease
     later_lease = job_of(sessions, job_id).lease_until
@@ -269,3 +271,27 @@ def test_a_queue_holding_its_messages_is_left_alone(
     enqueue_jobs(app, job_ids)
     assert resend_lost(sessions=sessions, app=app) == []
     app.close()
+
+
+def test_one_thread_renews_every_running_jobs_lease(sessions: SessionFactory) -> None:
+    job_ids = make_batch(sessions, problems=2)
+    with sessions() as session:
+        claims = [claim_job(session=session, job_id=j, worker="w1", lease_seconds=5,
+                            max_attempts=3) for j in job_ids]
+    before = [job_of(sessions, j).lease_until for j in job_ids]
+    threads = threading.active_count()
+    assert claims[0] is not None and claims[1] is not None
+    with hold_lease(sessions, claims[0], lease_seconds=5, every=0.05) as first, \
+            hold_lease(sessions, claims[1], lease_seconds=5, every=0.05) as second:
+        assert threading.active_count() == threads + 1  # one renewer for both
+        time.sleep(0.3)
+        first.check()
+        second.check()
+        with sessions() as session:
+            cancel_batch(session=session, batch_id=job_of(sessions, job_ids[0]).batch_id)
+        time.sleep(0.3)
+        with pytest.raises(JobCancelled):
+            first.check()
+    after = [job_of(sessions, j).lease_until for j in job_ids]
+    assert all(a is not None and b is not None and a > b
+               for a, b in zip(after, before, strict=True))

@@ -2,7 +2,6 @@
 the Celery task and the embedded `ttcq run`; nothing here knows about Celery."""
 
 import logging
-import threading
 import time
 import traceback
 import uuid
@@ -13,11 +12,12 @@ from typing import Literal
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlmodel import Session
 
-from db.jobs import Claim, claim_job, finish_job, release_job, renew_lease
+from db.jobs import Claim, claim_job, finish_job, release_job
 from db.models import JobCostBase, JobState
 from db.results import store_result
 from worker.engines.base import Engine, EngineInfo, TransientEngineError
 from worker.engines.metered import MeteredEngine
+from worker.leases import JobCancelled, JobTimedOut, Lease, lease_board
 from worker.search.config import SearchConfig
 from worker.search.registry import run_search
 from worker.search.types import Problem, SearchResult
@@ -29,14 +29,6 @@ SessionFactory = Callable[[], AbstractContextManager[Session]]
 CHECK_INTERVAL_SECONDS = 1.0
 
 logger = logging.getLogger(__name__)
-
-
-class JobCancelled(Exception):
-    """The job's batch was cancelled, or the job was handed to another worker."""
-
-
-class JobTimedOut(Exception):
-    """The search ran past its time limit (a thread cannot be killed: it stops itself)."""
 
 
 def cost_record(result: SearchResult, wall_seconds: float, info: EngineInfo) -> JobCostBase:
@@ -60,47 +52,10 @@ def cost_record(result: SearchResult, wall_seconds: float, info: EngineInfo) -> 
     )
 
 
-class LeaseKeeper:
-    """Renews a claimed job's lease from a background thread while its search runs, so a
-    single long engine call cannot outlive the lease. The search learns of a cancelled
-    batch or a lost lease at its next engine call (check), without a database round trip."""
-
-    def __init__(self, sessions: SessionFactory, claim: Claim, lease_seconds: int, every: float,
-                 time_limit: float | None = None):
-        self._sessions, self._claim, self._lease_seconds = sessions, claim, lease_seconds
-        self._every = every
-        self._deadline = time.monotonic() + time_limit if time_limit else None
-        self._stop = threading.Event()
-        self._lost = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="ttcq-lease", daemon=True)
-
-    def __enter__(self) -> "LeaseKeeper":
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    def check(self) -> None:
-        if self._lost.is_set():
-            raise JobCancelled()
-        if self._deadline is not None and time.monotonic() > self._deadline:
-            raise JobTimedOut()
-
-    def _run(self) -> None:
-        while not self._stop.wait(self._every):
-            try:
-                with self._sessions() as session:
-                    renewed = renew_lease(
-                        session=session, claim=self._claim, lease_seconds=self._lease_seconds
-                    )
-            except Exception:  # the lease has slack for a passing database error
-                logger.warning("lease renewal of job %s failed", self._claim.job_id, exc_info=True)
-                continue
-            if not renewed:
-                self._lost.set()
-                return
+def hold_lease(sessions: SessionFactory, claim: Claim, lease_seconds: int, every: float,
+               time_limit: float | None = None) -> Lease:
+    """The lease of one running job, renewed with every other job's of this process."""
+    return Lease(lease_board(sessions, lease_seconds, every), claim, time_limit)
 
 
 def process_job(
@@ -124,15 +79,15 @@ def process_job(
     if claim is None:
         return "skipped"
     problem = Problem(claim.problem, claim.gold, claim.custom_id)
-    keeper = LeaseKeeper(sessions, claim, lease_seconds, min(check_seconds, lease_seconds / 3),
+    lease = hold_lease(sessions, claim, lease_seconds, min(check_seconds, lease_seconds / 3),
                          time_limit)
     # Verifier calls go through the same guard: they cost as much as generation.
-    guarded = MeteredEngine(engine, keeper.check)
+    guarded = MeteredEngine(engine, lease.check)
     started = time.perf_counter()
     try:
-        with keeper:
+        with lease:
             config = SearchConfig(**claim.config)
-            verifiers = served.guarded(keeper.check) if served else None
+            verifiers = served.guarded(lease.check) if served else None
             verifier = make_verifier(config.verifier, guarded, verifiers)
             result = run_search(problem, config, guarded, verifier)
     except JobCancelled:
