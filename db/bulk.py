@@ -1,12 +1,12 @@
 """Bulk writes: COPY on Postgres (rows may be a stream), and inserts that skip rows
-already stored on SQLite."""
+already stored."""
 
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 import psycopg
 from sqlalchemy import Table
-from sqlalchemy.dialects import sqlite
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session
 
 
@@ -38,7 +38,8 @@ def driver_cursor(session: Session) -> Any:
 def insert_ignoring_conflicts(
     session: Session, table: Table, rows: Sequence[dict[str, Any]]
 ) -> None:
-    """Insert rows, skipping those whose key is already stored (SQLite; Postgres stores
-    results through db.result_store)."""
+    """Insert rows, skipping those whose key is already stored. Each dialect's own
+    insert: SQLAlchemy 2.1 no longer compiles SQLite's ON CONFLICT for Postgres."""
     if rows:
-        session.exec(sqlite.insert(table).on_conflict_do_nothing(), params=list(rows))
+        dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+        session.exec(dialect.insert(table).on_conflict_do_nothing(), params=list(rows))

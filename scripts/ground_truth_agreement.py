@@ -33,7 +33,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=11)
     args = parser.parse_args()
     rows = make_dataset(args.problems, seed=args.seed)
-    problems = to_problems(enumerate(rows, start=1), limits=Limits(10_000, len(rows)))
+    problems = list(to_problems(enumerate(rows, start=1), limits=Limits(10_000, len(rows))))
     upgrade(args.db)
     sessions = session_factory(args.db)
     levels = Counter(row["level"] for row in rows)

@@ -55,7 +55,7 @@ def fast_sessions(pg_url: str) -> Iterator[Any]:
 
 @pytest.fixture(scope="module")
 def batches(fast_sessions: Any, rows: list[dict[str, Any]]) -> dict[str, uuid.UUID]:
-    problems = to_problems(enumerate(rows, start=1), limits=Limits(10_000, PROBLEMS))
+    problems = list(to_problems(enumerate(rows, start=1), limits=Limits(10_000, PROBLEMS)))
     return {name: run_batch(fast_sessions, problems, quality=QUALITY, **config)
             for name, config in RUNS.items()}
 

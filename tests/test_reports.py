@@ -27,7 +27,7 @@ JUDGED = {"verifier": "self_judge", "beam_width": 2}
 
 def problems() -> list[Any]:
     rows = make_dataset(PROBLEMS, seed=3)
-    return to_problems(enumerate(rows, start=1), limits=Limits(10_000, PROBLEMS))
+    return list(to_problems(enumerate(rows, start=1), limits=Limits(10_000, PROBLEMS)))
 
 
 def solved(sessions: SessionFactory, owner: str = "alice", **config: Any) -> str:
