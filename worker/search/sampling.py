@@ -1,6 +1,10 @@
-"""Strategies over N independent samples: majority, best-of-N, weighted best-of-N."""
+"""Strategies over N independent samples: majority, best-of-N, weighted best-of-N, each
+optionally stopping early once the answers drawn so far agree."""
+
+from collections import Counter
 
 from worker.engines.base import Completion, Engine, GenerationRequest
+from worker.search.answers import canonical_answer, extract_answer
 from worker.search.config import SearchConfig
 from worker.search.run import SearchRun
 from worker.search.scoring import aggregate
@@ -35,11 +39,51 @@ def record_scores(run: SearchRun, leaf: TraceNode, step_scores: list[float]) -> 
 
 
 def sample_candidates(run: SearchRun, *, score: bool) -> list[Candidate]:
+    """n samples in one engine call, or, with early stopping, in rounds until the answers
+    agree (sample i is seeded seed + i either way, so the samples drawn are the same)."""
     c = run.config
-    request = GenerationRequest(run.prompt_ids, run.params(max_tokens=c.max_tokens, seed=0), c.n)
+    candidates: list[Candidate] = []
+    while len(candidates) < c.n:
+        size = c.n - len(candidates)
+        if c.early_stop is not None:
+            size = min(size, c.early_stop_round)
+        candidates += _sample_round(run, len(candidates), size, score=score)
+        if c.early_stop is not None and (reason := settled(candidates, c)):
+            if len(candidates) < c.n:
+                run.trace.add(run.root, "stop", reason)
+            break
+    return candidates
+
+
+def settled(candidates: list[Candidate], config: SearchConfig) -> str | None:
+    """Why sampling may stop here, or None: the leading answer holds at least the
+    early_stop share of all samples so far (cut-off and answerless ones count against it)."""
+    assert config.early_stop is not None
+    drawn = len(candidates)
+    votes = Counter(
+        canonical_answer(extract_answer(c.text).answer) for c in candidates if c.finished
+    )
+    votes.pop(None, None)
+    if drawn < config.early_stop_min or not votes:
+        return None
+    answer, top = votes.most_common(1)[0]
+    if top < config.early_stop * drawn:
+        return None
+    return (
+        f"early stop after {drawn} of {config.n} samples: {top} of {drawn} agree on {answer} "
+        f"(rule: share >= {config.early_stop:g} after >= {config.early_stop_min} samples)"
+    )
+
+
+def _sample_round(run: SearchRun, first: int, size: int, *, score: bool) -> list[Candidate]:
+    """Samples first .. first + size - 1, each a candidate (and group) of its own."""
+    c = run.config
+    request = GenerationRequest(
+        run.prompt_ids, run.params(max_tokens=c.max_tokens, seed=first), size
+    )
     completions = run.generate([request])[0]
     candidates, leaves = [], []
-    for i, completion in enumerate(completions):
+    for i, completion in enumerate(completions, start=first):
         leaf = add_solution(run, run.root, completion)
         leaves.append(leaf)
         candidates.append(
