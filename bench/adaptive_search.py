@@ -10,7 +10,6 @@ the test doubles, no database):
 """
 
 import argparse
-import math
 import sys
 import time
 from pathlib import Path
@@ -18,7 +17,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from worker.ground_truth.measure import Measured, measure  # noqa: E402
+from worker.ground_truth.measure import Measured, measure, sd_of_difference  # noqa: E402
 from worker.ground_truth.task import make_dataset  # noqa: E402
 
 EARLY_STOP = {"early_stop": 0.75, "early_stop_round": 4, "early_stop_min": 4}
@@ -34,13 +33,6 @@ TREE: dict[str, dict[str, Any]] = {
     "rebase T=0.2": {"strategy": "rebase"},
     "best_of_n": {"strategy": "best_of_n"},
 }
-
-
-def sd_of_difference(a: Measured, b: Measured) -> float:
-    """The sd of a difference of two accuracies measured over the same number of problems,
-    as if independent (a bound: paired runs that share samples vary less)."""
-    return math.sqrt((a.accuracy * (1 - a.accuracy) + b.accuracy * (1 - b.accuracy))
-                     / a.problems)
 
 
 def line(name: str, m: Measured, seconds: float) -> str:

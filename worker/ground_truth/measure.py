@@ -2,6 +2,7 @@
 direct run_search calls on the test doubles (no database): what the adaptive-search
 evidence (bench/adaptive_search.py and its tests) compares."""
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -47,3 +48,10 @@ def measure(rows: Sequence[dict[str, Any]], *, quality: float = 4.0, noisy_steps
         out.samples += len(result.candidates)
         out.stopped += any(n.kind == "stop" for n in result.trace.nodes)
     return out
+
+
+def sd_of_difference(a: Measured, b: Measured) -> float:
+    """The sd of a difference of two accuracies over the same number of problems, taken
+    as independent: a bound, as paired runs that share their samples vary less."""
+    return math.sqrt((a.accuracy * (1 - a.accuracy) + b.accuracy * (1 - b.accuracy))
+                     / a.problems)
