@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from tests.utils.recording import RecordingEngine
-from worker.engines.base import Usage
+from worker.engines.base import Engine, Usage
 from worker.ground_truth.engine import GroundTruthEngine
 from worker.ground_truth.task import LEVELS, make_dataset
 from worker.ground_truth.verifier import GroundTruthVerifier
@@ -21,6 +21,7 @@ from worker.search.registry import run_search
 from worker.search.scoring import budget_points
 from worker.search.types import Problem, SearchResult, TraceNode
 from worker.verifiers.base import VerifierOutput
+from worker.verifiers.factory import make_verifier
 
 ROWS = make_dataset(10, seed=3)
 PROBLEMS = [Problem(r["problem"], r["answer"]) for r in ROWS]
@@ -267,3 +268,20 @@ def test_the_new_strategies_need_a_verifier() -> None:
     for strategy in ("particle_filtering", "rebase"):
         with pytest.raises(ConfigError, match="needs a verifier"):
             make_config(strategy=strategy, verifier="none")
+
+
+# On the real model
+def test_early_stopping_samples_in_rounds_on_the_real_model(engine: Engine) -> None:
+    recording = RecordingEngine(engine)
+    config = make_config(strategy="majority", n=4, max_tokens=16, verifier="none", seed=3,
+                         early_stop=0.5, early_stop_round=2, early_stop_min=2)
+    result = run_search(Problem("A pen costs $2. How much do 5 pens cost?"), config, recording,
+                        make_verifier("none", recording))
+    assert [[r.n for r in requests] for requests, _ in recording.calls][0] == [2]
+    assert sum(r.n for requests, _ in recording.calls for r in requests) == len(
+        result.candidates)
+    usage = result.trace.usage()
+    assert recording.tokens == (usage.prompt_tokens, usage.cached_tokens, usage.completion_tokens)
+    stops = [n for n in result.trace.nodes if n.kind == "stop"]
+    assert len(stops) == (len(result.candidates) < 4)
+    assert [c.index for c in result.candidates] == list(range(len(result.candidates)))

@@ -40,7 +40,8 @@ def record_scores(run: SearchRun, leaf: TraceNode, step_scores: list[float]) -> 
 
 def sample_candidates(run: SearchRun, *, score: bool) -> list[Candidate]:
     """n samples in one engine call, or, with early stopping, in rounds until the answers
-    agree (sample i is seeded seed + i either way, so the samples drawn are the same)."""
+    agree. Sample i is seeded seed + i either way: on an engine whose sampling does not
+    depend on how a call is batched, the samples drawn are the first of the full run."""
     c = run.config
     candidates: list[Candidate] = []
     while len(candidates) < c.n:
