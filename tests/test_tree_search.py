@@ -1,5 +1,6 @@
-"""beam_search, dvts, lookahead, particle_filtering and rebase on the real SmolLM2 model: how candidates end, the
-trace tree, exact generation cost, lookahead accounting and reproducibility."""
+"""beam_search, dvts, lookahead, particle_filtering and rebase on the real SmolLM2 model:
+how candidates end, the trace tree, exact generation cost, lookahead accounting and
+reproducibility."""
 
 from collections.abc import Sequence
 from dataclasses import dataclass
