@@ -18,6 +18,7 @@ from worker.search.config import ConfigError, make_config
 from worker.search.particles import resample, softmax_weights
 from worker.search.rebase import balance
 from worker.search.registry import run_search
+from worker.search.rescore import curve_group_size, rescore
 from worker.search.scoring import budget_points
 from worker.search.types import Problem, SearchResult, TraceNode
 from worker.verifiers.base import VerifierOutput
@@ -119,6 +120,16 @@ def test_candidates_end_finished_or_truncated_with_honest_leaves(run: str) -> No
                 grew = any(k.kind == "step" for k in steps[n.id])
                 assert (n.status == "expanded") == grew
                 assert n.step_score is not None
+
+
+@pytest.mark.parametrize("run", RUNS)
+def test_a_rescore_reads_the_same_curve_as_the_search(run: str) -> None:
+    config = make_config(**RUNS[run])
+    for problem in PROBLEMS[:4]:
+        result = search(problem, **RUNS[run]).result
+        again = rescore(result.candidates, aggregation=config.aggregation,
+                        selection=config.final_selection, group_size=curve_group_size(config))
+        assert (again.selected, again.curve) == (result.selected, result.curve)
 
 
 @pytest.mark.parametrize("run", ["particle_filtering", "particle_gibbs", "rebase"])
