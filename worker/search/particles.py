@@ -1,7 +1,12 @@
 """Particle filtering (Puri et al. 2025) with optional Particle Gibbs rounds: a population
 of n partial solutions that every step extends by one step each, scores, and resamples in
-proportion to softmax(score / T), so that a low-scoring but sound path can survive where
-beam search's top-k would cut it."""
+proportion to softmax(score / T) (score: the aggregated step scores, config.aggregation),
+so that a low-scoring but sound path can survive where beam search's top-k would cut it.
+
+A particle that finishes or is cut off leaves the population as a candidate; the open
+ones are resampled among themselves, so a round makes exactly n candidates and never
+more than n steps per depth. Copies of a particle are one request of n samples from its
+node: each copy's step is its own trace node, paid once."""
 
 import math
 import random
@@ -57,7 +62,7 @@ class ParticleFilter:
             anchor = reference[depth - 1] if depth <= len(reference) else None
             pool = live + ([replace(anchor, group=group)]
                            if anchor is not None and anchor.state == "open" else [])
-            if not live or not pool:
+            if not live:
                 break
             copies = resample(self.rng, [b.score for b in pool], len(live),
                               self.config.pf_temperature)
