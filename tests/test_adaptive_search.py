@@ -175,6 +175,21 @@ def test_particle_gibbs_keeps_a_reference_path_per_round() -> None:
     assert len({c.leaf_id for c in s.result.candidates}) == len(s.result.candidates)
 
 
+def test_particle_gibbs_resamples_copies_of_the_reference_path() -> None:
+    extended = 0
+    for problem in PROBLEMS:
+        result = search(problem, **RUNS["particle_gibbs"]).result
+        nodes = result.trace.nodes
+        second_round = [n.id for n in nodes if n.parent_id == 0][8]  # after round 1's 8
+        earlier = [n for n in nodes[second_round:] if n.parent_id and n.parent_id < second_round]
+        paths = [{p.id for p in result.trace.path(nodes[c.leaf_id])}
+                 for c in result.candidates if c.group == 0]
+        # A new particle grows from an old node only where the one reference path runs.
+        assert any({n.parent_id for n in earlier} <= path for path in paths)
+        extended += bool(earlier)
+    assert extended > 0  # guards against a vacuous pass
+
+
 def test_resampling_follows_the_softmax_of_the_scores() -> None:
     rng = random.Random(0)
     scores, temperature, draws = [0.2, 0.5, 0.9], 0.5, 30_000
