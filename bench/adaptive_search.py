@@ -20,11 +20,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from worker.ground_truth.measure import Measured, measure, sd_of_difference  # noqa: E402
 from worker.ground_truth.task import make_dataset  # noqa: E402
 
-EARLY_STOP = {"early_stop": 0.75, "early_stop_round": 4, "early_stop_min": 4}
-SAMPLING: dict[str, dict[str, Any]] = {
-    "majority": {"strategy": "majority", "n": 16, "verifier": "none"},
-    "weighted_best_of_n": {"strategy": "weighted_best_of_n", "n": 16, "verifier": "prm",
-                           "aggregation": "last"},
+ROUNDS = {"early_stop_round": 4, "early_stop_min": 4}
+# (config, its early-stop share): weighted best-of-N's share is of the score sum.
+SAMPLING: dict[str, tuple[dict[str, Any], float]] = {
+    "majority": ({"strategy": "majority", "n": 16, "verifier": "none"}, 0.75),
+    "weighted_best_of_n": ({"strategy": "weighted_best_of_n", "n": 16, "verifier": "prm",
+                            "aggregation": "last"}, 0.85),
 }
 TREE: dict[str, dict[str, Any]] = {
     "beam_search M=4": {"strategy": "beam_search", "beam_width": 4},
@@ -49,14 +50,14 @@ def timed(rows: list[dict[str, Any]], **kwargs: Any) -> tuple[Measured, float]:
 
 
 def early_stopping(rows: list[dict[str, Any]], quality: float) -> None:
-    print(f"(a) early stopping {EARLY_STOP}, {len(rows)} problems, q={quality:g}")  # noqa: T201
-    for name, config in SAMPLING.items():
+    print(f"(a) early stopping {ROUNDS}, {len(rows)} problems, q={quality:g}")  # noqa: T201
+    for name, (config, share) in SAMPLING.items():
         full, t_full = timed(rows, quality=quality, **config)
-        early, t_early = timed(rows, quality=quality, **config, **EARLY_STOP)
+        early, t_early = timed(rows, quality=quality, **config, early_stop=share, **ROUNDS)
         saved = 1 - early.completion_tokens / full.completion_tokens
         diff = early.accuracy - full.accuracy
         print(line(name, full, t_full))  # noqa: T201
-        print(line(name + " +early_stop", early, t_early))  # noqa: T201
+        print(line(f"{name} +early_stop {share:g}", early, t_early))  # noqa: T201
         print(f"  generated tokens saved {saved:.1%}, accuracy difference {diff:+.3f} "  # noqa: T201
               f"(2 sd = {2 * sd_of_difference(full, early):.3f})")
 

@@ -19,8 +19,9 @@ from worker.search.particles import resample, softmax_weights
 from worker.search.rebase import balance
 from worker.search.registry import run_search
 from worker.search.rescore import curve_group_size, rescore
+from worker.search.sampling import settled
 from worker.search.scoring import budget_points
-from worker.search.types import Problem, SearchResult, TraceNode
+from worker.search.types import Candidate, Problem, SearchResult, TraceNode
 from worker.verifiers.base import VerifierOutput
 from worker.verifiers.factory import make_verifier
 
@@ -261,6 +262,22 @@ def test_a_stop_is_never_before_the_minimum_or_without_agreement() -> None:
         strict = search(problem, **(RUNS["majority_early"] | {"early_stop": 1.0})).result
         if len(strict.candidates) < 16:
             assert len({c.canonical for c in strict.candidates}) == 1
+
+
+def test_weighted_best_of_n_stops_on_the_share_of_the_score_sum() -> None:
+    # Three of four samples say 7, but the verifier thinks little of them.
+    found = [Candidate(i, i, i, f"so \\boxed{{{a}}}", "stop", step_scores=[s])
+             for i, (a, s) in enumerate([("7", 0.1), ("7", 0.1), ("7", 0.2), ("5", 0.9)])]
+    by_votes = make_config(strategy="majority", n=8, verifier="none", **EARLY)
+    by_score = make_config(strategy="weighted_best_of_n", n=8, **JUDGED, **EARLY)
+    assert settled(found, by_votes) == ("early stop after 4 of 8 samples: 3 of 4 agree on 7 "
+                                        "(rule: share >= 0.75 after >= 4 samples)")
+    assert settled(found, by_score) is None  # 7 holds 0.4 of the score sum 1.3
+    found[3].step_scores = [0.05]
+    assert "agree on 7" in (settled(found, by_score) or "")  # 0.4 of 0.45
+    found[3].finish = "length"  # a cut-off never votes, but it counts against the share
+    assert settled(found[:3] + [found[3]], by_votes) is not None
+    assert settled([*found[:2], found[3], found[3]], by_votes) is None
 
 
 def test_weighted_best_of_n_scores_only_the_samples_drawn() -> None:

@@ -1,8 +1,6 @@
 """Strategies over N independent samples: majority, best-of-N, weighted best-of-N, each
 optionally stopping early once the answers drawn so far agree."""
 
-from collections import Counter
-
 from worker.engines.base import Completion, Engine, GenerationRequest
 from worker.search.answers import canonical_answer, extract_answer
 from worker.search.config import SearchConfig
@@ -58,20 +56,30 @@ def sample_candidates(run: SearchRun, *, score: bool) -> list[Candidate]:
 
 def settled(candidates: list[Candidate], config: SearchConfig) -> str | None:
     """Why sampling may stop here, or None: the leading answer holds at least the
-    early_stop share of all samples so far (cut-off and answerless ones count against it)."""
+    early_stop share of all samples so far (cut-off and answerless ones count against it).
+    Where the selection weighs answers by score (weighted best-of-N), so does the share."""
     assert config.early_stop is not None
     drawn = len(candidates)
-    votes = Counter(
-        canonical_answer(extract_answer(c.text).answer) for c in candidates if c.finished
-    )
-    votes.pop(None, None)
-    if drawn < config.early_stop_min or not votes:
+    if drawn < config.early_stop_min:
         return None
-    answer, top = votes.most_common(1)[0]
-    if top < config.early_stop * drawn:
+    by_score = config.final_selection == "weighted"
+    weight: dict[str, float] = {}
+    total = 0.0
+    for c in candidates:
+        w = aggregate(c.step_scores, config.aggregation) if by_score else 1.0
+        total += w
+        key = canonical_answer(extract_answer(c.text).answer) if c.finished else None
+        if key is not None:
+            weight[key] = weight.get(key, 0.0) + w
+    if not weight or total <= 0.0:
         return None
+    answer = max(weight, key=lambda k: weight[k])  # ties: the answer seen first
+    if weight[answer] < config.early_stop * total:
+        return None
+    held = (f"{weight[answer]:.3g} of the score sum {total:.3g}" if by_score
+            else f"{weight[answer]:g} of {drawn}")
     return (
-        f"early stop after {drawn} of {config.n} samples: {top} of {drawn} agree on {answer} "
+        f"early stop after {drawn} of {config.n} samples: {held} agree on {answer} "
         f"(rule: share >= {config.early_stop:g} after >= {config.early_stop_min} samples)"
     )
 
