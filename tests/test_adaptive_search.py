@@ -299,6 +299,7 @@ def test_weighted_best_of_n_scores_only_the_samples_drawn() -> None:
     ({"strategy": "majority", "early_stop": 1.5}, "early_stop"),
     ({"strategy": "particle_filtering", "pf_temperature": 0}, "pf_temperature"),
     ({"strategy": "particle_filtering", "pf_rounds": 0}, "pf_rounds"),
+    ({"strategy": "particle_filtering", "pf_rounds": 2, "n": 1}, "pf_rounds"),
     ({"strategy": "rebase", "rebase_temperature": -1}, "rebase_temperature"),
     ({"strategy": "majority", "early_stop": 0.8, "early_stop_round": 0}, "early_stop_round"),
 ])

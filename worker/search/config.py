@@ -87,6 +87,9 @@ class SearchConfig(BaseModel):
             raise ValueError("strategy lookahead needs lookahead >= 1")
         if self.strategy not in ("majority", "self_refine") and self.verifier == "none":
             raise ValueError(f"strategy {self.strategy} needs a verifier")
+        if self.strategy == "particle_filtering" and self.pf_rounds > 1 and self.n < 2:
+            raise ValueError("pf_rounds: Particle Gibbs rounds need n >= 2 (one particle is "
+                             "the reference, the others are new)")
         self._check_early_stop()
         return self
 
