@@ -90,6 +90,16 @@ def test_submit_with_an_impossible_config_fails(url: str, dataset: Path) -> None
     assert result.exit_code != 0 and "beam_width" in result.stderr
 
 
+def test_submit_passes_the_adaptive_search_flags(url: str, dataset: Path) -> None:
+    batch_id = submitted(url, dataset, "--strategy", "particle_filtering", "--verifier",
+                         "self_judge", "--pf-temperature", "0.5", "--pf-rounds", "2")
+    config = batch_of(url, batch_id)["config"]
+    assert (config["strategy"], config["pf_temperature"], config["pf_rounds"]) == (
+        "particle_filtering", 0.5, 2)
+    result = ttcq(url, "submit", str(dataset), "--strategy", "beam_search", "--early-stop", "0.8")
+    assert result.exit_code != 0 and "early_stop" in result.stderr
+
+
 def test_status_prints_counts(url: str, dataset: Path) -> None:
     batch_id = submitted(url, dataset)
     result = ttcq(url, "status", batch_id)

@@ -7,7 +7,7 @@ from click.testing import CliRunner, Result
 from sqlmodel import Session, select
 
 from api.cli import main
-from db.models import Job, JobCost
+from db.models import Batch, Job, JobCost
 from db.session import get_engine
 
 EXAMPLES = Path(__file__).parent.parent / "examples" / "gsm8k_sample.jsonl"
@@ -63,3 +63,33 @@ def test_run_rejects_an_impossible_config(tmp_path: Path) -> None:
     result = run(str(EXAMPLES), "--strategy", "dvts", "--n", "6", "--beam-width", "4",
                  "--db", f"sqlite:///{tmp_path / 'never.db'}")
     assert result.exit_code != 0 and "beam_width" in result.stderr
+
+
+def test_run_takes_the_adaptive_search_flags(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'local.db'}"
+    flags = {
+        "particle_filtering": ["--strategy", "particle_filtering", "--verifier", "self_judge",
+                               "--pf-temperature", "0.5", "--pf-rounds", "2"],
+        "rebase": ["--strategy", "rebase", "--verifier", "self_judge",
+                   "--rebase-temperature", "0.3"],
+        "majority": ["--strategy", "majority", "--verifier", "none", "--early-stop", "0.5",
+                     "--early-stop-round", "1", "--early-stop-min", "1"],
+    }
+    for name, given in flags.items():
+        result = run(str(EXAMPLES), *given, "--n", "2", "--max-tokens", "24", "--limit", "1",
+                     "--threads", "1", "--db", url, "--name", name)
+        assert result.exit_code == 0, result.output
+    with Session(get_engine(url)) as session:
+        configs = {b.name: b.config for b in session.exec(select(Batch)).all()}
+        assert {j.state for j in session.exec(select(Job)).all()} == {"succeeded"}
+    assert (configs["particle_filtering"]["pf_temperature"],
+            configs["particle_filtering"]["pf_rounds"]) == (0.5, 2)
+    assert configs["rebase"]["rebase_temperature"] == 0.3
+    assert (configs["majority"]["early_stop"], configs["majority"]["early_stop_round"],
+            configs["majority"]["early_stop_min"]) == (0.5, 1, 1)
+
+
+def test_run_rejects_early_stopping_for_a_tree_search(tmp_path: Path) -> None:
+    result = run(str(EXAMPLES), "--strategy", "beam_search", "--n", "4", "--early-stop", "0.8",
+                 "--db", f"sqlite:///{tmp_path / 'never.db'}")
+    assert result.exit_code != 0 and "early_stop" in result.stderr

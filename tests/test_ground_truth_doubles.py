@@ -164,3 +164,25 @@ def test_self_judge_on_the_engine_is_the_ground_truth_judge() -> None:
     direct = judge.score(SPEC.problem_text(), [steps])
     assert via_engine.scores[0] == pytest.approx(direct.scores[0], abs=1e-12)
     assert via_engine.usage.prompt_tokens > 0
+
+
+def test_a_judge_with_noisy_steps_flips_coins_on_the_first_steps() -> None:
+    judge = GroundTruthVerifier(8.0, noisy_steps=2)
+    rng = random.Random(2)
+
+    def mean_score(depth: int, sound: bool) -> float:
+        scores = []
+        for _ in range(3000):
+            path = [(step_text(d, True, rng.getrandbits(32)), True) for d in range(1, depth)]
+            path.append((step_text(depth, sound, rng.getrandbits(32)), sound))
+            scores.append(judge.path_score("k", path))
+        return sum(scores) / len(scores)
+
+    coin_sd = math.sqrt(1 / 12 / 3000)  # Beta(1, 1) is uniform
+    for depth in (1, 2):
+        assert abs(mean_score(depth, True) - 0.5) < 4 * coin_sd
+        assert abs(mean_score(depth, False) - 0.5) < 4 * coin_sd
+    assert mean_score(3, True) > 0.85 and mean_score(3, False) < 0.15  # q/(q+1) = 0.89
+    assert "noisy_steps=2" in judge.name and GroundTruthVerifier(8.0).name == "ground_truth q=8"
+    with pytest.raises(ValueError, match="noisy_steps"):
+        GroundTruthVerifier(noisy_steps=-1)

@@ -101,3 +101,21 @@ def test_progress_logs_a_line_now_and_then_elsewhere() -> None:
     for _ in range(5):
         progress.add("succeeded", None, 10)
     assert out.getvalue().count("\n") == 1 and "\r" not in out.getvalue()
+
+
+def test_adaptive_search_fields_split_lines_only_where_they_are_read() -> None:
+    stored_before = {k: v for k, v in config(strategy="majority").items()
+                     if k not in ("pf_temperature", "pf_rounds", "rebase_temperature",
+                                  "early_stop", "early_stop_round", "early_stop_min")}
+    assert lines.key_of(lines.settings(stored_before, "")) == lines.key_of(
+        lines.settings(config(strategy="majority"), ""))
+    early = lines.settings(config(strategy="majority", early_stop=0.75), "")
+    assert early["early_stop"] == 0.75
+    assert lines.key_of(early) != lines.key_of(lines.settings(config(strategy="majority"), ""))
+    cold = lines.settings(config(strategy="particle_filtering", pf_temperature=1.0), "")
+    assert cold["pf_temperature"] == 1.0 and "rebase_temperature" not in cold
+    one, three = (lines.settings(config(strategy="particle_filtering", pf_rounds=r), "")
+                  for r in (1, 3))
+    assert lines.key_of(one) == lines.key_of(three)  # rounds are budget, read n, 2n, ...
+    assert curve_group_size(make_config(strategy="particle_filtering", n=8)) == 8
+    assert curve_group_size(make_config(strategy="rebase", n=8)) == 8

@@ -37,6 +37,10 @@ STRATEGIES: dict[str, dict[str, Any]] = {
     "dvts": {"verifier": "checker"},
     "lookahead": {"verifier": "self_judge", "lookahead": 1},
     "self_refine": {"verifier": "none", "rounds": 1},
+    "particle_filtering": {"verifier": "self_judge", "pf_rounds": 2},
+    "rebase": {"verifier": "prm"},
+    "majority_early_stop": {"strategy": "majority", "verifier": "none", "early_stop": 0.5,
+                            "early_stop_round": 2, "early_stop_min": 2},
 }
 
 
@@ -46,7 +50,8 @@ def test_stored_tokens_equal_what_the_server_reported(
     sessions: SessionFactory,
 ) -> None:
     engine, client = sglang_recorded
-    [job_id] = make_batch(sessions, strategy=strategy, **SHORT, **STRATEGIES[strategy])
+    # A key names a run; its entry may set the strategy itself (majority_early_stop).
+    [job_id] = make_batch(sessions, **({"strategy": strategy} | SHORT | STRATEGIES[strategy]))
     outcome = process_job(sessions=sessions, job_id=job_id, engine=engine, worker_name="t",
                           lease_seconds=60, max_attempts=1, served=ServedVerifiers())
     assert outcome == "succeeded", job_of(sessions, job_id).error

@@ -1,5 +1,6 @@
-"""beam_search, dvts and lookahead on the real SmolLM2 model: how candidates end, the
-trace tree, exact generation cost, lookahead accounting and reproducibility."""
+"""beam_search, dvts, lookahead, particle_filtering and rebase on the real SmolLM2 model:
+how candidates end, the trace tree, exact generation cost, lookahead accounting and
+reproducibility."""
 
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -30,6 +31,7 @@ SETTINGS: dict[str, Any] = {
 }
 STRATEGIES: dict[str, dict[str, Any]] = {
     "beam_search": {}, "dvts": {}, "lookahead": {"lookahead": 1},
+    "particle_filtering": {"pf_rounds": 2}, "rebase": {},
 }
 
 
@@ -220,3 +222,21 @@ def test_same_seed_gives_the_same_trace(
     first, again = searched[strategy].result, _search(engine, strategy).result
     assert again.trace.nodes == first.trace.nodes
     assert again.candidates == first.candidates
+
+
+def test_particles_and_rebase_spend_what_is_left_of_n_per_step(
+    searched: dict[str, Searched],
+) -> None:
+    for strategy in ("particle_filtering", "rebase"):
+        run = searched[strategy]
+        for requests, _ in run.engine.calls:
+            # Copies of a particle are one request of n samples, never one request each.
+            assert len({r.prompt_ids for r in requests}) == len(requests)
+    steps = [n for n in searched["rebase"].result.trace.nodes if n.kind == "step"]
+    for depth, (requests, _) in enumerate(searched["rebase"].engine.calls, start=1):
+        closed = [n for n in steps if n.depth < depth
+                  and n.status in ("finished", "truncated", "selected")]
+        assert sum(r.n for r in requests) == 4 - len(closed)
+    rounds = [c.group for c in searched["particle_filtering"].result.candidates]
+    assert sorted(set(rounds)) == [0, 1] and rounds.count(0) == 4
+    assert sorted(searched["particle_filtering"].result.curve) == [4, 8]

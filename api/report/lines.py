@@ -10,7 +10,7 @@ SAMPLING = ("majority", "best_of_n", "weighted_best_of_n")
 TREE = ("beam_search", "dvts", "lookahead")
 # The budget is the x axis and the seed is noise: batches that differ only there are
 # replicates of one configuration (self-refine's budget is its number of rounds).
-NOT_A_SETTING = {"n", "seed", "rounds"}
+NOT_A_SETTING = {"n", "seed", "rounds", "pf_rounds"}
 IGNORED_BY = {
     "majority": {"verifier", "aggregation", "beam_width", "lookahead", "max_step_tokens",
                  "max_depth"},
@@ -18,6 +18,13 @@ IGNORED_BY = {
     "self_refine": {"beam_width", "lookahead", "max_depth"},
 }
 IGNORED_BY["weighted_best_of_n"] = IGNORED_BY["best_of_n"]
+# Fields only these strategies read: elsewhere they are defaults (or, in batches stored
+# before the field existed, absent), and a line must not split on them.
+READ_ONLY_BY = {
+    "pf_temperature": {"particle_filtering"}, "rebase_temperature": {"rebase"},
+    "early_stop": set(SAMPLING), "early_stop_round": set(SAMPLING),
+    "early_stop_min": set(SAMPLING),
+}
 DEFAULT_SELECTION = {"majority": "majority", "weighted_best_of_n": "weighted"}
 
 Key = tuple[tuple[str, Any], ...]
@@ -27,6 +34,9 @@ def settings(config: Mapping[str, Any], model: str) -> dict[str, Any]:
     """The fields of a batch's config that make its curve what it is."""
     strategy = config["strategy"]
     ignored = NOT_A_SETTING | IGNORED_BY.get(strategy, set())
+    ignored |= {field for field, readers in READ_ONLY_BY.items() if strategy not in readers}
+    if config.get("early_stop") is None:
+        ignored |= {"early_stop", "early_stop_round", "early_stop_min"}
     if strategy == "self_refine" and config.get("verifier") == "none":
         ignored |= {"aggregation"}
     chosen = {k: v for k, v in config.items() if k not in ignored}

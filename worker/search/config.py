@@ -9,12 +9,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 StrategyName = Literal[
     "majority", "best_of_n", "weighted_best_of_n", "beam_search", "dvts", "lookahead",
     "self_refine",
+    "particle_filtering", "rebase",
 ]
 VerifierName = Literal["self_judge", "checker", "prm", "orm", "none"]
 Aggregation = Literal["last", "min", "prod", "mean"]
 Selection = Literal["naive", "weighted", "majority"]
 
 TREE_STRATEGIES = ("beam_search", "dvts", "lookahead")
+SAMPLING_STRATEGIES = ("majority", "best_of_n", "weighted_best_of_n")
 DEFAULT_SELECTION: dict[str, Selection] = {
     "majority": "majority",
     "weighted_best_of_n": "weighted",
@@ -40,6 +42,19 @@ class SearchConfig(BaseModel):
     beam_width: int = Field(default=4, ge=1, description="M: expansions per kept beam")
     lookahead: int = Field(default=0, ge=0, le=16, description="k greedy steps before scoring")
     rounds: int = Field(default=2, ge=1, le=16, description="self_refine revisions")
+    # Scores lie in [0, 1]: at 0.2 a score ahead by 0.2 weighs e times more.
+    pf_temperature: float = Field(default=0.2, gt=0.0, le=100.0,
+                                  description="particle_filtering: softmax(score / T) resampling")
+    pf_rounds: int = Field(default=1, ge=1, le=16,
+                           description="particle_filtering: Particle Gibbs rounds of n particles")
+    rebase_temperature: float = Field(default=0.2, gt=0.0, le=100.0,
+                                      description="rebase: softmax(score / T) splits a depth's n")
+    early_stop: float | None = Field(
+        default=None, gt=0.0, le=1.0,
+        description="sampling: stop once the leading answer holds this share of the samples",
+    )
+    early_stop_round: int = Field(default=4, ge=1, description="sampling: samples per round")
+    early_stop_min: int = Field(default=4, ge=1, description="sampling: samples before a stop")
     verifier: VerifierName = "checker"
     aggregation: Aggregation = "min"
     selection: Selection | None = None
@@ -72,7 +87,24 @@ class SearchConfig(BaseModel):
             raise ValueError("strategy lookahead needs lookahead >= 1")
         if self.strategy not in ("majority", "self_refine") and self.verifier == "none":
             raise ValueError(f"strategy {self.strategy} needs a verifier")
+        if self.strategy == "particle_filtering" and self.pf_rounds > 1 and self.n < 2:
+            raise ValueError("pf_rounds: Particle Gibbs rounds need n >= 2 (one particle is "
+                             "the reference, the others are new)")
+        self._check_early_stop()
         return self
+
+    def _check_early_stop(self) -> None:
+        if self.early_stop is None:
+            return
+        if self.strategy not in SAMPLING_STRATEGIES:
+            raise ValueError(
+                f"early_stop: strategy {self.strategy} does not stop early "
+                f"(only {', '.join(SAMPLING_STRATEGIES)})"
+            )
+        if self.early_stop_min > self.n:
+            raise ValueError(
+                f"early_stop_min: {self.early_stop_min} samples before a stop exceeds n={self.n}"
+            )
 
     @property
     def final_selection(self) -> Selection:

@@ -6,6 +6,8 @@ from worker.engines.base import Engine
 from worker.search.beam import beam_search, lookahead_search
 from worker.search.config import SearchConfig
 from worker.search.dvts import dvts
+from worker.search.particles import particle_filtering
+from worker.search.rebase import rebase
 from worker.search.refine import self_refine
 from worker.search.sampling import best_of_n, majority, weighted_best_of_n
 from worker.search.types import Problem, SearchResult
@@ -21,6 +23,8 @@ STRATEGIES: dict[str, Strategy] = {
     "dvts": dvts,
     "lookahead": lookahead_search,
     "self_refine": self_refine,
+    "particle_filtering": particle_filtering,
+    "rebase": rebase,
 }
 
 

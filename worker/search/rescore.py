@@ -12,10 +12,11 @@ from worker.search.types import Candidate
 
 def curve_group_size(config: SearchConfig) -> int:
     """Leaves per budget unit of the strategy's curve: a DVTS subtree holds M of them,
-    and beam search (run per budget) reads its curve at N only."""
+    and beam search and REBASE (run per budget) read their curve at N only."""
     if config.strategy == "dvts":
         return config.beam_width
-    if config.strategy in ("beam_search", "lookahead"):
+    # Particle filtering's rounds are groups of n (one round reads n, two 2n, ...).
+    if config.strategy in ("beam_search", "lookahead", "particle_filtering", "rebase"):
         return config.n
     return 1
 

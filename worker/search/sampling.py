@@ -1,6 +1,8 @@
-"""Strategies over N independent samples: majority, best-of-N, weighted best-of-N."""
+"""Strategies over N independent samples: majority, best-of-N, weighted best-of-N, each
+optionally stopping early once the answers drawn so far agree."""
 
 from worker.engines.base import Completion, Engine, GenerationRequest
+from worker.search.answers import canonical_answer, extract_answer
 from worker.search.config import SearchConfig
 from worker.search.run import SearchRun
 from worker.search.scoring import aggregate
@@ -35,11 +37,62 @@ def record_scores(run: SearchRun, leaf: TraceNode, step_scores: list[float]) -> 
 
 
 def sample_candidates(run: SearchRun, *, score: bool) -> list[Candidate]:
+    """n samples in one engine call, or, with early stopping, in rounds until the answers
+    agree. Sample i is seeded seed + i either way: on an engine whose sampling does not
+    depend on how a call is batched, the samples drawn are the first of the full run."""
     c = run.config
-    request = GenerationRequest(run.prompt_ids, run.params(max_tokens=c.max_tokens, seed=0), c.n)
+    candidates: list[Candidate] = []
+    while len(candidates) < c.n:
+        size = c.n - len(candidates)
+        if c.early_stop is not None:
+            size = min(size, c.early_stop_round)
+        candidates += _sample_round(run, len(candidates), size, score=score)
+        if c.early_stop is not None and (reason := settled(candidates, c)):
+            if len(candidates) < c.n:
+                run.trace.add(run.root, "stop", reason)
+            break
+    return candidates
+
+
+def settled(candidates: list[Candidate], config: SearchConfig) -> str | None:
+    """Why sampling may stop here, or None: the leading answer holds at least the
+    early_stop share of all samples so far (cut-off and answerless ones count against it).
+    Where the selection weighs answers by score (weighted best-of-N), so does the share."""
+    assert config.early_stop is not None
+    drawn = len(candidates)
+    if drawn < config.early_stop_min:
+        return None
+    by_score = config.final_selection == "weighted"
+    weight: dict[str, float] = {}
+    total = 0.0
+    for c in candidates:
+        w = aggregate(c.step_scores, config.aggregation) if by_score else 1.0
+        total += w
+        key = canonical_answer(extract_answer(c.text).answer) if c.finished else None
+        if key is not None:
+            weight[key] = weight.get(key, 0.0) + w
+    if not weight or total <= 0.0:
+        return None
+    answer = max(weight, key=lambda k: weight[k])  # ties: the answer seen first
+    if weight[answer] < config.early_stop * total:
+        return None
+    held = (f"{weight[answer]:.3g} of the score sum {total:.3g}" if by_score
+            else f"{weight[answer]:g} of {drawn}")
+    return (
+        f"early stop after {drawn} of {config.n} samples: {held} agree on {answer} "
+        f"(rule: share >= {config.early_stop:g} after >= {config.early_stop_min} samples)"
+    )
+
+
+def _sample_round(run: SearchRun, first: int, size: int, *, score: bool) -> list[Candidate]:
+    """Samples first .. first + size - 1, each a candidate (and group) of its own."""
+    c = run.config
+    request = GenerationRequest(
+        run.prompt_ids, run.params(max_tokens=c.max_tokens, seed=first), size
+    )
     completions = run.generate([request])[0]
     candidates, leaves = [], []
-    for i, completion in enumerate(completions):
+    for i, completion in enumerate(completions, start=first):
         leaf = add_solution(run, run.root, completion)
         leaves.append(leaf)
         candidates.append(

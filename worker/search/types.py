@@ -6,7 +6,8 @@ from typing import Literal
 from worker.engines.base import Completion, FinishReason, Usage
 
 NodeStatus = Literal["expanded", "pruned", "finished", "truncated", "selected"]
-NodeKind = Literal["prompt", "step", "lookahead", "critique", "revision"]
+# "stop": a note where a search stopped early and why; it holds no tokens.
+NodeKind = Literal["prompt", "step", "lookahead", "critique", "revision", "stop"]
 
 
 @dataclass(frozen=True)
