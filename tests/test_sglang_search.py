@@ -37,6 +37,8 @@ STRATEGIES: dict[str, dict[str, Any]] = {
     "dvts": {"verifier": "checker"},
     "lookahead": {"verifier": "self_judge", "lookahead": 1},
     "self_refine": {"verifier": "none", "rounds": 1},
+    # The default policy scaled to n=4: the probe, then majority, best-of-N or beam search.
+    "compute_optimal": {"verifier": "prm"},
 }
 
 

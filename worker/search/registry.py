@@ -4,6 +4,7 @@ from collections.abc import Callable
 
 from worker.engines.base import Engine
 from worker.search.beam import beam_search, lookahead_search
+from worker.search.compute_optimal import compute_optimal
 from worker.search.config import SearchConfig
 from worker.search.dvts import dvts
 from worker.search.refine import self_refine
@@ -21,6 +22,7 @@ STRATEGIES: dict[str, Strategy] = {
     "dvts": dvts,
     "lookahead": lookahead_search,
     "self_refine": self_refine,
+    "compute_optimal": compute_optimal,
 }
 
 

@@ -34,14 +34,18 @@ def record_scores(run: SearchRun, leaf: TraceNode, step_scores: list[float]) -> 
         node.agg_score = aggregate(step_scores[: i + 1], run.config.aggregation)
 
 
-def sample_candidates(run: SearchRun, *, score: bool) -> list[Candidate]:
+def draw_samples(run: SearchRun, start: int = 0, count: int | None = None) -> list[Candidate]:
+    """Samples start .. start+count-1 of the run (count: config.n); sample j is seeded
+    seed + j, so drawing the first k and then the rest gives exactly the n of one call."""
     c = run.config
-    request = GenerationRequest(run.prompt_ids, run.params(max_tokens=c.max_tokens, seed=0), c.n)
+    count = c.n - start if count is None else count
+    request = GenerationRequest(
+        run.prompt_ids, run.params(max_tokens=c.max_tokens, seed=start), count
+    )
     completions = run.generate([request])[0]
-    candidates, leaves = [], []
-    for i, completion in enumerate(completions):
+    candidates = []
+    for i, completion in enumerate(completions, start=start):
         leaf = add_solution(run, run.root, completion)
-        leaves.append(leaf)
         candidates.append(
             Candidate(
                 index=i,
@@ -51,11 +55,22 @@ def sample_candidates(run: SearchRun, *, score: bool) -> list[Candidate]:
                 finish=completion.finish_reason,
             )
         )
+    return candidates
+
+
+def score_samples(run: SearchRun, candidates: list[Candidate]) -> None:
+    """Score whole solutions in one verifier call; scores go on candidates and nodes."""
+    leaves = [run.trace.nodes[c.leaf_id] for c in candidates]
+    scores = run.score([[n.text for n in run.trace.path(leaf)] for leaf in leaves])
+    for candidate, leaf, step_scores in zip(candidates, leaves, scores, strict=True):
+        candidate.step_scores = step_scores
+        record_scores(run, leaf, step_scores)
+
+
+def sample_candidates(run: SearchRun, *, score: bool) -> list[Candidate]:
+    candidates = draw_samples(run)
     if score:
-        scores = run.score([[n.text for n in run.trace.path(leaf)] for leaf in leaves])
-        for candidate, leaf, step_scores in zip(candidates, leaves, scores, strict=True):
-            candidate.step_scores = step_scores
-            record_scores(run, leaf, step_scores)
+        score_samples(run, candidates)
     return candidates
 
 

@@ -6,7 +6,7 @@ from typing import Literal
 from worker.engines.base import Completion, FinishReason, Usage
 
 NodeStatus = Literal["expanded", "pruned", "finished", "truncated", "selected"]
-NodeKind = Literal["prompt", "step", "lookahead", "critique", "revision"]
+NodeKind = Literal["prompt", "step", "lookahead", "critique", "revision", "decision"]
 
 
 @dataclass(frozen=True)
