@@ -18,6 +18,7 @@ from worker.search.config import (
     VerifierName,
     load_recipe,
 )
+from worker.search.policy import PolicyError, load_policy
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -43,6 +44,10 @@ def search_options(command: F) -> F:
     """Add the search flags and --config RECIPE to a command."""
     for flag, kind, help_text in reversed(SEARCH_FLAGS):
         command = click.option(flag, type=kind, default=None, help=help_text)(command)
+    command = click.option(
+        "--policy", "policy_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+        help="compute_optimal policy YAML (from `ttcq policy fit`); stored in the batch config",
+    )(command)
     return click.option(
         "--config", "recipe", type=click.Path(exists=True, dir_okay=False, path_type=Path),
         help="YAML recipe of SearchConfig fields; flags override it",
@@ -63,6 +68,12 @@ def config_from(recipe: Path | None, flags: Mapping[str, Any]) -> dict[str, Any]
     except (ConfigError, OSError) as error:
         raise click.BadParameter(str(error), param_hint="--config") from None
     config.update({k: flags[k] for k in SEARCH_KEYS if flags.get(k) is not None})
+    if flags.get("policy_file") is not None:
+        try:
+            # The file's content, not its path, goes into the config: a job reruns alike.
+            config["policy"] = load_policy(flags["policy_file"])
+        except (PolicyError, OSError) as error:
+            raise click.BadParameter(str(error), param_hint="--policy") from None
     return config
 
 
