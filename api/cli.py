@@ -18,6 +18,7 @@ from api.cli_options import (
     field_mapping,
     search_options,
 )
+from api.cli_policy import policy_group
 from api.cli_reports import list_command, report_command, rescore_command
 from api.client import Client
 from api.embedded import run_command
@@ -45,6 +46,7 @@ main.add_command(run_command)
 main.add_command(list_command)
 main.add_command(report_command)
 main.add_command(rescore_command)
+main.add_command(policy_group)
 
 
 @main.command()

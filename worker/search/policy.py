@@ -57,6 +57,7 @@ class Policy(BaseModel):
     # n scales every bin's budget by n / budget.
     budget: int = Field(default=16, ge=1, le=4096)
     bins: list[PolicyBin] = Field(min_length=1, max_length=32)
+    description: str = Field(default="", max_length=2000, description="where it came from")
 
     @model_validator(mode="after")
     def _check_bins(self) -> "Policy":
