@@ -18,7 +18,13 @@ from worker.search.config import (
     VerifierName,
     load_recipe,
 )
-from worker.search.policy import PolicyError, load_policy
+from worker.search.policy import (
+    DEFAULT_POLICY,
+    PolicyError,
+    budget_for_tokens,
+    load_policy,
+    parse_policy,
+)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -36,6 +42,8 @@ SEARCH_FLAGS: list[tuple[str, Any, str]] = [
     ("--max-tokens", click.IntRange(min=1), "tokens per candidate, over all steps"),
     ("--temperature", click.FloatRange(min=0.0), "sampling temperature"),
     ("--seed", int, "base seed; each branch derives its own"),
+    ("--batch-tokens", click.IntRange(min=1),
+     "compute_optimal: tokens for the whole batch, spread by the policy (in expectation)"),
 ]
 SEARCH_KEYS = [flag[2:].replace("-", "_") for flag, _, _ in SEARCH_FLAGS]
 
@@ -75,6 +83,18 @@ def config_from(recipe: Path | None, flags: Mapping[str, Any]) -> dict[str, Any]
         except (PolicyError, OSError) as error:
             raise click.BadParameter(str(error), param_hint="--policy") from None
     return config
+
+
+def with_batch_tokens(config: dict[str, Any], problems: int) -> dict[str, Any]:
+    """The config with n set from batch_tokens over this many problems, when given."""
+    if config.get("batch_tokens") is None:
+        return config
+    try:
+        policy = parse_policy(config.get("policy") or DEFAULT_POLICY.model_dump())
+        n = budget_for_tokens(policy, config["batch_tokens"], problems)
+    except PolicyError as error:
+        raise click.BadParameter(str(error), param_hint="--batch-tokens") from None
+    return {**config, "n": n}
 
 
 def field_mapping(pairs: tuple[str, ...]) -> dict[str, str]:

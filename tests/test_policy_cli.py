@@ -36,7 +36,8 @@ def test_run_with_a_policy_stores_it_and_follows_it(tmp_path: Path) -> None:
         [batch] = session.exec(select(Batch)).all()
         nodes = session.exec(select(TraceNode)).all()
         candidates = session.exec(select(Candidate)).all()
-    assert batch.config["policy"]["bins"][1] == {**POLICY["bins"][1], "config": {}}
+    assert batch.config["policy"]["bins"][1] == {**POLICY["bins"][1], "config": {},
+                                                 "share": None, "tokens": None}
     assert batch.config["n"] == 3  # the policy's budget, n not given
     [choice] = [n.text for n in nodes if n.kind == "decision"]
     assert choice.startswith("bin ") and " of 2: agreement " in choice
@@ -49,3 +50,26 @@ def test_a_bad_policy_file_is_refused_naming_the_field(tmp_path: Path) -> None:
                  str(write(tmp_path, bad)), "--db", f"sqlite:///{tmp_path / 'x.db'}")
     assert result.exit_code != 0
     assert "--policy" in result.stderr and "policy.bins.0.n" in result.stderr
+
+
+def test_batch_tokens_set_n_from_a_fitted_policy(tmp_path: Path) -> None:
+    # Half the problems settle (100 tokens: the probe), half take majority n=3 (150).
+    fitted = {**POLICY, "probe_tokens": 100.0, "bins": [
+        {**POLICY["bins"][0], "share": 0.5, "tokens": 100.0},
+        {**POLICY["bins"][1], "share": 0.5, "tokens": 150.0}]}
+    url = f"sqlite:///{tmp_path / 'local.db'}"
+    result = run(str(EXAMPLES), "--strategy", "compute_optimal", "--policy",
+                 str(write(tmp_path, fitted)), "--batch-tokens", "220", "--verifier", "none",
+                 "--max-tokens", "16", "--threads", "1", "--limit", "2", "--db", url)
+    assert result.exit_code == 0, result.output
+    with Session(get_engine(url)) as session:
+        [batch] = session.exec(select(Batch)).all()
+    # 110 a problem: n=2 is expected to cost 100 (the probe's 2 samples are the 2), n=3 125.
+    assert (batch.config["n"], batch.config["batch_tokens"]) == (2, 220)
+
+
+def test_batch_tokens_need_a_fitted_policy(tmp_path: Path) -> None:
+    result = run(str(EXAMPLES), "--strategy", "compute_optimal", "--batch-tokens", "1000",
+                 "--limit", "1", "--db", f"sqlite:///{tmp_path / 'x.db'}")
+    assert result.exit_code != 0
+    assert "--batch-tokens" in result.stderr and "no fitted token numbers" in result.stderr

@@ -11,7 +11,13 @@ from api.datasets import Limits, to_problems
 from worker.ground_truth.task import make_dataset
 from worker.ground_truth_batches import run_batch
 from worker.search.config import make_config
-from worker.search.policy import Policy
+from worker.search.policy import (
+    DEFAULT_POLICY,
+    Policy,
+    PolicyError,
+    budget_for_tokens,
+    expected_tokens,
+)
 from worker.search.policy_fit import (
     FitError,
     StoredBatch,
@@ -52,7 +58,9 @@ def test_probe_outcome_is_the_majority_with_ties_to_the_first_answer() -> None:
 def test_quantile_thresholds_fall_and_end_at_zero() -> None:
     assert quantile_thresholds([0.25] * 5 + [1.0] * 5, 2) == [1.0, 0.0]
     assert quantile_thresholds([0.0, 0.5, 1.0], 4) == [1.0, 0.5, 0.0]
-    assert quantile_thresholds([0.5] * 4, 3) == [0.5, 0.0]
+    assert quantile_thresholds([0.5] * 4, 3) == [0.0]  # one difficulty: one bin
+    # More distinct values than bins: quantiles.
+    assert quantile_thresholds([i / 10 for i in range(10)], 2) == [0.5, 0.0]
 
 
 def test_fit_settles_easy_problems_and_searches_hard_ones() -> None:
@@ -117,3 +125,22 @@ def test_cli_names_a_missing_batch(db_url: str, tmp_path: Any) -> None:
     result = CliRunner().invoke(main, ["policy", "fit", missing, "--db", db_url,
                                        "-o", str(tmp_path / "p.yaml")])
     assert result.exit_code != 0 and f"no batch {missing}" in result.output
+
+
+def test_a_fitted_policy_knows_its_costs_and_a_batch_budget_picks_n() -> None:
+    policy = fit_policy([sampling(10, 10), beam(10, 10, 2000)], bins=2)
+    assert policy.probe_tokens == 400
+    assert [(b.share, b.tokens) for b in policy.bins] == [(0.5, 400), (0.5, 2500)]
+    assert expected_tokens(policy, 16) == 1450  # half settled, half probe + beam search
+    assert expected_tokens(policy, 8) == 925  # beam search at n=8 costs half as much
+    n = budget_for_tokens(policy, 925 * 20, 20)
+    assert n in (8, 9, 10)  # 9 and 10 round to the same 8 beams (width 4)
+    assert budget_for_tokens(policy, 1450 * 20, 20) >= 16
+
+
+def test_a_batch_budget_below_the_probe_or_without_fitted_costs_is_refused() -> None:
+    policy = fit_policy([sampling(10, 10), beam(10, 10, 2000)], bins=2)
+    with pytest.raises(PolicyError, match="batch_tokens: 100 tokens per problem is below"):
+        budget_for_tokens(policy, 2000, 20)
+    with pytest.raises(PolicyError, match="no fitted token numbers"):
+        budget_for_tokens(DEFAULT_POLICY, 10**6, 20)

@@ -35,6 +35,10 @@ class PolicyBin(BaseModel):
     strategy: str = Field(default="majority", min_length=1)
     n: int = Field(default=0, ge=0, le=4096)
     config: dict[str, Any] = Field(default_factory=dict)
+    # From a fit, for a batch budget: the share of problems that landed here, and their
+    # mean tokens (probe included) at n.
+    share: float | None = Field(default=None, ge=0.0, le=1.0)
+    tokens: float | None = Field(default=None, ge=0.0)
 
     @model_validator(mode="after")
     def _check_overrides(self) -> "PolicyBin":
@@ -58,6 +62,7 @@ class Policy(BaseModel):
     budget: int = Field(default=16, ge=1, le=4096)
     bins: list[PolicyBin] = Field(min_length=1, max_length=32)
     description: str = Field(default="", max_length=2000, description="where it came from")
+    probe_tokens: float | None = Field(default=None, ge=0.0, description="mean, from a fit")
 
     @model_validator(mode="after")
     def _check_bins(self) -> "Policy":
@@ -107,6 +112,44 @@ def scaled_budget(bin_n: int, policy: Policy, n: int, multiple: int = 1) -> int:
         return 0
     scaled = round(bin_n * n / policy.budget / multiple) * multiple
     return max(multiple, scaled)
+
+
+def expected_tokens(policy: Policy, n: int) -> float | None:
+    """Mean tokens per problem of a run at budget n, from the fit's per-bin numbers (None
+    for a policy without them). Each bin's cost beyond the probe grows linearly with its
+    scaled budget: samples, beams and subtrees cost about the same each."""
+    probe = policy.probe_tokens
+    if probe is None or any(b.share is None or b.tokens is None for b in policy.bins):
+        return None
+    total = 0.0
+    for b in policy.bins:
+        assert b.share is not None and b.tokens is not None
+        width = int(b.config.get("beam_width", 1))  # fitted tree bins carry their width
+        scaled = scaled_budget(b.n, policy, n, width)
+        if b.n == 0:
+            cost = b.tokens
+        elif b.strategy in SAMPLING_STRATEGIES:  # the probe's samples are among the n
+            cost = b.tokens * max(scaled, policy.probe) / max(b.n, policy.probe)
+        else:
+            cost = probe + (b.tokens - probe) * scaled / b.n
+        total += b.share * cost
+    return total
+
+
+def budget_for_tokens(policy: Policy, tokens: float, problems: int) -> int:
+    """The largest per-problem budget n whose expected mean tokens times the number of
+    problems stays within a batch's tokens: respected in expectation, not exactly (a
+    problem's bin is known only after its probe, and jobs run apart)."""
+    per_problem = tokens / max(problems, 1)
+    costs = {n: expected_tokens(policy, n) for n in range(1, 4097)}
+    if costs[1] is None:
+        raise PolicyError("batch_tokens: the policy has no fitted token numbers (share, "
+                          "tokens, probe_tokens); fit one with `ttcq policy fit`")
+    fitting = [n for n, cost in costs.items() if cost is not None and cost <= per_problem]
+    if not fitting:
+        raise PolicyError(f"batch_tokens: {per_problem:.0f} tokens per problem is below the "
+                          f"policy's least ({costs[1]:.0f}, the probe included)")
+    return max(fitting)
 
 
 def describe(error: ValidationError, prefix: str = "policy") -> str:

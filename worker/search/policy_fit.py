@@ -87,12 +87,17 @@ def probe_outcome(samples: Sequence[tuple[str | None, bool]]) -> bool:
 
 
 def quantile_thresholds(values: Sequence[float], bins: int) -> list[float]:
-    """Bin thresholds, falling, the last 0: the agreement at each 1 - i/bins quantile
-    (fewer bins where values repeat)."""
+    """Bin thresholds, falling, the last 0. With at most `bins` distinct values (a probe
+    of k has k + 1), each value is its own bin; otherwise the value at each 1 - i/bins
+    quantile (fewer bins where values repeat)."""
     ordered = sorted(values)
-    cuts = {ordered[min(len(ordered) - 1, int(len(ordered) * (1 - i / bins)))]
-            for i in range(1, bins)} if ordered else set()
-    return sorted(cuts - {0.0}, reverse=True) + [0.0]
+    distinct = set(ordered)
+    if len(distinct) <= bins:
+        cuts = distinct
+    else:
+        cuts = {ordered[min(len(ordered) - 1, int(len(ordered) * (1 - i / bins)))]
+                for i in range(1, bins)}
+    return sorted(cuts - {0.0, min(ordered, default=0.0)}, reverse=True) + [0.0]
 
 
 def _options(batch: StoredBatch, k: int) -> list[tuple[Option, int]]:
@@ -135,7 +140,14 @@ def fit_policy(
         members[next(i for i, t in enumerate(thresholds) if difficulty[p] >= t)].append(p)
     table = [_bin_table(batches, probe_batch, group, probe) for group in members]
     picks = _choose(table, None if target_tokens is None else target_tokens * len(keys))
-    return _policy(thresholds, picks, probe, len(keys), target_tokens)
+    probe_tokens = sum(probe_batch.jobs[p].generation_tokens for p in keys) * probe / (
+        probe_batch.budget * len(keys))
+    policy = _policy(thresholds, picks, probe, len(keys), target_tokens)
+    # The fit's own numbers, so that a batch budget can pick n (policy.budget_for_tokens).
+    fitted = [b.model_copy(update={"share": len(group) / len(keys),
+                                 "tokens": pick[1] / len(group) if group else 0.0})
+            for b, group, pick in zip(policy.bins, members, picks, strict=True)]
+    return policy.model_copy(update={"bins": fitted, "probe_tokens": probe_tokens})
 
 
 def _bin_table(batches: Sequence[StoredBatch], probe_batch: StoredBatch,
