@@ -17,7 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from api.datasets import Limits, to_problems  # noqa: E402
 from api.embedded import session_factory  # noqa: E402
 from db.migrate import upgrade  # noqa: E402
-from worker.compute_optimal_evidence import evaluate, prepare, wilson  # noqa: E402
+from worker.compute_optimal_evidence import evaluate, prepare, spend_batch, wilson  # noqa: E402
 from worker.ground_truth.task import make_dataset  # noqa: E402
 
 HEADER = ("| target tok/problem | compute_optimal tok | acc [95% CI] | best fixed at <= tok "
@@ -52,6 +52,14 @@ def main() -> None:
               f"[{low:.3f}, {high:.3f}] | {c.fixed.name} | {c.fixed.mean_tokens:.0f} | "
               f"{c.fixed.accuracy:.3f} | {c.difference:+.3f} ± {c.stderr:.3f} | "
               f"{c.mixed:.3f} ({c.optimal.accuracy - c.mixed:+.3f}) | {bins} |", flush=True)
+
+    print("\n| batch tokens | per problem | n chosen | tokens spent | spent / budget |")  # noqa: T201
+    print("|---|---|---|---|---|")  # noqa: T201
+    for target in map(float, args.targets.split(",")):
+        total = int(target * len(held_out))
+        n, spent = spend_batch(sessions, stored, held_out, total, args.quality, target)
+        print(f"| {total} | {target:.0f} | {n} | {spent} | {spent / total:.3f} |",  # noqa: T201
+              flush=True)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ from sqlmodel import Session, SQLModel
 
 from api.datasets import Limits, to_problems
 from db.session import get_engine
-from worker.compute_optimal_evidence import Comparison, evaluate, prepare
+from worker.compute_optimal_evidence import Comparison, evaluate, prepare, spend_batch
 from worker.ground_truth.task import make_dataset
 
 pytestmark = pytest.mark.timeout(900)
@@ -43,12 +43,21 @@ def quick_sessions(pg_url: str) -> Iterator[Any]:
 
 
 @pytest.fixture(scope="module")
-def comparisons(quick_sessions: Any) -> dict[float, Comparison]:
+def halves() -> tuple[list[Any], list[Any]]:
     rows = make_dataset(PROBLEMS, seed=11)
     problems = list(to_problems(enumerate(rows, start=1), limits=Limits(10_000, PROBLEMS)))
-    fit, held_out = problems[0::2], problems[1::2]
-    stored, arms = prepare(quick_sessions, fit, held_out, QUALITY)
-    return {t: evaluate(quick_sessions, stored, arms, held_out, t, QUALITY) for t in TARGETS}
+    return problems[0::2], problems[1::2]
+
+
+@pytest.fixture(scope="module")
+def prepared(quick_sessions: Any, halves: tuple[list[Any], list[Any]]) -> Any:
+    return prepare(quick_sessions, *halves, QUALITY)
+
+
+@pytest.fixture(scope="module")
+def comparisons(quick_sessions: Any, halves: Any, prepared: Any) -> dict[float, Comparison]:
+    stored, arms = prepared
+    return {t: evaluate(quick_sessions, stored, arms, halves[1], t, QUALITY) for t in TARGETS}
 
 
 @pytest.mark.parametrize("target", TARGETS)
@@ -78,3 +87,13 @@ def test_the_policy_adapts_to_difficulty(comparisons: dict[float, Comparison]) -
     for c in comparisons.values():
         assert len({(b.strategy, b.n) for b in c.policy.bins}) > 1
         assert c.policy.bins[-1].strategy != "majority"  # the hardest bin gets a search
+
+
+def test_a_batch_budget_is_spent_within_ten_percent(
+    quick_sessions: Any, halves: Any, prepared: Any,
+) -> None:
+    """In expectation only (no ledger): the fit's per-bin costs, on unseen problems."""
+    stored, _ = prepared
+    total = 12_000 * len(halves[1])
+    n, spent = spend_batch(quick_sessions, stored, halves[1], total, QUALITY, 12_000.0)
+    assert n >= 1 and 0.9 * total <= spent <= 1.1 * total

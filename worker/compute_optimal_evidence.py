@@ -17,7 +17,7 @@ from typing import Any
 from db.batches import ProblemIn
 from db.policy_data import job_outcomes, stored_batches
 from worker.ground_truth_batches import run_batch
-from worker.search.policy import Policy
+from worker.search.policy import Policy, budget_for_tokens
 from worker.search.policy_fit import StoredBatch, fit_policy
 from worker.service import SessionFactory
 
@@ -126,11 +126,11 @@ def frontier(arms: Sequence[Arm], tokens: float) -> float:
 
 def evaluate(sessions: SessionFactory, stored: Sequence[StoredBatch], held_arms: Sequence[Arm],
              held_out: Sequence[ProblemIn], target: float, quality: float,
-             bins: int = BINS) -> Comparison:
+             bins: int = BINS, probe: int = PROBE) -> Comparison:
     """Fit a policy for this target on the fit half; run compute_optimal on the held-out
     half; compare with the best fixed arm that spends no more (1% slack: the fixed arms'
     tokens are scaled estimates, compute_optimal's are measured)."""
-    policy = fit_policy(stored, probe=PROBE, bins=bins, target_tokens=target)
+    policy = fit_policy(stored, probe=probe, bins=bins, target_tokens=target)
     batch = run_batch(sessions, held_out, quality=quality, strategy="compute_optimal",
                       policy=policy.model_dump(mode="json"), **JUDGED)
     with sessions() as session:
@@ -141,3 +141,18 @@ def evaluate(sessions: SessionFactory, stored: Sequence[StoredBatch], held_arms:
     best = max(affordable or held_arms[:1], key=lambda a: (a.accuracy, -a.mean_tokens))
     return Comparison(target, policy, optimal, best, *paired(optimal, best),
                       frontier(held_arms, optimal.mean_tokens))
+
+
+def spend_batch(sessions: SessionFactory, stored: Sequence[StoredBatch],
+                held_out: Sequence[ProblemIn], batch_tokens: int, quality: float,
+                target: float) -> tuple[int, int]:
+    """A policy fitted for `target` tokens per problem, run with n chosen so that the
+    held-out half is expected to spend batch_tokens in all: (that n, tokens spent)."""
+    policy = fit_policy(stored, probe=PROBE, bins=BINS, target_tokens=target)
+    n = budget_for_tokens(policy, batch_tokens, len(held_out))
+    batch = run_batch(sessions, held_out, quality=quality, strategy="compute_optimal",
+                      policy=policy.model_dump(mode="json"), n=n, batch_tokens=batch_tokens,
+                      **JUDGED)
+    with sessions() as session:
+        outcomes = job_outcomes(session=session, batch_id=batch)
+    return n, sum(tokens for _, tokens in outcomes.values())
