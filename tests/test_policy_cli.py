@@ -73,3 +73,12 @@ def test_batch_tokens_need_a_fitted_policy(tmp_path: Path) -> None:
                  "--limit", "1", "--db", f"sqlite:///{tmp_path / 'x.db'}")
     assert result.exit_code != 0
     assert "--batch-tokens" in result.stderr and "no fitted token numbers" in result.stderr
+
+
+def test_submit_resolves_batch_tokens_before_calling_the_api(tmp_path: Path) -> None:
+    # Nothing listens on port 9: the policy is refused before any request is made.
+    result = CliRunner().invoke(main, [
+        "submit", str(EXAMPLES), "--strategy", "compute_optimal", "--batch-tokens", "5000",
+        "--api-url", "http://127.0.0.1:9"])
+    assert result.exit_code != 0
+    assert "--batch-tokens" in result.stderr and "no fitted token numbers" in result.stderr
