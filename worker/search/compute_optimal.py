@@ -10,16 +10,16 @@ tokens count in the problem's cost.
 - Any other strategy runs through the registry on its own; its trace is grafted under
   the same prompt node and its candidates follow the probe's, and its choice is final.
 
-The budget curve of a compute_optimal job has two points for every job of a batch, so
-that a report reads them across problems: n = k, the probe's majority answer (what
-stopping after the probe would give), and n = the job's budget, the final answer."""
+Like beam search's, the budget curve of a compute_optimal job has the one point n = the
+job's budget (its final answer). A point at n = k for the probe's answer was tried and
+dropped: reports charge a point n of N the share n/N of the job's tokens, which is not
+what the probe cost; the probe's answer and bin are in the trace's decision node."""
 
 from worker.engines.base import Engine
 from worker.search.config import SearchConfig, bin_config
 from worker.search.policy import SAMPLING_STRATEGIES, probe_agreement
 from worker.search.run import SearchRun
 from worker.search.sampling import draw_samples, score_samples
-from worker.search.scoring import select
 from worker.search.types import Candidate, Problem, SearchResult, TraceNode
 from worker.verifiers.base import Verifier
 
@@ -50,10 +50,7 @@ def compute_optimal(
 
         result = _graft(run, probe, run_search(problem, chosen, engine, verifier))
     result.strategy = "compute_optimal"
-    probe_pick = select(probe, "majority")
     result.curve = {config.n: result.selected}
-    if k < config.n:
-        result.curve[k] = probe_pick
     return result
 
 
