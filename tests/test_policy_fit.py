@@ -88,6 +88,13 @@ def test_fit_needs_a_sampling_batch_to_read_the_probe_from() -> None:
         fit_policy([beam(3, 3, 100)])
 
 
+def test_fit_refuses_compute_optimal_batches() -> None:
+    adaptive = beam(2, 2, 100)
+    adaptive.config = {"strategy": "compute_optimal", "n": 16}
+    with pytest.raises(FitError, match="is compute_optimal: fit from fixed strategies"):
+        fit_policy([sampling(2, 2), adaptive])
+
+
 def test_fit_needs_shared_problems() -> None:
     other = beam(0, 0, 100)
     other.jobs = {"x": StoredJob(1, 0, {16: True})}

@@ -124,6 +124,9 @@ def fit_policy(
 ) -> Policy:
     """The policy that solves the most of these problems within target_tokens per problem
     on average (see the module's docstring)."""
+    adaptive = [b.name for b in batches if b.config.get("strategy") == "compute_optimal"]
+    if adaptive:
+        raise FitError(f"batch {adaptive[0]} is compute_optimal: fit from fixed strategies")
     probe_batch = next((b for b in batches if b.config["strategy"] in SAMPLING_STRATEGIES
                         and b.budget >= probe), None)
     if probe_batch is None:
