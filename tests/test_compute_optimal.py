@@ -65,6 +65,13 @@ def test_sampling_bin_extends_the_probe_to_the_same_result_as_the_strategy_alone
     assert tokens(result.verification) == tokens(alone.verification)
 
 
+def test_a_sampling_bin_within_the_probe_draws_nothing_more() -> None:
+    small = {"probe": 4, "budget": 16, "bins": [
+        {"min_agreement": 0.0, "strategy": "majority", "n": 2}]}
+    result = solve(HARD, strategy="compute_optimal", policy=small)
+    assert len(result.candidates) == 4 and result.generation.calls == 1
+
+
 def test_other_strategies_cost_the_probe_plus_their_own_run() -> None:
     result = solve(HARD, strategy="compute_optimal", policy=ALWAYS_BEAM)
     probe = solve(HARD, strategy="majority", n=4, verifier="none")

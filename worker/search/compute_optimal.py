@@ -58,7 +58,8 @@ def _sample_on(run: SearchRun, probe: list[Candidate], chosen: SearchConfig) -> 
     """The rest of a sampling strategy's n samples (all k if n <= k: none is dropped)."""
     total = max(chosen.n, len(probe))
     run.config = chosen.model_copy(update={"n": total})
-    candidates = probe + draw_samples(run, len(probe), total - len(probe))
+    more = draw_samples(run, len(probe), total - len(probe)) if total > len(probe) else []
+    candidates = probe + more
     if chosen.strategy != "majority":
         score_samples(run, candidates)
     return run.finish(candidates)
