@@ -83,21 +83,3 @@ def test_submit_resolves_batch_tokens_before_calling_the_api(tmp_path: Path) -> 
     assert result.exit_code != 0
     assert "--batch-tokens" in result.stderr and "no fitted token numbers" in result.stderr
 
-
-def test_a_compute_optimal_batch_is_not_rescored(tmp_path: Path) -> None:
-    from api.datasets import Limits, to_problems
-    from api.embedded import session_factory
-    from db.migrate import upgrade
-    from worker.ground_truth.task import make_dataset
-    from worker.ground_truth_batches import run_batch
-
-    url = f"sqlite:///{tmp_path / 'gt.db'}"
-    upgrade(url)
-    rows = make_dataset(3, seed=2)
-    problems = list(to_problems(enumerate(rows, start=1), limits=Limits(10_000, 10)))
-    batch = run_batch(session_factory(url), problems, quality=2.0,
-                      strategy="compute_optimal", verifier="self_judge")
-    result = CliRunner().invoke(main, ["rescore", str(batch), "--selection", "majority",
-                                       "--db", url])
-    assert result.exit_code != 0 and "cannot be rescored" in result.output
-    get_engine(url).dispose()

@@ -5,11 +5,14 @@ from typing import Any
 import pytest
 import yaml
 from click.testing import CliRunner
+from sqlmodel import select
 
 from api.cli import main
 from api.datasets import Limits, to_problems
+from db.models import Batch, Rescore
 from worker.ground_truth.task import make_dataset
 from worker.ground_truth_batches import run_batch
+from worker.rescoring import RescoreError, rescore_batch
 from worker.search.config import make_config
 from worker.search.policy import (
     DEFAULT_POLICY,
@@ -151,3 +154,17 @@ def test_a_batch_budget_below_the_probe_or_without_fitted_costs_is_refused() -> 
         budget_for_tokens(policy, 2000, 20)
     with pytest.raises(PolicyError, match="no fitted token numbers"):
         budget_for_tokens(DEFAULT_POLICY, 10**6, 20)
+
+
+
+def test_a_compute_optimal_batch_is_not_rescored(sessions: Any) -> None:
+    rows = make_dataset(3, seed=2)
+    problems = list(to_problems(enumerate(rows, start=1), limits=Limits(10_000, 10)))
+    batch_id = run_batch(sessions, problems, quality=2.0, strategy="compute_optimal",
+                         verifier="self_judge")
+    with sessions() as session:
+        batch = session.get(Batch, batch_id)
+        assert batch is not None
+        with pytest.raises(RescoreError, match="cannot be rescored"):
+            rescore_batch(session=session, batch=batch, selection="majority")
+        assert session.exec(select(Rescore)).all() == []  # nothing stored
