@@ -17,7 +17,9 @@ from api.cli_options import (
     dataset_options,
     field_mapping,
     search_options,
+    with_batch_tokens,
 )
+from api.cli_policy import policy_group
 from api.cli_reports import list_command, report_command, rescore_command
 from api.client import Client
 from api.embedded import run_command
@@ -45,6 +47,7 @@ main.add_command(run_command)
 main.add_command(list_command)
 main.add_command(report_command)
 main.add_command(rescore_command)
+main.add_command(policy_group)
 
 
 @main.command()
@@ -61,6 +64,8 @@ def submit(file: Path, recipe: Path | None, field_pairs: tuple[str, ...], model:
     """Submit a dataset (JSONL, CSV or Parquet); prints the batch id."""
     config = config_from(recipe, flags)
     fields = field_mapping(field_pairs)
+    if config.get("batch_tokens") is not None:
+        config = with_batch_tokens(config, _count_problems(file, fields))
     with api_client(api_url, token) as client:
         batch = client.submit_file(file, config=config, fields=fields, name=name,
                                    model=model, priority=priority)
@@ -69,6 +74,19 @@ def submit(file: Path, recipe: Path | None, field_pairs: tuple[str, ...], model:
         click.echo(f"warning: {batch['warning']}", err=True)
     click.echo(f"queued {batch['total']} problems; follow with: ttcq status {batch['id']} "
                "--watch", err=True)
+
+
+def _count_problems(file: Path, fields: dict[str, str]) -> int:
+    """Problems in the file, read here: --batch-tokens spreads its tokens over them."""
+    from api.datasets import DatasetError, Limits, detect_format, load_dataset
+
+    try:
+        rows = load_dataset(file.read_bytes(), fmt=detect_format(file.name),
+                            limits=Limits(get_settings().max_problem_chars, 10**7),
+                            fields=fields)
+    except (DatasetError, ValueError) as error:
+        raise click.BadParameter(str(error), param_hint="FILE") from None
+    return len(rows)
 
 
 def _print_batch(batch: dict[str, Any]) -> None:

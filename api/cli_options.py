@@ -18,6 +18,13 @@ from worker.search.config import (
     VerifierName,
     load_recipe,
 )
+from worker.search.policy import (
+    DEFAULT_POLICY,
+    PolicyError,
+    budget_for_tokens,
+    load_policy,
+    parse_policy,
+)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -44,6 +51,8 @@ SEARCH_FLAGS: list[tuple[str, Any, str]] = [
     ("--max-tokens", click.IntRange(min=1), "tokens per candidate, over all steps"),
     ("--temperature", click.FloatRange(min=0.0), "sampling temperature"),
     ("--seed", int, "base seed; each branch derives its own"),
+    ("--batch-tokens", click.IntRange(min=1),
+     "compute_optimal: tokens for the whole batch, spread by the policy (in expectation)"),
 ]
 SEARCH_KEYS = [flag[2:].replace("-", "_") for flag, _, _ in SEARCH_FLAGS]
 
@@ -52,6 +61,10 @@ def search_options(command: F) -> F:
     """Add the search flags and --config RECIPE to a command."""
     for flag, kind, help_text in reversed(SEARCH_FLAGS):
         command = click.option(flag, type=kind, default=None, help=help_text)(command)
+    command = click.option(
+        "--policy", "policy_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+        help="compute_optimal policy YAML (from `ttcq policy fit`); stored in the batch config",
+    )(command)
     return click.option(
         "--config", "recipe", type=click.Path(exists=True, dir_okay=False, path_type=Path),
         help="YAML recipe of SearchConfig fields; flags override it",
@@ -72,7 +85,25 @@ def config_from(recipe: Path | None, flags: Mapping[str, Any]) -> dict[str, Any]
     except (ConfigError, OSError) as error:
         raise click.BadParameter(str(error), param_hint="--config") from None
     config.update({k: flags[k] for k in SEARCH_KEYS if flags.get(k) is not None})
+    if flags.get("policy_file") is not None:
+        try:
+            # The file's content, not its path, goes into the config: a job reruns alike.
+            config["policy"] = load_policy(flags["policy_file"])
+        except (PolicyError, OSError) as error:
+            raise click.BadParameter(str(error), param_hint="--policy") from None
     return config
+
+
+def with_batch_tokens(config: dict[str, Any], problems: int) -> dict[str, Any]:
+    """The config with n set from batch_tokens over this many problems, when given."""
+    if config.get("batch_tokens") is None:
+        return config
+    try:
+        policy = parse_policy(config.get("policy") or DEFAULT_POLICY.model_dump())
+        n = budget_for_tokens(policy, config["batch_tokens"], problems)
+    except PolicyError as error:
+        raise click.BadParameter(str(error), param_hint="--batch-tokens") from None
+    return {**config, "n": n}
 
 
 def field_mapping(pairs: tuple[str, ...]) -> dict[str, str]:

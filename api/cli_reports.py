@@ -201,12 +201,15 @@ def _verifier(name: str) -> tuple["Verifier", int]:
 def _local_rescore(url: str, batch_id: uuid.UUID, aggregation: Any, selection: Any,
                    verifier: "Verifier | None", n_params: int) -> dict[str, Any]:
     from api.routes_reports import rescore_public
-    from worker.rescoring import rescore_batch
+    from worker.rescoring import RescoreError, rescore_batch
 
     with _database(url) as session:
         batch = _local_batch(session, batch_id)
-        summary = rescore_batch(session=session, batch=batch, aggregation=aggregation,
-                                selection=selection, verifier=verifier, n_params=n_params)
+        try:
+            summary = rescore_batch(session=session, batch=batch, aggregation=aggregation,
+                                    selection=selection, verifier=verifier, n_params=n_params)
+        except RescoreError as error:
+            raise click.ClickException(str(error)) from None
         return rescore_public(session, summary).model_dump(mode="json")
 
 

@@ -23,6 +23,7 @@ from api.cli_options import (
     error_report,
     field_mapping,
     search_options,
+    with_batch_tokens,
 )
 from api.datasets import DatasetError, Limits, detect_format, load_dataset
 from api.output import OutputError, check_output_path, write_results
@@ -73,8 +74,8 @@ def session_factory(url: str) -> SessionFactory:
     return contextmanager(partial(session_scope, url))
 
 
-def _search_config(recipe: Path | None, flags: dict[str, Any]) -> SearchConfig:
-    values = config_from(recipe, flags)
+def _search_config(recipe: Path | None, flags: dict[str, Any], problems: int) -> SearchConfig:
+    values = with_batch_tokens(config_from(recipe, flags), problems)
     values.setdefault("max_tokens", EMBEDDED_MAX_TOKENS)
     try:
         return make_config(**values)
@@ -154,8 +155,8 @@ def run_command(file: Path, recipe: Path | None, field_pairs: tuple[str, ...],
 
     Candidates get at most 256 tokens here unless --max-tokens or the recipe say otherwise."""
     settings = get_settings()
-    config = _search_config(recipe, flags)
     problems = _problems(file, field_pairs, settings, limit)
+    config = _search_config(recipe, flags, len(problems))
     if out is not None:
         _check_out(out)  # before the long part, not after it
     started = time.perf_counter()

@@ -15,7 +15,7 @@ from api.deps import OwnerDep, SessionDep
 from api.report.data import Report, build_report
 from db import batches
 from db.models import Batch, Rescore
-from worker.rescoring import RescoreSummary, rescore_batch
+from worker.rescoring import RescoreError, RescoreSummary, rescore_batch
 from worker.search.config import Aggregation, Selection
 
 router = APIRouter(prefix="/v1")
@@ -72,8 +72,11 @@ def create_rescore(
     """Choose every solved job's answer again from its stored candidates (nothing is
     generated); the rescore is stored and shows in reports as a line of its own."""
     batch = _owned(session, batch_id, owner)
-    summary = rescore_batch(session=session, batch=batch, aggregation=body.aggregation,
-                            selection=body.selection)
+    try:
+        summary = rescore_batch(session=session, batch=batch, aggregation=body.aggregation,
+                                selection=body.selection)
+    except RescoreError as error:
+        raise HTTPException(status.HTTP_409_CONFLICT, str(error)) from None
     return rescore_public(session, summary)
 
 

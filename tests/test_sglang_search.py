@@ -41,6 +41,8 @@ STRATEGIES: dict[str, dict[str, Any]] = {
     "rebase": {"verifier": "prm"},
     "majority_early_stop": {"strategy": "majority", "verifier": "none", "early_stop": 0.5,
                             "early_stop_round": 2, "early_stop_min": 2},
+    # The default policy scaled to n=4: the probe, then majority, best-of-N or beam search.
+    "compute_optimal": {"verifier": "prm"},
 }
 
 

@@ -43,12 +43,21 @@ def effective_selection(config: SearchConfig) -> Selection:
     return config.final_selection
 
 
+class RescoreError(ValueError):
+    """A batch that cannot be rescored."""
+
+
 def rescore_batch(
     *, session: Session, batch: Batch, aggregation: Aggregation | None = None,
     selection: Selection | None = None, verifier: Verifier | None = None, n_params: int = 0,
 ) -> RescoreSummary:
     """Store a rescore of the batch (what is not given keeps the batch's own choice)."""
     config = SearchConfig(**batch.config)
+    if config.strategy == "compute_optimal":
+        # Its candidates come from a probe and another strategy, scored or not: choosing
+        # among them again would not be any search's choice.
+        raise RescoreError("a compute_optimal batch cannot be rescored: its candidates "
+                           "mix the probe's unscored samples with another strategy's")
     aggregation = aggregation or config.aggregation
     selection = selection or effective_selection(config)
     row = create_rescore(session=session, batch_id=batch.id, aggregation=aggregation,

@@ -6,9 +6,11 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from worker.search.policy import DEFAULT_POLICY, Policy, PolicyBin, describe, scaled_budget
+
 StrategyName = Literal[
     "majority", "best_of_n", "weighted_best_of_n", "beam_search", "dvts", "lookahead",
-    "self_refine",
+    "self_refine", "compute_optimal",
     "particle_filtering", "rebase",
 ]
 VerifierName = Literal["self_judge", "checker", "prm", "orm", "none"]
@@ -67,6 +69,11 @@ class SearchConfig(BaseModel):
     step_delimiter: str = Field(default="\n\n", min_length=1)
     seed: int = Field(default=0, ge=0, le=2**32 - 1)
     system_prompt: str = DEFAULT_SYSTEM_PROMPT
+    # compute_optimal's policy (worker.search.policy), stored whole so a job reruns alike.
+    policy: dict[str, Any] | None = None
+    # A whole batch's tokens, spread over its problems by compute_optimal's policy: the
+    # n it led to is set beside it (see worker.search.policy.budget_for_tokens).
+    batch_tokens: int | None = Field(default=None, ge=1)
 
     @model_validator(mode="before")
     @classmethod
@@ -74,6 +81,8 @@ class SearchConfig(BaseModel):
         if isinstance(values, dict) and values.get("strategy") == "lookahead":
             if values.get("lookahead") is None:
                 return {**values, "lookahead": DEFAULT_LOOKAHEAD}
+        if isinstance(values, dict) and values.get("strategy") == "compute_optimal":
+            return _with_policy(values)
         return values
 
     @model_validator(mode="after")
@@ -85,7 +94,15 @@ class SearchConfig(BaseModel):
             )
         if self.strategy == "lookahead" and self.lookahead < 1:
             raise ValueError("strategy lookahead needs lookahead >= 1")
-        if self.strategy not in ("majority", "self_refine") and self.verifier == "none":
+        if self.strategy == "compute_optimal":
+            for i, policy_bin in enumerate(self.compute_policy.bins):
+                try:
+                    bin_config(self, policy_bin)
+                except ConfigError as error:
+                    raise ValueError(f"policy.bins.{i}: {error}") from None
+        elif self.policy is not None or self.batch_tokens is not None:
+            raise ValueError("policy and batch_tokens are only used by strategy compute_optimal")
+        elif self.strategy not in ("majority", "self_refine") and self.verifier == "none":
             raise ValueError(f"strategy {self.strategy} needs a verifier")
         if self.strategy == "particle_filtering" and self.pf_rounds > 1 and self.n < 2:
             raise ValueError("pf_rounds: Particle Gibbs rounds need n >= 2 (one particle is "
@@ -107,8 +124,39 @@ class SearchConfig(BaseModel):
             )
 
     @property
+    def compute_policy(self) -> Policy:
+        return Policy.model_validate(self.policy) if self.policy else DEFAULT_POLICY
+
+    @property
     def final_selection(self) -> Selection:
         return self.selection or DEFAULT_SELECTION.get(self.strategy, "naive")
+
+
+def _with_policy(values: dict[str, Any]) -> dict[str, Any]:
+    """compute_optimal without a policy gets the default one written into its config (so
+    a stored job says what it ran), and without n the policy's own budget."""
+    policy = values.get("policy")
+    if policy is None:
+        policy = DEFAULT_POLICY.model_dump(mode="json")
+    elif isinstance(policy, Policy):
+        policy = policy.model_dump(mode="json")
+    try:
+        parsed = Policy.model_validate(policy)
+    except ValidationError as error:
+        raise ValueError(describe(error)) from None
+    values = {**values, "policy": parsed.model_dump(mode="json")}
+    values.setdefault("n", parsed.budget)
+    return values
+
+
+def bin_config(config: SearchConfig, policy_bin: PolicyBin) -> SearchConfig:
+    """The config a bin runs: the job's own, with the bin's strategy, overrides and its
+    budget scaled to the job's n (0 for a settled bin: nothing runs)."""
+    base = config.model_dump(exclude={"strategy", "n", "policy", "batch_tokens"})
+    values = {**base, **policy_bin.config, "strategy": policy_bin.strategy}
+    width = values.get("beam_width", 4) if policy_bin.strategy in TREE_STRATEGIES else 1
+    values["n"] = max(1, scaled_budget(policy_bin.n, config.compute_policy, config.n, width))
+    return make_config(**values)
 
 
 def _describe(error: ValidationError) -> str:

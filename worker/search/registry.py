@@ -4,6 +4,7 @@ from collections.abc import Callable
 
 from worker.engines.base import Engine
 from worker.search.beam import beam_search, lookahead_search
+from worker.search.compute_optimal import compute_optimal
 from worker.search.config import SearchConfig
 from worker.search.dvts import dvts
 from worker.search.particles import particle_filtering
@@ -25,6 +26,7 @@ STRATEGIES: dict[str, Strategy] = {
     "self_refine": self_refine,
     "particle_filtering": particle_filtering,
     "rebase": rebase,
+    "compute_optimal": compute_optimal,
 }
 
 

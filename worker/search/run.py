@@ -66,12 +66,7 @@ class SearchRun:
 
     def finish(self, candidates: list[Candidate], *, group_size: int = 1) -> SearchResult:
         """Extract answers, aggregate scores, pick the final candidate, read the curve."""
-        for c in candidates:
-            extracted = extract_answer(c.text)
-            c.answer, c.extraction = extracted.answer, extracted.method
-            c.canonical = canonical_answer(c.answer) if c.finished else None
-            if c.step_scores:
-                c.score = aggregate(c.step_scores, self.config.aggregation)
+        self.read_answers(candidates)
         method = self.config.final_selection
         chosen = select(candidates, method)
         candidates[chosen].selected = True
@@ -86,3 +81,12 @@ class SearchRun:
             verification=self.verification,
             curve=budget_curve(candidates, method, group_n * group_size, group_size),
         )
+
+    def read_answers(self, candidates: list[Candidate]) -> None:
+        """Each candidate's answer, its canonical form (finished ones only) and score."""
+        for c in candidates:
+            extracted = extract_answer(c.text)
+            c.answer, c.extraction = extracted.answer, extracted.method
+            c.canonical = canonical_answer(c.answer) if c.finished else None
+            if c.step_scores:
+                c.score = aggregate(c.step_scores, self.config.aggregation)

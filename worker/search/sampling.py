@@ -36,6 +36,39 @@ def record_scores(run: SearchRun, leaf: TraceNode, step_scores: list[float]) -> 
         node.agg_score = aggregate(step_scores[: i + 1], run.config.aggregation)
 
 
+def draw_samples(run: SearchRun, start: int = 0, count: int | None = None) -> list[Candidate]:
+    """Samples start .. start+count-1 of the run (count: config.n); sample j is seeded
+    seed + j, so drawing the first k and then the rest gives exactly the n of one call."""
+    c = run.config
+    count = c.n - start if count is None else count
+    request = GenerationRequest(
+        run.prompt_ids, run.params(max_tokens=c.max_tokens, seed=start), count
+    )
+    completions = run.generate([request])[0]
+    candidates = []
+    for i, completion in enumerate(completions, start=start):
+        leaf = add_solution(run, run.root, completion)
+        candidates.append(
+            Candidate(
+                index=i,
+                group=i,
+                leaf_id=leaf.id,
+                text=completion.text,
+                finish=completion.finish_reason,
+            )
+        )
+    return candidates
+
+
+def score_samples(run: SearchRun, candidates: list[Candidate]) -> None:
+    """Score whole solutions in one verifier call; scores go on candidates and nodes."""
+    leaves = [run.trace.nodes[c.leaf_id] for c in candidates]
+    scores = run.score([[n.text for n in run.trace.path(leaf)] for leaf in leaves])
+    for candidate, leaf, step_scores in zip(candidates, leaves, scores, strict=True):
+        candidate.step_scores = step_scores
+        record_scores(run, leaf, step_scores)
+
+
 def sample_candidates(run: SearchRun, *, score: bool) -> list[Candidate]:
     """n samples in one engine call, or, with early stopping, in rounds until the answers
     agree. Sample i is seeded seed + i either way: on an engine whose sampling does not
@@ -46,7 +79,10 @@ def sample_candidates(run: SearchRun, *, score: bool) -> list[Candidate]:
         size = c.n - len(candidates)
         if c.early_stop is not None:
             size = min(size, c.early_stop_round)
-        candidates += _sample_round(run, len(candidates), size, score=score)
+        drawn = draw_samples(run, len(candidates), size)
+        if score:
+            score_samples(run, drawn)
+        candidates += drawn
         if c.early_stop is not None and (reason := settled(candidates, c)):
             if len(candidates) < c.n:
                 run.trace.add(run.root, "stop", reason)
@@ -82,34 +118,6 @@ def settled(candidates: list[Candidate], config: SearchConfig) -> str | None:
         f"early stop after {drawn} of {config.n} samples: {held} agree on {answer} "
         f"(rule: share >= {config.early_stop:g} after >= {config.early_stop_min} samples)"
     )
-
-
-def _sample_round(run: SearchRun, first: int, size: int, *, score: bool) -> list[Candidate]:
-    """Samples first .. first + size - 1, each a candidate (and group) of its own."""
-    c = run.config
-    request = GenerationRequest(
-        run.prompt_ids, run.params(max_tokens=c.max_tokens, seed=first), size
-    )
-    completions = run.generate([request])[0]
-    candidates, leaves = [], []
-    for i, completion in enumerate(completions, start=first):
-        leaf = add_solution(run, run.root, completion)
-        leaves.append(leaf)
-        candidates.append(
-            Candidate(
-                index=i,
-                group=i,
-                leaf_id=leaf.id,
-                text=completion.text,
-                finish=completion.finish_reason,
-            )
-        )
-    if score:
-        scores = run.score([[n.text for n in run.trace.path(leaf)] for leaf in leaves])
-        for candidate, leaf, step_scores in zip(candidates, leaves, scores, strict=True):
-            candidate.step_scores = step_scores
-            record_scores(run, leaf, step_scores)
-    return candidates
 
 
 def majority(

@@ -6,8 +6,9 @@ from typing import Literal
 from worker.engines.base import Completion, FinishReason, Usage
 
 NodeStatus = Literal["expanded", "pruned", "finished", "truncated", "selected"]
-# "stop": a note where a search stopped early and why; it holds no tokens.
-NodeKind = Literal["prompt", "step", "lookahead", "critique", "revision", "stop"]
+# "stop": a note where a search stopped early and why; "decision": compute_optimal's
+# choice of strategy for the problem. Neither holds tokens.
+NodeKind = Literal["prompt", "step", "lookahead", "critique", "revision", "stop", "decision"]
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,49 @@
+"""`ttcq policy fit`: a compute-optimal policy from stored runs with gold answers, read
+straight from a database (the one `ttcq run` writes, or the service's)."""
+
+from pathlib import Path
+
+import click
+
+from api.cli_reports import _database, _ids
+from ttcq.settings import get_settings
+from worker.search.policy import dump_policy
+
+
+@click.group("policy")
+def policy_group() -> None:
+    """Compute-optimal policies (for --strategy compute_optimal --policy FILE)."""
+
+
+@policy_group.command("fit")
+@click.argument("batch_ids", nargs=-1, required=True, metavar="BATCH...")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
+              required=True, help="the policy YAML to write")
+@click.option("--db", "db_url", default=None, help="database URL [TTCQ_DATABASE_URL]")
+@click.option("--probe", type=click.IntRange(1, 64), default=4, show_default=True,
+              help="k: samples of the probe; one batch must be a sampling batch of n >= k")
+@click.option("--bins", type=click.IntRange(1, 32), default=4, show_default=True,
+              help="difficulty bins (quantiles of the probe's agreement)")
+@click.option("--tokens", type=click.FloatRange(min=1.0), default=None,
+              help="mean tokens per problem to fit for (default: the most accurate per bin)")
+def fit_command(batch_ids: tuple[str, ...], output: Path, db_url: str | None, probe: int,
+                bins: int, tokens: float | None) -> None:
+    """Fit a policy from BATCH... (one dataset, with gold answers, several strategies)."""
+    from db.policy_data import stored_batches
+    from worker.search.policy_fit import FitError, fit_policy
+
+    ids = _ids(batch_ids)
+    with _database(db_url or get_settings().database_url) as session:
+        try:
+            batches = stored_batches(session=session, batch_ids=ids, samples=probe)
+        except LookupError as error:
+            raise click.BadParameter(str(error), param_hint="BATCH") from None
+    try:
+        policy = fit_policy(batches, probe=probe, bins=bins, target_tokens=tokens)
+    except FitError as error:
+        raise click.ClickException(str(error)) from None
+    output.write_text(dump_policy(policy), encoding="utf-8")
+    for i, b in enumerate(policy.bins, start=1):
+        click.echo(f"bin {i}: agreement >= {b.min_agreement:.2f} -> {b.strategy} n={b.n} "
+                   f"{b.config or ''}".rstrip())
+    click.echo(f"{policy.description}; wrote {output}", err=True)

@@ -1,0 +1,63 @@
+"""What `ttcq policy fit` reads: per batch, each graded problem's tokens, its budget curve
+and the first samples' answers (worker.search.policy_fit fits the policy from them)."""
+
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import select as select_columns
+from sqlmodel import Session, col
+
+from db.models import Batch, BudgetPoint, Candidate, Job, JobCost, JobState
+from worker.search.policy_fit import StoredBatch, StoredJob
+
+
+def stored_batches(
+    *, session: Session, batch_ids: Sequence[uuid.UUID], samples: int
+) -> list[StoredBatch]:
+    """The batches in the order given; a problem is keyed by its text, so batches of one
+    dataset line up. Only succeeded jobs with a graded final answer are read."""
+    out = []
+    for batch_id in batch_ids:
+        batch = session.get(Batch, batch_id)
+        if batch is None:
+            raise LookupError(f"no batch {batch_id}")
+        out.append(StoredBatch(batch.name or str(batch_id), dict(batch.config),
+                               _jobs(session, batch_id, samples)))
+    return out
+
+
+def _jobs(session: Session, batch_id: uuid.UUID, samples: int) -> dict[str, StoredJob]:
+    graded = (col(Job.batch_id) == batch_id, col(Job.state) == JobState.succeeded,
+              col(Job.correct).is_not(None))
+    generation: Any = col(JobCost.prompt_tokens) + col(JobCost.completion_tokens)
+    query = (select_columns(col(Job.id), col(Job.problem), generation,
+                            col(JobCost.verifier_tokens))
+             .join(JobCost, col(JobCost.job_id) == Job.id).where(*graded))
+    jobs = {job_id: (problem, StoredJob(int(gen), int(ver)))
+            for job_id, problem, gen, ver in session.exec(query)}  # type: ignore[call-overload]
+    points = (select_columns(col(BudgetPoint.job_id), col(BudgetPoint.n),
+                             col(BudgetPoint.correct))
+              .join(Job, col(Job.id) == BudgetPoint.job_id).where(*graded))
+    for job_id, n, correct in session.exec(points):  # type: ignore[call-overload]
+        jobs[job_id][1].points[n] = bool(correct)
+    first = (select_columns(col(Candidate.job_id), col(Candidate.canonical),
+                            col(Candidate.finish), col(Candidate.correct))
+             .join(Job, col(Job.id) == Candidate.job_id)
+             .where(*graded, col(Candidate.idx) < samples)
+             .order_by(col(Candidate.job_id), col(Candidate.idx)))
+    for job_id, canonical, finish, correct in session.exec(first):  # type: ignore[call-overload]
+        answer = canonical if finish == "stop" else None
+        jobs[job_id][1].samples.append((answer, bool(correct)))
+    return dict(jobs.values())
+
+
+def job_outcomes(*, session: Session, batch_id: uuid.UUID) -> dict[str, tuple[bool, int]]:
+    """Problem text -> (final answer correct?, tokens) of a batch's graded jobs."""
+    tokens: Any = (col(JobCost.prompt_tokens) + col(JobCost.completion_tokens)
+                   + col(JobCost.verifier_tokens))
+    query = (select_columns(col(Job.problem), col(Job.correct), tokens)
+             .join(JobCost, col(JobCost.job_id) == Job.id)
+             .where(col(Job.batch_id) == batch_id, col(Job.correct).is_not(None)))
+    rows = session.exec(query)  # type: ignore[call-overload]
+    return {problem: (bool(correct), int(used)) for problem, correct, used in rows}

@@ -1,0 +1,170 @@
+"""Fitting a policy from stored runs (pure), and `ttcq policy fit` on Postgres."""
+
+from typing import Any
+
+import pytest
+import yaml
+from click.testing import CliRunner
+from sqlmodel import select
+
+from api.cli import main
+from api.datasets import Limits, to_problems
+from db.models import Batch, Rescore
+from worker.ground_truth.task import make_dataset
+from worker.ground_truth_batches import run_batch
+from worker.rescoring import RescoreError, rescore_batch
+from worker.search.config import make_config
+from worker.search.policy import (
+    DEFAULT_POLICY,
+    Policy,
+    PolicyError,
+    budget_for_tokens,
+    expected_tokens,
+)
+from worker.search.policy_fit import (
+    FitError,
+    StoredBatch,
+    StoredJob,
+    fit_policy,
+    probe_outcome,
+    quantile_thresholds,
+)
+
+RIGHT, WRONG = ("7", True), ("9", False)
+EASY = [RIGHT] * 4  # unanimous and right
+HARD = [WRONG, WRONG, RIGHT, (None, False)]  # the probe's majority is wrong
+
+
+def sampling(easy: int, hard: int) -> StoredBatch:
+    """A majority batch of n=16: easy problems right at every budget, hard ones wrong."""
+    jobs = {f"e{i}": StoredJob(1600, 0, {4: True, 16: True}, EASY) for i in range(easy)}
+    jobs |= {f"h{i}": StoredJob(1600, 0, {4: False, 16: False}, HARD) for i in range(hard)}
+    return StoredBatch("majority", {"strategy": "majority", "n": 16, "verifier": "none"}, jobs)
+
+
+def beam(easy: int, hard: int, tokens: int) -> StoredBatch:
+    """A beam search of n=16 that solves the hard problems, at a price."""
+    jobs = {f"e{i}": StoredJob(tokens, 100, {16: True}) for i in range(easy)}
+    jobs |= {f"h{i}": StoredJob(tokens, 100, {16: True}) for i in range(hard)}
+    config = {"strategy": "beam_search", "n": 16, "beam_width": 4, "verifier": "prm",
+              "lookahead": 0, "aggregation": "min"}
+    return StoredBatch("beam", config, jobs)
+
+
+def test_probe_outcome_is_the_majority_with_ties_to_the_first_answer() -> None:
+    assert probe_outcome(EASY) is True
+    assert probe_outcome(HARD) is False
+    assert probe_outcome([RIGHT, WRONG]) is True and probe_outcome([WRONG, RIGHT]) is False
+    assert probe_outcome([(None, False)] * 3) is False
+
+
+def test_quantile_thresholds_fall_and_end_at_zero() -> None:
+    assert quantile_thresholds([0.25] * 5 + [1.0] * 5, 2) == [1.0, 0.0]
+    assert quantile_thresholds([0.0, 0.5, 1.0], 4) == [1.0, 0.5, 0.0]
+    assert quantile_thresholds([0.5] * 4, 3) == [0.0]  # one difficulty: one bin
+    # More distinct values than bins: quantiles.
+    assert quantile_thresholds([i / 10 for i in range(10)], 2) == [0.5, 0.0]
+
+
+def test_fit_settles_easy_problems_and_searches_hard_ones() -> None:
+    policy = fit_policy([sampling(10, 10), beam(10, 10, 2000)], probe=4, bins=2)
+    easy, hard = policy.bins
+    assert (easy.min_agreement, easy.strategy, easy.n) == (1.0, "majority", 0)
+    assert (hard.strategy, hard.n, hard.config["beam_width"]) == ("beam_search", 16, 4)
+    assert hard.config["verifier"] == "prm" and policy.budget == 16
+    # The fitted policy runs: every bin's config is a valid search config.
+    make_config(strategy="compute_optimal", verifier="prm", policy=policy.model_dump())
+
+
+def test_a_tight_target_keeps_the_cheapest_choice_that_fits() -> None:
+    # Probe: 4/16 of 1600 = 400 tokens; beam: 400 + 2100. Half the problems are hard:
+    # beam everywhere costs 2500 a problem, beam on hard ones only 1450.
+    loose = fit_policy([sampling(10, 10), beam(10, 10, 2000)], bins=2, target_tokens=1500)
+    tight = fit_policy([sampling(10, 10), beam(10, 10, 2000)], bins=2, target_tokens=1000)
+    assert [b.n for b in loose.bins] == [0, 16]
+    assert [b.n for b in tight.bins] == [0, 0]
+    assert "expected 400 tokens per problem, accuracy 0.500" in tight.description
+
+
+def test_fit_needs_a_sampling_batch_to_read_the_probe_from() -> None:
+    with pytest.raises(FitError, match="no sampling batch"):
+        fit_policy([beam(3, 3, 100)])
+
+
+def test_fit_refuses_compute_optimal_batches() -> None:
+    adaptive = beam(2, 2, 100)
+    adaptive.config = {"strategy": "compute_optimal", "n": 16}
+    with pytest.raises(FitError, match="is compute_optimal: fit from fixed strategies"):
+        fit_policy([sampling(2, 2), adaptive])
+
+
+def test_fit_needs_shared_problems() -> None:
+    other = beam(0, 0, 100)
+    other.jobs = {"x": StoredJob(1, 0, {16: True})}
+    with pytest.raises(FitError, match="share no graded problem"):
+        fit_policy([sampling(2, 2), other])
+
+
+@pytest.fixture
+def stored_batches(sessions: Any) -> list[str]:
+    rows = make_dataset(40, seed=3)
+    problems = list(to_problems(enumerate(rows, start=1), limits=Limits(10_000, 100)))
+    majority = run_batch(sessions, problems, quality=2.0, strategy="majority", n=8,
+                         verifier="none")
+    tree = run_batch(sessions, problems, quality=2.0, strategy="beam_search", n=8,
+                     beam_width=4, verifier="self_judge")
+    return [str(majority), str(tree)]
+
+
+def test_cli_fits_a_policy_from_a_database(stored_batches: list[str], db_url: str,
+                                           tmp_path: Any) -> None:
+    out = tmp_path / "policy.yaml"
+    result = CliRunner().invoke(main, ["policy", "fit", *stored_batches, "--db", db_url,
+                                       "-o", str(out), "--bins", "3"])
+    assert result.exit_code == 0, result.output
+    policy = Policy.model_validate(yaml.safe_load(out.read_text()))
+    assert policy.probe == 4 and 1 <= len(policy.bins) <= 3
+    assert policy.bins[-1].min_agreement == 0.0
+    assert {b.strategy for b in policy.bins} <= {"majority", "beam_search"}
+    assert "fitted on 40 problems" in policy.description
+    assert result.stdout.startswith("bin 1: agreement >= ")
+
+
+def test_cli_names_a_missing_batch(db_url: str, tmp_path: Any) -> None:
+    missing = "00000000-0000-0000-0000-000000000001"
+    result = CliRunner().invoke(main, ["policy", "fit", missing, "--db", db_url,
+                                       "-o", str(tmp_path / "p.yaml")])
+    assert result.exit_code != 0 and f"no batch {missing}" in result.output
+
+
+def test_a_fitted_policy_knows_its_costs_and_a_batch_budget_picks_n() -> None:
+    policy = fit_policy([sampling(10, 10), beam(10, 10, 2000)], bins=2)
+    assert policy.probe_tokens == 400
+    assert [(b.share, b.tokens) for b in policy.bins] == [(0.5, 400), (0.5, 2500)]
+    assert expected_tokens(policy, 16) == 1450  # half settled, half probe + beam search
+    assert expected_tokens(policy, 8) == 925  # beam search at n=8 costs half as much
+    n = budget_for_tokens(policy, 925 * 20, 20)
+    assert n in (8, 9, 10)  # 9 and 10 round to the same 8 beams (width 4)
+    assert budget_for_tokens(policy, 1450 * 20, 20) >= 16
+
+
+def test_a_batch_budget_below_the_probe_or_without_fitted_costs_is_refused() -> None:
+    policy = fit_policy([sampling(10, 10), beam(10, 10, 2000)], bins=2)
+    with pytest.raises(PolicyError, match="batch_tokens: 100 tokens per problem is below"):
+        budget_for_tokens(policy, 2000, 20)
+    with pytest.raises(PolicyError, match="no fitted token numbers"):
+        budget_for_tokens(DEFAULT_POLICY, 10**6, 20)
+
+
+
+def test_a_compute_optimal_batch_is_not_rescored(sessions: Any) -> None:
+    rows = make_dataset(3, seed=2)
+    problems = list(to_problems(enumerate(rows, start=1), limits=Limits(10_000, 10)))
+    batch_id = run_batch(sessions, problems, quality=2.0, strategy="compute_optimal",
+                         verifier="self_judge")
+    with sessions() as session:
+        batch = session.get(Batch, batch_id)
+        assert batch is not None
+        with pytest.raises(RescoreError, match="cannot be rescored"):
+            rescore_batch(session=session, batch=batch, selection="majority")
+        assert session.exec(select(Rescore)).all() == []  # nothing stored

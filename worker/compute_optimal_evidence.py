@@ -1,0 +1,158 @@
+"""Does compute_optimal pay? On the ground-truth task (worker.ground_truth), split a dataset
+in two: fixed strategies run on both halves; a policy is fitted (worker.search.policy_fit)
+on the first half's runs at several token targets; compute_optimal runs on the held-out
+half with each policy. Each is compared with the best fixed strategy on the held-out half
+that spends no more mean tokens per problem, problem by problem (a paired difference).
+
+Tokens are the reports' count (prompt, cached included, + completion + verifier). A fixed
+run's budget point n of N is charged N's tokens times n / N (exact in expectation for
+independent samples and DVTS subtrees); compute_optimal's tokens are measured per job."""
+
+import math
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from db.batches import ProblemIn
+from db.policy_data import job_outcomes, stored_batches
+from worker.ground_truth_batches import run_batch
+from worker.search.policy import Policy, budget_for_tokens
+from worker.search.policy_fit import StoredBatch, fit_policy
+from worker.service import SessionFactory
+
+JUDGED = {"verifier": "self_judge"}
+PROBE = 4
+BINS = 5  # a probe of 4 has 5 possible agreements: 0, 1/4, ... 1
+FIXED: dict[str, dict[str, Any]] = {
+    "majority": {"strategy": "majority", "n": 32, "verifier": "none"},
+    "best_of_n": {"strategy": "best_of_n", "n": 32, **JUDGED},
+    "weighted_best_of_n": {"strategy": "weighted_best_of_n", "n": 32, **JUDGED},
+    "dvts": {"strategy": "dvts", "n": 32, "beam_width": 4, **JUDGED},
+    **{f"beam_search_{n}": {"strategy": "beam_search", "n": n, "beam_width": 4, **JUDGED}
+       for n in (4, 8, 16, 32)},
+}
+
+
+@dataclass(frozen=True)
+class Arm:
+    """One way of solving the held-out problems: per problem, correct? and tokens."""
+
+    name: str
+    correct: dict[str, bool]
+    tokens: dict[str, float]
+
+    @property
+    def accuracy(self) -> float:
+        return sum(self.correct.values()) / len(self.correct)
+
+    @property
+    def mean_tokens(self) -> float:
+        return sum(self.tokens.values()) / len(self.tokens)
+
+
+@dataclass(frozen=True)
+class Comparison:
+    target: float  # the fitted policy's mean-token target per problem
+    policy: Policy
+    optimal: Arm
+    fixed: Arm  # the best fixed arm spending no more mean tokens than `optimal`
+    difference: float  # accuracy, optimal minus fixed, on the same problems
+    stderr: float  # of the paired difference
+    mixed: float  # the fixed arms' concave hull at optimal's tokens (see frontier)
+
+
+def wilson(correct: int, total: int, z: float = 1.96) -> tuple[float, float]:
+    """The 95% Wilson interval of a binomial proportion."""
+    if total == 0:
+        return 0.0, 1.0
+    p = correct / total
+    centre = (p + z * z / (2 * total)) / (1 + z * z / total)
+    half = z * math.sqrt(p * (1 - p) / total + z * z / (4 * total * total)) / (1 + z * z / total)
+    return centre - half, centre + half
+
+
+def paired(a: Arm, b: Arm) -> tuple[float, float]:
+    """Mean and standard error of a's correct minus b's over the same problems."""
+    diffs = [int(a.correct[p]) - int(b.correct[p]) for p in a.correct]
+    mean = sum(diffs) / len(diffs)
+    var = sum((d - mean) ** 2 for d in diffs) / max(len(diffs) - 1, 1)
+    return mean, math.sqrt(var / len(diffs))
+
+
+def fixed_arms(sessions: SessionFactory, batches: dict[str, uuid.UUID]) -> list[Arm]:
+    """Every budget point of every fixed batch, as an arm."""
+    arms = []
+    with sessions() as session:
+        for name, batch_id in batches.items():
+            [stored] = stored_batches(session=session, batch_ids=[batch_id], samples=0)
+            for n in sorted({n for job in stored.jobs.values() for n in job.points}):
+                arms.append(Arm(f"{name} n={n}" if not name.startswith("beam") else name,
+                                {p: j.points[n] for p, j in stored.jobs.items()},
+                                {p: j.tokens * n / stored.budget for p, j in stored.jobs.items()}))
+    return arms
+
+
+def run_fixed(sessions: SessionFactory, problems: Sequence[ProblemIn],
+              quality: float) -> dict[str, uuid.UUID]:
+    return {name: run_batch(sessions, problems, quality=quality, **config)
+            for name, config in FIXED.items()}
+
+
+def prepare(sessions: SessionFactory, fit: Sequence[ProblemIn], held_out: Sequence[ProblemIn],
+            quality: float) -> tuple[list[StoredBatch], list[Arm]]:
+    """The fixed strategies on both halves: the fit half's runs as a policy fit reads
+    them, and the held-out half's arms."""
+    fit_batches = run_fixed(sessions, fit, quality)
+    held_arms = fixed_arms(sessions, run_fixed(sessions, held_out, quality))
+    with sessions() as session:
+        stored = stored_batches(session=session, batch_ids=list(fit_batches.values()),
+                                samples=PROBE)
+    return stored, held_arms
+
+
+def frontier(arms: Sequence[Arm], tokens: float) -> float:
+    """The fixed strategies' best accuracy at this mean token count, mixing two of them
+    (some problems with one, the rest with the other) where that beats any single one:
+    the upper concave hull of (tokens, accuracy), read at `tokens`."""
+    points = sorted((a.mean_tokens, a.accuracy) for a in arms)
+    best = max((acc for t, acc in points if t <= tokens), default=0.0)
+    for t1, a1 in points:
+        for t2, a2 in points:
+            if t1 < tokens < t2:
+                best = max(best, a1 + (a2 - a1) * (tokens - t1) / (t2 - t1))
+    return best
+
+
+def evaluate(sessions: SessionFactory, stored: Sequence[StoredBatch], held_arms: Sequence[Arm],
+             held_out: Sequence[ProblemIn], target: float, quality: float,
+             bins: int = BINS, probe: int = PROBE) -> Comparison:
+    """Fit a policy for this target on the fit half; run compute_optimal on the held-out
+    half; compare with the best fixed arm that spends no more (1% slack: the fixed arms'
+    tokens are scaled estimates, compute_optimal's are measured)."""
+    policy = fit_policy(stored, probe=probe, bins=bins, target_tokens=target)
+    batch = run_batch(sessions, held_out, quality=quality, strategy="compute_optimal",
+                      policy=policy.model_dump(mode="json"), **JUDGED)
+    with sessions() as session:
+        outcomes = job_outcomes(session=session, batch_id=batch)
+    optimal = Arm("compute_optimal", {p: c for p, (c, _) in outcomes.items()},
+                  {p: float(t) for p, (_, t) in outcomes.items()})
+    affordable = [a for a in held_arms if a.mean_tokens <= optimal.mean_tokens * 1.01]
+    best = max(affordable or held_arms[:1], key=lambda a: (a.accuracy, -a.mean_tokens))
+    return Comparison(target, policy, optimal, best, *paired(optimal, best),
+                      frontier(held_arms, optimal.mean_tokens))
+
+
+def spend_batch(sessions: SessionFactory, stored: Sequence[StoredBatch],
+                held_out: Sequence[ProblemIn], batch_tokens: int, quality: float,
+                target: float) -> tuple[int, int]:
+    """A policy fitted for `target` tokens per problem, run with n chosen so that the
+    held-out half is expected to spend batch_tokens in all: (that n, tokens spent)."""
+    policy = fit_policy(stored, probe=PROBE, bins=BINS, target_tokens=target)
+    n = budget_for_tokens(policy, batch_tokens, len(held_out))
+    batch = run_batch(sessions, held_out, quality=quality, strategy="compute_optimal",
+                      policy=policy.model_dump(mode="json"), n=n, batch_tokens=batch_tokens,
+                      **JUDGED)
+    with sessions() as session:
+        outcomes = job_outcomes(session=session, batch_id=batch)
+    return n, sum(tokens for _, tokens in outcomes.values())

@@ -1,0 +1,105 @@
+"""compute_optimal: a probe of k samples estimates how hard the problem is (its answer
+agreement), the policy's bin for that estimate names a strategy and budget, and that
+strategy runs. Nothing of the probe is thrown away: its samples stay candidates and its
+tokens count in the problem's cost.
+
+- Settled (the bin's n is 0): the probe's majority answer stands; nothing more runs.
+- A sampling strategy: the probe's k samples are the first k of its n (sample j is seeded
+  seed + j either way), so only n - k more are drawn, and the result is exactly the
+  one that strategy alone would give at n, probe cost included.
+- Any other strategy runs through the registry on its own; its trace is grafted under
+  the same prompt node and its candidates follow the probe's, and its choice is final.
+
+Like beam search's, the budget curve of a compute_optimal job has the one point n = the
+job's budget (its final answer). A point at n = k for the probe's answer was tried and
+dropped: reports charge a point n of N the share n/N of the job's tokens, which is not
+what the probe cost; the probe's answer and bin are in the trace's decision node."""
+
+from worker.engines.base import Engine
+from worker.search.config import SearchConfig, bin_config
+from worker.search.policy import SAMPLING_STRATEGIES, probe_agreement
+from worker.search.run import SearchRun
+from worker.search.sampling import draw_samples, score_samples
+from worker.search.types import Candidate, Problem, SearchResult, TraceNode
+from worker.verifiers.base import Verifier
+
+
+def compute_optimal(
+    problem: Problem, config: SearchConfig, engine: Engine, verifier: Verifier
+) -> SearchResult:
+    policy = config.compute_policy
+    k = policy.probe
+    run = SearchRun(problem, config.model_copy(update={"strategy": "majority", "n": k}),
+                    engine, verifier)
+    probe = draw_samples(run, 0, k)
+    run.read_answers(probe)
+    found = probe_agreement(probe)
+    index = policy.bin_of(found)
+    chosen = bin_config(config, policy.bins[index]) if policy.bins[index].n else None
+    choice = "settled, the probe's answer stands" if chosen is None else (
+        f"{chosen.strategy} n={chosen.n}")
+    run.trace.add(run.root, "decision",
+                  f"bin {index + 1} of {len(policy.bins)}: agreement {found:.2f} -> {choice}")
+    if chosen is None:
+        result = run.finish(probe)
+    elif chosen.strategy in SAMPLING_STRATEGIES:
+        result = _sample_on(run, probe, chosen)
+    else:
+        # Imported here: the registry lists compute_optimal itself.
+        from worker.search.registry import run_search
+
+        result = _graft(run, probe, run_search(problem, chosen, engine, verifier))
+    result.strategy = "compute_optimal"
+    result.curve = {config.n: result.selected}
+    return result
+
+
+def _sample_on(run: SearchRun, probe: list[Candidate], chosen: SearchConfig) -> SearchResult:
+    """The rest of a sampling strategy's n samples (all k if n <= k: none is dropped)."""
+    total = max(chosen.n, len(probe))
+    run.config = chosen.model_copy(update={"n": total})
+    more = draw_samples(run, len(probe), total - len(probe)) if total > len(probe) else []
+    candidates = probe + more
+    if chosen.strategy != "majority":
+        score_samples(run, candidates)
+    return run.finish(candidates)
+
+
+def _graft(run: SearchRun, probe: list[Candidate], inner: SearchResult) -> SearchResult:
+    """The probe's run and another strategy's result as one result: the inner trace under
+    our prompt node, its candidates after the probe's, both usages summed."""
+    offset = len(run.trace.nodes) - 1  # inner node i (i >= 1) becomes node i + offset
+    root = run.trace.nodes[0]
+    for node in inner.trace.nodes[1:]:
+        parent = 0 if node.parent_id in (0, None) else node.parent_id + offset
+        run.trace.nodes.append(_moved(node, node.id + offset, parent))
+    inner_root = inner.trace.nodes[0]  # strategies put no tokens here; carried if one did
+    root.prompt_tokens += inner_root.prompt_tokens
+    root.cached_tokens += inner_root.cached_tokens
+    root.completion_tokens += inner_root.completion_tokens
+    k = len(probe)
+    moved = [_shifted(c, k, offset) for c in inner.candidates]
+    generation, verification = run.engine.usage, run.verification
+    generation.add(inner.generation)
+    verification.add(inner.verification)
+    return SearchResult(strategy=inner.strategy, candidates=probe + moved, trace=run.trace,
+                        selected=inner.selected + k, generation=generation,
+                        verification=verification)
+
+
+def _moved(node: TraceNode, new_id: int, parent: int) -> TraceNode:
+    return TraceNode(
+        id=new_id, parent_id=parent, depth=node.depth, kind=node.kind, text=node.text,
+        status=node.status, prompt_tokens=node.prompt_tokens,
+        cached_tokens=node.cached_tokens, completion_tokens=node.completion_tokens,
+        step_score=node.step_score, agg_score=node.agg_score,
+    )
+
+
+def _shifted(c: Candidate, k: int, offset: int) -> Candidate:
+    return Candidate(
+        index=c.index + k, group=c.group + k, leaf_id=c.leaf_id + offset, text=c.text,
+        finish=c.finish, answer=c.answer, canonical=c.canonical, extraction=c.extraction,
+        step_scores=c.step_scores, score=c.score, selected=c.selected,
+    )
+

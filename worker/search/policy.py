@@ -1,0 +1,180 @@
+"""The compute-optimal policy: a cheap probe estimates a problem's difficulty, the estimate
+lands in a bin, and the bin names the strategy and budget to spend on the problem.
+
+The difficulty estimate is the probe's answer agreement: the share of the k probe samples
+that gave the most common (canonical) answer; a cut-off sample gives no answer. Snell et
+al. bin by a verifier's score; agreement needs no verifier call, so the probe costs only
+k samples, and the same number can be read back from any stored sampling batch, which is
+what `ttcq policy fit` does."""
+
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from worker.search.types import Candidate
+
+SAMPLING_STRATEGIES = ("majority", "best_of_n", "weighted_best_of_n")
+
+
+class PolicyError(ValueError):
+    """A policy that cannot be used; the message names the field."""
+
+
+class PolicyBin(BaseModel):
+    """Problems whose probe agreement is at least min_agreement (and below the previous
+    bin's): spend n of strategy on them, with config's overrides. n = 0: the probe's
+    answer stands (a settled problem costs nothing more)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    min_agreement: float = Field(ge=0.0, le=1.0)
+    strategy: str = Field(default="majority", min_length=1)
+    n: int = Field(default=0, ge=0, le=4096)
+    config: dict[str, Any] = Field(default_factory=dict)
+    # From a fit, for a batch budget: the share of problems that landed here, and their
+    # mean tokens (probe included) at n.
+    share: float | None = Field(default=None, ge=0.0, le=1.0)
+    tokens: float | None = Field(default=None, ge=0.0)
+
+    @model_validator(mode="after")
+    def _check_overrides(self) -> "PolicyBin":
+        fixed = {"strategy", "n", "policy", "batch_tokens"} & set(self.config)
+        if fixed:
+            raise ValueError(f"config may not set {', '.join(sorted(fixed))} "
+                             "(the bin's own fields set strategy and n)")
+        if self.strategy == "compute_optimal":
+            raise ValueError("a bin cannot run compute_optimal itself")
+        return self
+
+
+class Policy(BaseModel):
+    """Bins from the easiest (highest agreement) to the hardest; the last starts at 0."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    probe: int = Field(default=4, ge=1, le=64, description="k: samples of the probe")
+    # The per-problem budget (n) the bins' budgets were chosen for: a run with another
+    # n scales every bin's budget by n / budget.
+    budget: int = Field(default=16, ge=1, le=4096)
+    bins: list[PolicyBin] = Field(min_length=1, max_length=32)
+    description: str = Field(default="", max_length=2000, description="where it came from")
+    probe_tokens: float | None = Field(default=None, ge=0.0, description="mean, from a fit")
+
+    @model_validator(mode="after")
+    def _check_bins(self) -> "Policy":
+        thresholds = [b.min_agreement for b in self.bins]
+        if any(a <= b for a, b in zip(thresholds, thresholds[1:], strict=False)):
+            raise ValueError("bins: min_agreement must fall strictly from bin to bin")
+        if thresholds[-1] != 0.0:
+            raise ValueError("bins: the last bin must have min_agreement 0 (it takes the rest)")
+        return self
+
+    def bin_of(self, agreement: float) -> int:
+        """Index of the bin an agreement lands in (0 = the easiest)."""
+        return next(i for i, b in enumerate(self.bins) if agreement >= b.min_agreement)
+
+
+# Following Snell et al. (2024): on easy problems sampling with a vote is as good as any
+# search and cheapest; on hard ones a PRM-guided beam search pays. A unanimous probe is
+# settled: more samples would (almost always) vote the same way.
+DEFAULT_POLICY = Policy(
+    probe=4,
+    budget=16,
+    bins=[
+        PolicyBin(min_agreement=1.0, strategy="majority", n=0),
+        PolicyBin(min_agreement=0.75, strategy="majority", n=16),
+        PolicyBin(min_agreement=0.5, strategy="weighted_best_of_n", n=16),
+        PolicyBin(min_agreement=0.0, strategy="beam_search", n=16, config={"beam_width": 4}),
+    ],
+)
+
+
+def agreement(answers: Sequence[str | None]) -> float:
+    """Share of the samples that gave the most common answer (None: no answer)."""
+    if not answers:
+        return 0.0
+    counts = Counter(a for a in answers if a is not None)
+    return max(counts.values(), default=0) / len(answers)
+
+
+def probe_agreement(candidates: Sequence[Candidate]) -> float:
+    return agreement([c.canonical if c.finished else None for c in candidates])
+
+
+def scaled_budget(bin_n: int, policy: Policy, n: int, multiple: int = 1) -> int:
+    """A bin's budget for a run with per-problem budget n: bin_n * n / policy.budget,
+    rounded to a multiple of `multiple` (a tree search's beam width), at least one."""
+    if bin_n == 0:
+        return 0
+    scaled = round(bin_n * n / policy.budget / multiple) * multiple
+    return max(multiple, scaled)
+
+
+def expected_tokens(policy: Policy, n: int) -> float | None:
+    """Mean tokens per problem of a run at budget n, from the fit's per-bin numbers (None
+    for a policy without them). Each bin's cost beyond the probe grows linearly with its
+    scaled budget: samples, beams and subtrees cost about the same each."""
+    probe = policy.probe_tokens
+    if probe is None or any(b.share is None or b.tokens is None for b in policy.bins):
+        return None
+    total = 0.0
+    for b in policy.bins:
+        assert b.share is not None and b.tokens is not None
+        width = int(b.config.get("beam_width", 1))  # fitted tree bins carry their width
+        scaled = scaled_budget(b.n, policy, n, width)
+        if b.n == 0:
+            cost = b.tokens
+        elif b.strategy in SAMPLING_STRATEGIES:  # the probe's samples are among the n
+            cost = b.tokens * max(scaled, policy.probe) / max(b.n, policy.probe)
+        else:
+            cost = probe + (b.tokens - probe) * scaled / b.n
+        total += b.share * cost
+    return total
+
+
+def budget_for_tokens(policy: Policy, tokens: float, problems: int) -> int:
+    """The largest per-problem budget n whose expected mean tokens times the number of
+    problems stays within a batch's tokens: respected in expectation, not exactly (a
+    problem's bin is known only after its probe, and jobs run apart)."""
+    per_problem = tokens / max(problems, 1)
+    costs = {n: expected_tokens(policy, n) for n in range(1, 4097)}
+    if costs[1] is None:
+        raise PolicyError("batch_tokens: the policy has no fitted token numbers (share, "
+                          "tokens, probe_tokens); fit one with `ttcq policy fit`")
+    fitting = [n for n, cost in costs.items() if cost is not None and cost <= per_problem]
+    if not fitting:
+        raise PolicyError(f"batch_tokens: {per_problem:.0f} tokens per problem is below the "
+                          f"policy's least ({costs[1]:.0f}, the probe included)")
+    return max(fitting)
+
+
+def describe(error: ValidationError, prefix: str = "policy") -> str:
+    parts = []
+    for item in error.errors():
+        where = ".".join([prefix, *(str(p) for p in item["loc"])])
+        parts.append(f"{where}: {item['msg'].removeprefix('Value error, ')}")
+    return "; ".join(parts)
+
+
+def parse_policy(data: Any) -> Policy:
+    try:
+        return Policy.model_validate(data)
+    except ValidationError as error:
+        raise PolicyError(describe(error)) from None
+
+
+def load_policy(path: str | Path) -> dict[str, Any]:
+    """A policy YAML file as the validated mapping a SearchConfig stores."""
+    try:
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except yaml.YAMLError as error:
+        raise PolicyError(f"policy {path}: not valid YAML: {error}") from None
+    return parse_policy(data).model_dump(mode="json")
+
+
+def dump_policy(policy: Policy) -> str:
+    return yaml.safe_dump(policy.model_dump(mode="json"), sort_keys=False)
