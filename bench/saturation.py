@@ -37,6 +37,12 @@ DATA = ROOT.parent / "shared" / "data" / "gsm8k_test.jsonl"
 IN_FLIGHT = (1, 4, 16, 64)
 PROBLEMS = 64
 ONE_AT_A_TIME_PROBLEMS = 8  # the slow baseline's rate is read on the batch's first ones
+# The server's KV pool must hold what is in flight, or its radix cache evicts the shared
+# prefixes between a search's steps: 64 problems x 8 branches x ~250 tokens is ~128k
+# tokens. With the tests' 16,384 (the first run of this bench), cached / prompt fell from
+# 0.95 at 4 in flight to 0.66 at 16. A GPU server's pool holds hundreds of thousands.
+KV_POOL_TOKENS = 131072
+SERVER_ARGS = ("--max-total-tokens", str(KV_POOL_TOKENS), "--mem-fraction-static", "0.3")
 STRATEGIES: dict[str, dict[str, Any]] = {
     "beam_search": {"n": 8, "beam_width": 4, "max_depth": 2, "max_step_tokens": 24,
                     "max_tokens": 48, "verifier": "checker"},
@@ -99,6 +105,7 @@ def run_batch(db_url: str, server_url: str, engine: SGLangEngine, strategy: str,
         "server_running_max": max(running),
         "server_running_mean": round(statistics.mean(running), 1),
         "cached_over_prompt": round(cached / prompt, 3) if prompt else 0.0,
+        "server_kv_pool_tokens": KV_POOL_TOKENS,
     }
 
 
@@ -117,7 +124,8 @@ def main() -> list[dict[str, object]]:
     rows: list[dict[str, object]] = []
     with bench_database("ttcq_bench_saturation") as db_url:
         policy = server_paths()["TTCQ_POLICY_MODEL_DIR"]
-        with sglang_server(policy, RESULTS / "logs" / "saturation-sglang.log") as server:
+        with sglang_server(policy, RESULTS / "logs" / "saturation-sglang.log",
+                           extra=SERVER_ARGS) as server:
             engine = SGLangEngine(server.url)
             for strategy in STRATEGIES:
                 for k in IN_FLIGHT:

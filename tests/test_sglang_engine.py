@@ -9,6 +9,8 @@ import pytest
 
 from tests.utils.recording import SGLangRecorder
 from tests.utils.servers import RunningServer, free_port
+from ttcq.settings import Settings
+from worker.backends import check_served_engine
 from worker.engines.base import (
     EngineError,
     GenerationRequest,
@@ -172,3 +174,13 @@ def test_the_worker_refuses_a_server_with_another_model(sglang: RunningServer) -
     checked = SGLangEngine(sglang.url, expected_model=sglang.model)
     checked.health_check()
     checked.close()
+
+
+def test_the_worker_warns_when_the_kv_cache_cannot_hold_its_searches(
+    sglang: RunningServer,
+) -> None:
+    # The test server holds 16,384 tokens: enough for 8 searches, not for 32.
+    settings = Settings(engine="sglang", engine_url=sglang.url)
+    assert "WARNING" not in check_served_engine(settings, in_flight=8)
+    line = check_served_engine(settings, in_flight=32)
+    assert "KV cache holds 16384 tokens, 512 per search at TTCQ_IN_FLIGHT=32" in line

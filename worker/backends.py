@@ -56,7 +56,24 @@ def _reward_folder(server: ServerClient) -> str:
     return str(info.get("tokenizer_path") or info["model_path"])
 
 
-def check_served_engine(settings: Settings) -> str:
+# Below this many KV-cache tokens per search in flight, the radix cache evicts a search's
+# shared prefixes between its steps (bench/saturation.py: beam search N=8 kept 0.95 of its
+# prompt tokens cached with 4,096 per search, 0.66 with 1,024).
+KV_TOKENS_PER_SEARCH = 2048
+
+
+def kv_pool_warning(pool_tokens: int, in_flight: int) -> str:
+    """A warning for the start line when the server's KV pool is too small for the worker's
+    searches in flight; "" when it is large enough or unknown."""
+    if not pool_tokens or pool_tokens >= in_flight * KV_TOKENS_PER_SEARCH:
+        return ""
+    return (f"; WARNING: the server's KV cache holds {pool_tokens} tokens, "
+            f"{pool_tokens // in_flight} per search at TTCQ_IN_FLIGHT={in_flight}: prefixes "
+            f"will be evicted between steps (lower TTCQ_IN_FLIGHT or give the server more "
+            f"--max-total-tokens; about {KV_TOKENS_PER_SEARCH} per search keeps them)")
+
+
+def check_served_engine(settings: Settings, in_flight: int = 1) -> str:
     """Before a worker takes messages: the server answers, serves the expected model and
     generates a real token. Returns a line for the log; raises EngineError otherwise."""
     engine = make_engine(settings)
@@ -64,6 +81,7 @@ def check_served_engine(settings: Settings) -> str:
         engine.health_check()
         seeds = "seeded" if engine.info.honours_seeds else "unseeded (runs will not repeat)"
         return (f"engine: {settings.engine} at {settings.engine_url}, model "
-                f"{engine.info.model}, {seeds}; health generation ok")
+                f"{engine.info.model}, {seeds}; health generation ok"
+                + kv_pool_warning(getattr(engine, "kv_pool_tokens", 0), in_flight))
     finally:
         engine.close()

@@ -42,13 +42,14 @@ def check_model(settings: Settings) -> None:
         raise SystemExit(f"ttcq worker: model file not found: {path} (TTCQ_MODEL_PATH)")
 
 
-def check_engine(settings: Settings) -> str:
-    """Refuse to start a worker whose engine cannot solve; a line saying what it runs."""
+def check_engine(settings: Settings, in_flight: int = 1) -> str:
+    """Refuse to start a worker whose engine cannot solve; a line saying what it runs
+    (with a warning if a server's KV cache is too small for in_flight searches)."""
     if settings.engine == "llamacpp":
         check_model(settings)
         return describe_build(settings.n_threads)
     try:
-        return check_served_engine(settings)
+        return check_served_engine(settings, in_flight)
     except EngineError as error:
         raise SystemExit(f"ttcq worker: {error}") from None
 
@@ -76,8 +77,8 @@ def run_worker(concurrency: int | None = None, queue: str = DEFAULT_QUEUE,
     """Run a worker until it is stopped (see pool_for for how it runs jobs at once)."""
     logging.basicConfig(level=loglevel.upper(), format=LOG_FORMAT)
     settings = get_settings()
-    logging.getLogger(__name__).info(check_engine(settings))
     pool, size = pool_for(settings, concurrency)
+    logging.getLogger(__name__).info(check_engine(settings, size))
     # Threads share one engine, built here; prefork children each build their own after
     # the fork (llama.cpp state does not survive one).
     shared = make_engine(settings) if pool == "threads" else None

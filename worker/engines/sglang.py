@@ -63,8 +63,10 @@ class SGLangEngine(ServedEngine):
         if not model.get("is_generation", True):
             raise EngineError(f"{self.server.name} serves an embedding model: use it as a "
                               "reward model, not as the policy")
-        self._seeded = bool(self.server.get("/get_server_info").get(
-            "enable_deterministic_inference"))
+        server_info = self.server.get("/get_server_info")
+        self._seeded = bool(server_info.get("enable_deterministic_inference"))
+        # Tokens the server's KV cache holds: what in-flight searches share (see backends).
+        self.kv_pool_tokens = int(server_info.get("max_total_num_tokens") or 0)
         return tokenizer_path or str(model.get("tokenizer_path") or model["model_path"])
 
     # Generation
