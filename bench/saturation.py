@@ -91,7 +91,7 @@ def run_batch(db_url: str, server_url: str, engine: SGLangEngine, strategy: str,
         start = time.perf_counter()
         sampler.start()
         enqueue_jobs(app, ids)
-        _wait_done(db_url, ids)
+        wait_done(db_url, ids)
         seconds = time.perf_counter() - start
     sampler.stop.set()
     app.close()
@@ -109,7 +109,7 @@ def run_batch(db_url: str, server_url: str, engine: SGLangEngine, strategy: str,
     }
 
 
-def _wait_done(db_url: str, ids: list[Any]) -> None:
+def wait_done(db_url: str, ids: list[Any]) -> None:
     while True:
         with Session(get_engine(db_url)) as session:
             left = session.exec(select(func.count()).select_from(Job).where(

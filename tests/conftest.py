@@ -4,6 +4,7 @@ import os
 import uuid
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
+from typing import Any
 
 import pytest
 import redis
@@ -72,6 +73,25 @@ def db_url(pg_url: str) -> Iterator[str]:
         names = ", ".join(f'"{t.name}"' for t in SQLModel.metadata.sorted_tables)
         conn.execute(text(f"TRUNCATE {names} CASCADE"))
     yield pg_url
+
+
+@pytest.fixture(scope="module")
+def fast_sessions(pg_url: str) -> Iterator[Any]:
+    """For a module that stores thousands of small results: the session's database emptied
+    once, and sessions that do not wait for the disk at each commit (durability is not
+    under test there; the commits would otherwise dominate)."""
+    url = f"{pg_url}?options=-csynchronous_commit%3Doff"
+    with get_engine(pg_url).begin() as conn:
+        names = ", ".join(f'"{t.name}"' for t in SQLModel.metadata.sorted_tables)
+        conn.execute(text(f"TRUNCATE {names} CASCADE"))
+
+    @contextmanager
+    def make() -> Iterator[Session]:
+        with Session(get_engine(url), expire_on_commit=False) as session:
+            yield session
+
+    yield make
+    get_engine(url).dispose()
 
 
 @pytest.fixture

@@ -7,39 +7,17 @@ problems (within 10%), it adapts (bins differ), it beats the best single fixed s
 at equal or fewer tokens at a low budget, and nowhere is it significantly (3 standard
 errors of the paired difference) less accurate than that strategy."""
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import pytest
-from sqlalchemy import text
-from sqlmodel import Session, SQLModel
 
 from api.datasets import Limits, to_problems
-from db.session import get_engine
 from worker.compute_optimal_evidence import Comparison, evaluate, prepare, spend_batch
 from worker.ground_truth.task import make_dataset
 
 pytestmark = pytest.mark.timeout(900)
 PROBLEMS, QUALITY = 400, 2.0
 TARGETS = (3000.0, 6000.0, 24000.0)
-
-
-@pytest.fixture(scope="module")
-def quick_sessions(pg_url: str) -> Iterator[Any]:
-    """Sessions that do not wait for the disk at each commit (durability is not tested)."""
-    url = f"{pg_url}?options=-csynchronous_commit%3Doff"
-    with get_engine(pg_url).begin() as conn:
-        names = ", ".join(f'"{t.name}"' for t in SQLModel.metadata.sorted_tables)
-        conn.execute(text(f"TRUNCATE {names} CASCADE"))
-
-    @contextmanager
-    def make() -> Iterator[Session]:
-        with Session(get_engine(url), expire_on_commit=False) as session:
-            yield session
-
-    yield make
-    get_engine(url).dispose()
 
 
 @pytest.fixture(scope="module")
@@ -50,14 +28,14 @@ def halves() -> tuple[list[Any], list[Any]]:
 
 
 @pytest.fixture(scope="module")
-def prepared(quick_sessions: Any, halves: tuple[list[Any], list[Any]]) -> Any:
-    return prepare(quick_sessions, *halves, QUALITY)
+def prepared(fast_sessions: Any, halves: tuple[list[Any], list[Any]]) -> Any:
+    return prepare(fast_sessions, *halves, QUALITY)
 
 
 @pytest.fixture(scope="module")
-def comparisons(quick_sessions: Any, halves: Any, prepared: Any) -> dict[float, Comparison]:
+def comparisons(fast_sessions: Any, halves: Any, prepared: Any) -> dict[float, Comparison]:
     stored, arms = prepared
-    return {t: evaluate(quick_sessions, stored, arms, halves[1], t, QUALITY) for t in TARGETS}
+    return {t: evaluate(fast_sessions, stored, arms, halves[1], t, QUALITY) for t in TARGETS}
 
 
 @pytest.mark.parametrize("target", TARGETS)
@@ -90,10 +68,10 @@ def test_the_policy_adapts_to_difficulty(comparisons: dict[float, Comparison]) -
 
 
 def test_a_batch_budget_is_spent_within_ten_percent(
-    quick_sessions: Any, halves: Any, prepared: Any,
+    fast_sessions: Any, halves: Any, prepared: Any,
 ) -> None:
     """In expectation only (no ledger): the fit's per-bin costs, on unseen problems."""
     stored, _ = prepared
     total = 12_000 * len(halves[1])
-    n, spent = spend_batch(quick_sessions, stored, halves[1], total, QUALITY, 12_000.0)
+    n, spent = spend_batch(fast_sessions, stored, halves[1], total, QUALITY, 12_000.0)
     assert n >= 1 and 0.9 * total <= spent <= 1.1 * total

@@ -6,18 +6,14 @@ deviations of a measurement over these problems; and the published shapes appear
 
 import uuid
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import pytest
 from sqlalchemy import text
-from sqlmodel import Session, SQLModel
 
 from api.datasets import Limits, to_problems
 from api.report.data import build_report
 from db.batches import get_batch
-from db.session import get_engine
 from worker.ground_truth.expected import Expected, curve
 from worker.ground_truth.task import make_dataset
 from worker.ground_truth.verifier import GroundTruthVerifier
@@ -33,24 +29,6 @@ CASES = [(run, n) for run, budgets in BUDGETS.items() for n in budgets]
 @pytest.fixture(scope="module")
 def rows() -> list[dict[str, Any]]:
     return make_dataset(PROBLEMS, seed=7)
-
-
-@pytest.fixture(scope="module")
-def fast_sessions(pg_url: str) -> Iterator[Any]:
-    """Sessions on the test database that do not wait for the disk at each commit (the
-    thousands of small commits would otherwise dominate; durability is not under test)."""
-    url = f"{pg_url}?options=-csynchronous_commit%3Doff"
-    with get_engine(pg_url).begin() as conn:
-        names = ", ".join(f'"{t.name}"' for t in SQLModel.metadata.sorted_tables)
-        conn.execute(text(f"TRUNCATE {names} CASCADE"))
-
-    @contextmanager
-    def make() -> Iterator[Session]:
-        with Session(get_engine(url), expire_on_commit=False) as session:
-            yield session
-
-    yield make
-    get_engine(url).dispose()
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,95 @@
+"""What many problems in flight give when the server is not the limit: the same Celery
+thread-pool worker, Redis and Postgres as bench/saturation.py, but the engine is a TEST
+DOUBLE with the shape of a GPU server with spare batch capacity — every call takes a fixed
+latency however many sequences it carries (the ground-truth engine behind a sleep). On the
+2-core CPU SGLang server the server's compute is the limit; here only ttcq's own
+concurrency is, so this is the curve a GPU server far from its batch limit would see.
+
+    .venv/bin/python bench/in_flight_latency.py
+
+Writes bench/results/in_flight_latency.json."""
+
+import json
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+ROOT = Path(__file__).parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench_db import REDIS_URL, bench_database  # noqa: E402
+from celery.contrib.testing.worker import start_worker  # noqa: E402
+from saturation import wait_done  # noqa: E402
+from sqlmodel import Session  # noqa: E402
+
+from api.datasets import Limits, to_problems  # noqa: E402
+from db.batches import create_batch  # noqa: E402
+from db.session import get_engine  # noqa: E402
+from ttcq.settings import Settings  # noqa: E402
+from worker.engines.base import Completion, GenerationRequest, TokenLogprobs  # noqa: E402
+from worker.ground_truth.engine import GroundTruthEngine  # noqa: E402
+from worker.ground_truth.task import make_dataset  # noqa: E402
+from worker.main import create_worker_app  # noqa: E402
+from worker.queue import enqueue_jobs  # noqa: E402
+from worker.search.config import make_config  # noqa: E402
+
+RESULTS = Path(__file__).parent / "results"
+LATENCY_S = 0.2  # per engine or verifier call, whatever its batch
+IN_FLIGHT = (1, 4, 16, 64)
+PROBLEMS = 128
+ONE_AT_A_TIME_PROBLEMS = 16
+CONFIG = {"strategy": "beam_search", "n": 8, "beam_width": 4, "verifier": "self_judge"}
+
+
+class LatencyBoundEngine(GroundTruthEngine):
+    """TEST DOUBLE: the ground-truth engine, each call held for LATENCY_S."""
+
+    def generate(self, requests: Sequence[GenerationRequest]) -> list[list[Completion]]:
+        time.sleep(LATENCY_S)
+        return super().generate(requests)
+
+    def next_token_logprobs(self, prompts: Sequence[Sequence[int]],
+                            token_ids: Sequence[int]) -> list[TokenLogprobs]:
+        time.sleep(LATENCY_S)
+        return super().next_token_logprobs(prompts, token_ids)
+
+
+def run(db_url: str, k: int) -> dict[str, object]:
+    count = ONE_AT_A_TIME_PROBLEMS if k == 1 else PROBLEMS
+    rows = make_dataset(count, seed=k)
+    problems = list(to_problems(enumerate(rows, start=1), limits=Limits(10_000, count)))
+    config = make_config(seed=k, **CONFIG).model_dump(mode="json")
+    with Session(get_engine(db_url)) as session:
+        _, ids = create_batch(session=session, owner="bench", problems=problems, config=config)
+    settings = Settings(database_url=db_url, redis_url=REDIS_URL, engine="sglang",
+                        engine_url="http://double.invalid",  # never called: the double serves
+                        lease_seconds=60, task_time_limit=3000, visibility_timeout=3600)
+    engine = LatencyBoundEngine()
+    app = create_worker_app(settings, engine_factory=lambda: engine)
+    with start_worker(app, perform_ping_check=False, pool="threads", concurrency=k,
+                      shutdown_timeout=60):
+        start = time.perf_counter()
+        enqueue_jobs(app, ids)
+        wait_done(db_url, ids)
+        seconds = time.perf_counter() - start
+    app.close()
+    return {"in_flight": k, "problems": count, "seconds": round(seconds, 1),
+            "problems_per_min": round(count / seconds * 60, 1)}
+
+
+def main() -> list[dict[str, object]]:
+    with bench_database("ttcq_bench_latency") as db_url:
+        rows = [run(db_url, k) for k in IN_FLIGHT]
+    base = float(rows[0]["problems_per_min"])  # type: ignore[arg-type]
+    for row in rows:
+        row["speedup_vs_one"] = round(float(row["problems_per_min"]) / base, 2)  # type: ignore[arg-type]
+        row["latency_s_per_call"] = LATENCY_S
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "in_flight_latency.json").write_text(json.dumps(rows, indent=2) + "\n")
+    return rows
+
+
+if __name__ == "__main__":
+    for result in main():
+        print(json.dumps(result))
