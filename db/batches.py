@@ -49,6 +49,9 @@ def create_batch(
     session.add(batch)
     session.flush()
     job_ids = write_jobs(session=session, batch_id=batch.id, problems=problems)
+    if not job_ids:  # a batch without jobs is never wanted; a used-up stream makes one
+        session.rollback()
+        raise ValueError("a batch needs at least one problem (was the stream already read?)")
     batch.total_jobs = len(job_ids)
     session.commit()
     return batch, job_ids

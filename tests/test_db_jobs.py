@@ -8,12 +8,12 @@ from datetime import timedelta
 
 import pytest
 from sqlalchemy import event, update
-from sqlmodel import Session, col
+from sqlmodel import Session, col, func, select
 
 from db import result_store
-from db.batches import cancel_batch
+from db.batches import ProblemIn, cancel_batch, create_batch
 from db.jobs import Claim, claim_job, reap_expired, release_job, renew_leases
-from db.models import Candidate, Job, JobCost, JobState, TraceNode, utcnow
+from db.models import Batch, Candidate, Job, JobCost, JobState, TraceNode, utcnow
 from db.result_store import COPY_MIN_ROWS
 from db.results import store_result
 from db.session import execute_alone, get_engine
@@ -306,3 +306,16 @@ def test_a_nul_in_model_output_is_stored_as_a_replacement_character(
                             cost=zero_cost())
         node = session.get(TraceNode, (job_id, 1))
         assert node is not None and node.text == "a\ufffdb"
+
+
+def test_a_batch_without_problems_is_refused_and_nothing_is_stored(
+    sessions: SessionFactory,
+) -> None:
+    used_up = iter([ProblemIn(line=1, problem="What is 2 + 2?")])
+    list(used_up)  # a stream read once already, as api.records.to_problems gives them
+    with sessions() as session, pytest.raises(ValueError, match="at least one problem"):
+        create_batch(session=session, owner="tester", config={"strategy": "majority"},
+                     problems=used_up)
+    with sessions() as session:
+        assert session.exec(select(func.count()).select_from(Batch)).one() == 0
+        assert session.exec(select(func.count()).select_from(Job)).one() == 0

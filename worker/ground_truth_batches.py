@@ -45,8 +45,6 @@ def submit(sessions: SessionFactory, problems: Sequence[ProblemIn], owner: str =
             session=session, owner=owner, problems=problems, name=config.get("strategy", ""),
             config=make_config(**config).model_dump(mode="json"),
         )
-    if not job_ids:  # a consumed iterator (api's to_problems is one) would store nothing
-        raise ValueError("no problems to submit: pass a list, not a used iterator")
     return batch.id, job_ids
 
 
