@@ -2,6 +2,7 @@
 straight from a database (the one `ttcq run` writes, or the service's)."""
 
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -21,13 +22,19 @@ def policy_group() -> None:
               required=True, help="the policy YAML to write")
 @click.option("--db", "db_url", default=None, help="database URL [TTCQ_DATABASE_URL]")
 @click.option("--probe", type=click.IntRange(1, 64), default=4, show_default=True,
-              help="k: samples of the probe; one batch must be a sampling batch of n >= k")
+              help="k: samples of the probe (with auto, the most tried); read from a "
+                   "sampling batch of n >= k")
+@click.option("--difficulty", type=click.Choice(["auto", "agreement", "verifier", "none"]),
+              default="auto", show_default=True,
+              help="the probe's signal: answer agreement, verifier scores (read from a "
+                   "scored best-of-N batch), none (one strategy for all), or auto: the "
+                   "best of these and of smaller probes by cross-validation")
 @click.option("--bins", type=click.IntRange(1, 32), default=4, show_default=True,
-              help="difficulty bins (quantiles of the probe's agreement)")
+              help="difficulty bins (quantiles of the probe's confidence)")
 @click.option("--tokens", type=click.FloatRange(min=1.0), default=None,
               help="mean tokens per problem to fit for (default: the most accurate per bin)")
 def fit_command(batch_ids: tuple[str, ...], output: Path, db_url: str | None, probe: int,
-                bins: int, tokens: float | None) -> None:
+                difficulty: Any, bins: int, tokens: float | None) -> None:
     """Fit a policy from BATCH... (one dataset, with gold answers, several strategies)."""
     from db.policy_data import stored_batches
     from worker.search.policy_fit import FitError, fit_policy
@@ -39,11 +46,14 @@ def fit_command(batch_ids: tuple[str, ...], output: Path, db_url: str | None, pr
         except LookupError as error:
             raise click.BadParameter(str(error), param_hint="BATCH") from None
     try:
-        policy = fit_policy(batches, probe=probe, bins=bins, target_tokens=tokens)
+        policy = fit_policy(batches, probe=probe, bins=bins, target_tokens=tokens,
+                            difficulty=difficulty)
     except FitError as error:
         raise click.ClickException(str(error)) from None
     output.write_text(dump_policy(policy), encoding="utf-8")
+    signal = "no probe" if policy.probe == 0 else f"{policy.difficulty} of {policy.probe}"
+    click.echo(f"probe: {signal}")
     for i, b in enumerate(policy.bins, start=1):
-        click.echo(f"bin {i}: agreement >= {b.min_agreement:.2f} -> {b.strategy} n={b.n} "
-                   f"{b.config or ''}".rstrip())
+        click.echo(f"bin {i}: {policy.difficulty} >= {b.min_confidence:.2f} -> {b.strategy} "
+                   f"n={b.n} {b.config or ''}".rstrip())
     click.echo(f"{policy.description}; wrote {output}", err=True)

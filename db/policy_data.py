@@ -1,5 +1,5 @@
 """What `ttcq policy fit` reads: per batch, each graded problem's tokens, its budget curve
-and the first samples' answers (worker.search.policy_fit fits the policy from them)."""
+and the first samples' answers and scores (worker.search.policy_fit fits the policy from them)."""
 
 import uuid
 from collections.abc import Sequence
@@ -9,7 +9,7 @@ from sqlalchemy import select as select_columns
 from sqlmodel import Session, col
 
 from db.models import Batch, BudgetPoint, Candidate, Job, JobCost, JobState
-from worker.search.policy_fit import StoredBatch, StoredJob
+from worker.search.policy_fit import Sample, StoredBatch, StoredJob
 
 
 def stored_batches(
@@ -42,13 +42,16 @@ def _jobs(session: Session, batch_id: uuid.UUID, samples: int) -> dict[str, Stor
     for job_id, n, correct in session.exec(points):  # type: ignore[call-overload]
         jobs[job_id][1].points[n] = bool(correct)
     first = (select_columns(col(Candidate.job_id), col(Candidate.canonical),
-                            col(Candidate.finish), col(Candidate.correct))
+                            col(Candidate.finish), col(Candidate.correct),
+                            col(Candidate.score))
              .join(Job, col(Job.id) == Candidate.job_id)
              .where(*graded, col(Candidate.idx) < samples)
              .order_by(col(Candidate.job_id), col(Candidate.idx)))
-    for job_id, canonical, finish, correct in session.exec(first):  # type: ignore[call-overload]
-        answer = canonical if finish == "stop" else None
-        jobs[job_id][1].samples.append((answer, bool(correct)))
+    rows = session.exec(first)  # type: ignore[call-overload]
+    for job_id, canonical, finish, correct, score in rows:
+        stopped = finish == "stop"
+        jobs[job_id][1].samples.append(Sample(canonical if stopped else None, bool(correct),
+                                              score if stopped else None))
     return dict(jobs.values())
 
 

@@ -122,7 +122,16 @@ def test_default_policy_is_written_into_the_config() -> None:
     ({"policy": {"bins": [{"min_agreement": 0.5}]}}, "policy: bins: the last bin"),
     ({"policy": {"bins": [{"min_agreement": 0.0, "strategy": "nope", "n": 4}]}},
      "policy.bins.0: strategy"),
-    ({"policy": {"probe": 0, "bins": [{"min_agreement": 0.0}]}}, "policy.probe"),
+    ({"policy": {"probe": -1, "bins": [{"min_confidence": 0.0, "n": 4}]}}, "policy.probe"),
+    ({"policy": {"probe": 0, "bins": [{"min_confidence": 0.0}]}},
+     "policy: probe: without a probe"),
+    ({"policy": {"probe": 0, "bins": [{"min_confidence": 0.5, "n": 4},
+                                      {"min_confidence": 0.0, "n": 4}]}},
+     "policy: probe: without a probe"),
+    ({"verifier": "none", "policy": {"difficulty": "verifier", "bins": [
+        {"min_confidence": 0.0, "n": 4}]}}, "policy.difficulty: the verifier signal"),
+    ({"policy": {"difficulty": "vibes", "bins": [{"min_confidence": 0.0, "n": 4}]}},
+     "policy.difficulty"),
     ({"policy": {"bins": [{"min_agreement": 0.0, "n": 4, "config": {"beam_widht": 2}}]}},
      "policy.bins.0: beam_widht"),
     ({"policy": {"bins": [{"min_agreement": 0.0, "n": 4, "config": {"n": 2}}]}},
@@ -139,12 +148,14 @@ def test_policy_belongs_to_compute_optimal_only() -> None:
         make_config(strategy="majority", policy=ALWAYS_BEAM)
 
 
-def test_runs_on_the_real_model(engine: Engine) -> None:
-    """A short run on SmolLM2: a probe of 2, then beam search unless it was unanimous; the
-    engine's own token reports, recorded, add up to the result's generation."""
-    policy = {"probe": 2, "budget": 4, "bins": [
-        {"min_agreement": 1.0, "n": 0},
-        {"min_agreement": 0.0, "strategy": "beam_search", "n": 4, "config": {"beam_width": 2}}]}
+@pytest.mark.parametrize("difficulty", ["agreement", "verifier"])
+def test_runs_on_the_real_model(engine: Engine, difficulty: str) -> None:
+    """A short run on SmolLM2: a probe of 2 (judged, with the verifier signal), then beam
+    search unless it was settled; the engine's own token reports, recorded, add up to the
+    result's generation and verification."""
+    policy = {"probe": 2, "budget": 4, "difficulty": difficulty, "bins": [
+        {"min_confidence": 1.0 if difficulty == "agreement" else 0.9, "n": 0},
+        {"min_confidence": 0.0, "strategy": "beam_search", "n": 4, "config": {"beam_width": 2}}]}
     config = make_config(strategy="compute_optimal", policy=policy, verifier="self_judge",
                          max_step_tokens=24, max_depth=3, max_tokens=72, seed=1)
     recorder = RecordingEngine(engine)
@@ -155,3 +166,57 @@ def test_runs_on_the_real_model(engine: Engine) -> None:
     assert tokens(result.verification) == tokens(recorder.judged)
     assert tokens(result.trace.usage()) == tokens(result.generation)
     assert result.curve == {4: result.selected}
+
+
+BY_SCORE_BEST = {"probe": 4, "budget": 16, "difficulty": "verifier", "bins": [
+    {"min_confidence": 0.99, "n": 0},
+    {"min_confidence": 0.0, "strategy": "weighted_best_of_n", "n": 16}]}
+
+
+def test_the_verifier_signal_is_the_mean_score_of_the_probe() -> None:
+    result = solve(HARD, strategy="compute_optimal", policy=BY_SCORE_BEST)
+    probe = solve(HARD, strategy="best_of_n", n=4)
+    mean = sum(c.score or 0.0 for c in probe.candidates if c.finished) / 4
+    assert decision(result) == (f"bin 2 of 2: verifier score {mean:.2f} -> "
+                                "weighted_best_of_n n=16")
+
+
+def test_a_verifier_probe_is_scored_once_and_its_scores_kept() -> None:
+    """The sampling bin's result is the strategy's alone, at the same verifier cost: the
+    probe's k scores are not asked for again."""
+    result = solve(HARD, strategy="compute_optimal", policy=BY_SCORE_BEST)
+    alone = solve(HARD, strategy="weighted_best_of_n", n=16)
+    assert [c.text for c in result.candidates] == [c.text for c in alone.candidates]
+    assert [c.score for c in result.candidates] == [c.score for c in alone.candidates]
+    assert result.selected == alone.selected
+    assert result.verification.prompt_tokens == alone.verification.prompt_tokens
+    assert result.verification.calls == 2  # the probe's 4, then the other 12
+
+
+def test_a_settled_verifier_probe_keeps_its_best_scored_sample() -> None:
+    settle_all = {**BY_SCORE_BEST, "bins": [{"min_confidence": 0.0, "n": 0}]}
+    result = solve(HARD, strategy="compute_optimal", policy=settle_all)
+    best4 = solve(HARD, strategy="best_of_n", n=4)
+    assert decision(result).endswith("-> settled, the probe's answer stands")
+    assert result.selected == best4.selected and result.answer == best4.answer
+    assert tokens(result.generation) == tokens(best4.generation)
+    assert tokens(result.verification) == tokens(best4.verification)
+
+
+def test_without_a_probe_the_one_strategy_runs_alone() -> None:
+    no_probe = {"probe": 0, "budget": 16, "bins": [
+        {"min_confidence": 0.0, "strategy": "beam_search", "n": 16, "config": {"beam_width": 4}}]}
+    result = solve(HARD, strategy="compute_optimal", policy=no_probe)
+    beam = solve(HARD, strategy="beam_search", n=16, beam_width=4)
+    assert decision(result) == ("bin 1 of 1: no probe (the policy runs one strategy for "
+                                "every problem) -> beam_search n=16")
+    assert [c.text for c in result.candidates] == [c.text for c in beam.candidates]
+    assert result.selected == beam.selected
+    assert tokens(result.generation) == tokens(beam.generation)
+    assert tokens(result.verification) == tokens(beam.verification)
+
+
+def test_older_policies_with_min_agreement_still_load() -> None:
+    config = make_config(strategy="compute_optimal", verifier="self_judge", policy=ALWAYS_BEAM)
+    assert config.compute_policy.bins[0].min_confidence == 0.0
+    assert "min_agreement" not in str(config.policy)

@@ -12,8 +12,8 @@ from db.session import get_engine
 
 EXAMPLES = Path(__file__).parent.parent / "examples" / "gsm8k_sample.jsonl"
 POLICY = {"probe": 2, "budget": 3, "bins": [
-    {"min_agreement": 1.0, "n": 0},
-    {"min_agreement": 0.0, "strategy": "majority", "n": 3}]}
+    {"min_confidence": 1.0, "n": 0},
+    {"min_confidence": 0.0, "strategy": "majority", "n": 3}]}
 
 
 def run(*args: str) -> Result:
@@ -45,7 +45,7 @@ def test_run_with_a_policy_stores_it_and_follows_it(tmp_path: Path) -> None:
 
 
 def test_a_bad_policy_file_is_refused_naming_the_field(tmp_path: Path) -> None:
-    bad = {"bins": [{"min_agreement": 0.0, "n": -1}]}
+    bad = {"bins": [{"min_confidence": 0.0, "n": -1}]}
     result = run(str(EXAMPLES), "--strategy", "compute_optimal", "--policy",
                  str(write(tmp_path, bad)), "--db", f"sqlite:///{tmp_path / 'x.db'}")
     assert result.exit_code != 0

@@ -23,6 +23,7 @@ from worker.search.policy import (
 )
 from worker.search.policy_fit import (
     FitError,
+    Sample,
     StoredBatch,
     StoredJob,
     fit_policy,
@@ -30,9 +31,9 @@ from worker.search.policy_fit import (
     quantile_thresholds,
 )
 
-RIGHT, WRONG = ("7", True), ("9", False)
+RIGHT, WRONG = Sample("7", True), Sample("9", False)
 EASY = [RIGHT] * 4  # unanimous and right
-HARD = [WRONG, WRONG, RIGHT, (None, False)]  # the probe's majority is wrong
+HARD = [WRONG, WRONG, RIGHT, Sample(None, False)]  # the probe's majority is wrong
 
 
 def sampling(easy: int, hard: int) -> StoredBatch:
@@ -55,7 +56,7 @@ def test_probe_outcome_is_the_majority_with_ties_to_the_first_answer() -> None:
     assert probe_outcome(EASY) is True
     assert probe_outcome(HARD) is False
     assert probe_outcome([RIGHT, WRONG]) is True and probe_outcome([WRONG, RIGHT]) is False
-    assert probe_outcome([(None, False)] * 3) is False
+    assert probe_outcome([Sample(None, False)] * 3) is False
 
 
 def test_quantile_thresholds_fall_and_end_at_zero() -> None:
@@ -69,7 +70,7 @@ def test_quantile_thresholds_fall_and_end_at_zero() -> None:
 def test_fit_settles_easy_problems_and_searches_hard_ones() -> None:
     policy = fit_policy([sampling(10, 10), beam(10, 10, 2000)], probe=4, bins=2)
     easy, hard = policy.bins
-    assert (easy.min_agreement, easy.strategy, easy.n) == (1.0, "majority", 0)
+    assert (easy.min_confidence, easy.strategy, easy.n) == (1.0, "majority", 0)
     assert (hard.strategy, hard.n, hard.config["beam_width"]) == ("beam_search", 16, 4)
     assert hard.config["verifier"] == "prm" and policy.budget == 16
     # The fitted policy runs: every bin's config is a valid search config.
@@ -79,16 +80,66 @@ def test_fit_settles_easy_problems_and_searches_hard_ones() -> None:
 def test_a_tight_target_keeps_the_cheapest_choice_that_fits() -> None:
     # Probe: 4/16 of 1600 = 400 tokens; beam: 400 + 2100. Half the problems are hard:
     # beam everywhere costs 2500 a problem, beam on hard ones only 1450.
-    loose = fit_policy([sampling(10, 10), beam(10, 10, 2000)], bins=2, target_tokens=1500)
-    tight = fit_policy([sampling(10, 10), beam(10, 10, 2000)], bins=2, target_tokens=1000)
+    batches = [sampling(10, 10), beam(10, 10, 2000)]
+    loose = fit_policy(batches, bins=2, target_tokens=1500, difficulty="agreement")
+    tight = fit_policy(batches, bins=2, target_tokens=1000, difficulty="agreement")
     assert [b.n for b in loose.bins] == [0, 16]
     assert [b.n for b in tight.bins] == [0, 0]
     assert "expected 400 tokens per problem, accuracy 0.500" in tight.description
+    # Free to choose the probe, the fit takes the cheaper one of 2 samples (the same 0.5).
+    cheapest = fit_policy(batches, bins=2, target_tokens=1000)
+    assert cheapest.probe == 2 and "expected 200 tokens per problem" in cheapest.description
 
 
 def test_fit_needs_a_sampling_batch_to_read_the_probe_from() -> None:
     with pytest.raises(FitError, match="no sampling batch"):
-        fit_policy([beam(3, 3, 100)])
+        fit_policy([beam(3, 3, 100)], difficulty="agreement")
+    with pytest.raises(FitError, match="no scored sampling batch"):
+        fit_policy([sampling(3, 3), beam(3, 3, 100)], difficulty="verifier")
+    # Left to choose, it runs the one strategy there is, with no probe.
+    policy = fit_policy([beam(3, 3, 100)])
+    assert policy.probe == 0 and [(b.strategy, b.n) for b in policy.bins] == [("beam_search", 16)]
+
+
+def scored(easy: int, hard: int) -> StoredBatch:
+    """A best-of-N batch of n=16 whose every probe is unanimous, right on easy problems
+    and wrong on hard ones; the verifier scores the easy ones' samples high."""
+    jobs = {f"e{i}": StoredJob(1600, 800, {4: True, 16: True},
+                               [Sample("7", True, 0.9)] * 4) for i in range(easy)}
+    jobs |= {f"h{i}": StoredJob(1600, 800, {4: False, 16: False},
+                                [Sample("9", False, 0.2)] * 4) for i in range(hard)}
+    config = {"strategy": "best_of_n", "n": 16, "verifier": "prm", "aggregation": "last"}
+    return StoredBatch("best_of_n", config, jobs)
+
+
+def test_scores_tell_apart_what_agreement_cannot() -> None:
+    unanimous = sampling(10, 10)
+    for job in unanimous.jobs.values():
+        job.samples = [Sample("7", True)] * 4 if job.points[4] else [Sample("9", False)] * 4
+    batches = [unanimous, scored(10, 10), beam(10, 10, 2000)]
+    policy = fit_policy(batches, bins=2, target_tokens=2000)
+    assert (policy.difficulty, policy.aggregation) == ("verifier", "last")
+    assert [(b.strategy, b.n) for b in policy.bins] == [("majority", 0), ("beam_search", 16)]
+    # Settled: 1 of the 16 scored samples, 150 tokens; hard: that and a beam search.
+    assert [b.tokens for b in policy.bins] == [150, 2250] and policy.probe_tokens == 150
+    assert 0.2 < policy.bins[0].min_confidence <= 0.9
+    by_agreement = fit_policy(batches, bins=2, target_tokens=2000, difficulty="agreement")
+    assert len(by_agreement.bins) == 1  # every probe is unanimous: one bin
+    make_config(strategy="compute_optimal", verifier="prm", policy=policy.model_dump())
+
+
+def test_no_probe_where_none_pays_for_itself() -> None:
+    """Every probe looks the same and beam search solves everything: a probe only costs."""
+    same = sampling(10, 10)
+    for job in same.jobs.values():
+        job.samples = HARD
+    policy = fit_policy([same, beam(10, 10, 2000)], bins=2, target_tokens=3000)
+    assert policy.probe == 0 and policy.probe_tokens == 0
+    assert [(b.strategy, b.n, b.tokens) for b in policy.bins] == [("beam_search", 16, 2100)]
+    assert "no probe: 1.000 at 2100 tokens" in policy.description
+    forced = fit_policy([same, beam(10, 10, 2000)], bins=2, target_tokens=3000,
+                        difficulty="agreement")
+    assert forced.probe == 4 and forced.bins[0].tokens == 2500
 
 
 def test_fit_refuses_compute_optimal_batches() -> None:
@@ -120,14 +171,29 @@ def test_cli_fits_a_policy_from_a_database(stored_batches: list[str], db_url: st
                                            tmp_path: Any) -> None:
     out = tmp_path / "policy.yaml"
     result = CliRunner().invoke(main, ["policy", "fit", *stored_batches, "--db", db_url,
-                                       "-o", str(out), "--bins", "3"])
+                                       "-o", str(out), "--bins", "3",
+                                       "--difficulty", "agreement"])
     assert result.exit_code == 0, result.output
     policy = Policy.model_validate(yaml.safe_load(out.read_text()))
     assert policy.probe == 4 and 1 <= len(policy.bins) <= 3
-    assert policy.bins[-1].min_agreement == 0.0
+    assert policy.bins[-1].min_confidence == 0.0
     assert {b.strategy for b in policy.bins} <= {"majority", "beam_search"}
     assert "fitted on 40 problems" in policy.description
-    assert result.stdout.startswith("bin 1: agreement >= ")
+    assert result.stdout.startswith("probe: agreement of 4\nbin 1: agreement >= ")
+
+
+def test_cli_chooses_the_probe_by_cross_validation(stored_batches: list[str], db_url: str,
+                                                  tmp_path: Any) -> None:
+    out = tmp_path / "policy.yaml"
+    result = CliRunner().invoke(main, ["policy", "fit", *stored_batches, "--db", db_url,
+                                       "-o", str(out), "--tokens", "5000"])
+    assert result.exit_code == 0, result.output
+    policy = Policy.model_validate(yaml.safe_load(out.read_text()))
+    # No scored sampling batch: agreement of 2 or 4, or no probe, were tried.
+    assert "5-fold cross-validation (no probe: " in policy.description
+    assert "agreement of 2: " in policy.description and "verifier" not in policy.description
+    shown = "no probe" if policy.probe == 0 else f"agreement of {policy.probe}"
+    assert result.stdout.startswith(f"probe: {shown}\n")
 
 
 def test_cli_names_a_missing_batch(db_url: str, tmp_path: Any) -> None:

@@ -43,6 +43,11 @@ STRATEGIES: dict[str, dict[str, Any]] = {
                             "early_stop_round": 2, "early_stop_min": 2},
     # The default policy scaled to n=4: the probe, then majority, best-of-N or beam search.
     "compute_optimal": {"verifier": "prm"},
+    # The verifier signal: the probe's 2 samples scored by the PRM, kept by best-of-N.
+    "compute_optimal_by_score": {"strategy": "compute_optimal", "verifier": "prm", "policy": {
+        "probe": 2, "budget": 4, "difficulty": "verifier", "bins": [
+            {"min_confidence": 0.9, "n": 0},
+            {"min_confidence": 0.0, "strategy": "weighted_best_of_n", "n": 4}]}},
 }
 
 

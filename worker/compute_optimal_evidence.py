@@ -1,8 +1,14 @@
 """Does compute_optimal pay? On the ground-truth task (worker.ground_truth), split a dataset
 in two: fixed strategies run on both halves; a policy is fitted (worker.search.policy_fit)
 on the first half's runs at several token targets; compute_optimal runs on the held-out
-half with each policy. Each is compared with the best fixed strategy on the held-out half
-that spends no more mean tokens per problem, problem by problem (a paired difference).
+half with each policy. Each is compared, problem by problem (a paired difference), with two
+fixed strategies:
+- planned: the one a user without compute_optimal would pick for the target, the most
+  accurate on the fit half within the target's tokens (the same information the policy
+  had), run on the held-out half;
+- hindsight: the most accurate on the held-out half itself that spends no more mean
+  tokens than compute_optimal did. Picked after seeing the held-out results, it is
+  biased upwards (the best of 26 noisy arms), so it is a harder bar than any user has.
 
 Tokens are the reports' count (prompt, cached included, + completion + verifier). A fixed
 run's budget point n of N is charged N's tokens times n / N (exact in expectation for
@@ -16,9 +22,18 @@ from typing import Any
 
 from db.batches import ProblemIn
 from db.policy_data import job_outcomes, stored_batches
+from worker.ground_truth.task import TaskSpec
 from worker.ground_truth_batches import run_batch
 from worker.search.policy import Policy, budget_for_tokens
-from worker.search.policy_fit import StoredBatch, fit_policy
+from worker.search.policy_fit import (
+    Probe,
+    Row,
+    StoredBatch,
+    apply_fit,
+    fit_policy,
+    fit_rows,
+    probe_rows,
+)
 from worker.service import SessionFactory
 
 JUDGED = {"verifier": "self_judge"}
@@ -56,10 +71,13 @@ class Comparison:
     target: float  # the fitted policy's mean-token target per problem
     policy: Policy
     optimal: Arm
-    fixed: Arm  # the best fixed arm spending no more mean tokens than `optimal`
+    fixed: Arm  # hindsight: the best held-out arm spending no more than `optimal`
     difference: float  # accuracy, optimal minus fixed, on the same problems
     stderr: float  # of the paired difference
     mixed: float  # the fixed arms' concave hull at optimal's tokens (see frontier)
+    planned: Arm  # the fixed arm picked on the fit half for the target, held out
+    planned_difference: float
+    planned_stderr: float
 
 
 def wilson(correct: int, total: int, z: float = 1.96) -> tuple[float, float]:
@@ -99,16 +117,54 @@ def run_fixed(sessions: SessionFactory, problems: Sequence[ProblemIn],
             for name, config in FIXED.items()}
 
 
+@dataclass(frozen=True)
+class Prepared:
+    stored: list[StoredBatch]  # the fit half's runs, as a policy fit reads them
+    fit_arms: list[Arm]
+    held_arms: list[Arm]
+    held_stored: list[StoredBatch]
+
+
 def prepare(sessions: SessionFactory, fit: Sequence[ProblemIn], held_out: Sequence[ProblemIn],
-            quality: float) -> tuple[list[StoredBatch], list[Arm]]:
-    """The fixed strategies on both halves: the fit half's runs as a policy fit reads
-    them, and the held-out half's arms."""
+            quality: float) -> Prepared:
+    """The fixed strategies on both halves."""
     fit_batches = run_fixed(sessions, fit, quality)
-    held_arms = fixed_arms(sessions, run_fixed(sessions, held_out, quality))
+    held_batches = run_fixed(sessions, held_out, quality)
     with sessions() as session:
-        stored = stored_batches(session=session, batch_ids=list(fit_batches.values()),
-                                samples=PROBE)
-    return stored, held_arms
+        stored, held_stored = (
+            stored_batches(session=session, batch_ids=list(b.values()), samples=PROBE)
+            for b in (fit_batches, held_batches))
+    return Prepared(stored, fixed_arms(sessions, fit_batches),
+                    fixed_arms(sessions, held_batches), held_stored)
+
+
+def known_difficulty(prepared: Prepared, target: float, bins: int = BINS) -> tuple[float, float]:
+    """(accuracy, mean tokens) on the held-out half of the same fit with each problem's
+    true step soundness p as its confidence and no probe: what a free and exact
+    difficulty estimate would reach, the ceiling of any probe."""
+    def rows(batches: list[StoredBatch]) -> tuple[dict[str, Row], list[str]]:
+        keys = sorted(set.intersection(*(set(b.jobs) for b in batches)))
+        table = probe_rows(batches, Probe("none", 0), keys)
+        for key, row in table.items():
+            spec = TaskSpec.find(key)
+            assert spec is not None
+            row.confidence = spec.p
+        return table, keys
+
+    fit_table, fit_keys = rows(prepared.stored)
+    held_table, held_keys = rows(prepared.held_stored)
+    solved, tokens = apply_fit(held_table, held_keys,
+                               fit_rows(fit_table, fit_keys, bins, target))
+    return solved / len(held_keys), tokens / len(held_keys)
+
+
+def planned_arm(prepared: Prepared, target: float) -> Arm:
+    """The fixed arm most accurate on the fit half within target tokens (the cheapest if
+    none is), as it did on the held-out half."""
+    fit = prepared.fit_arms
+    within = [a for a in fit if a.mean_tokens <= target] or [min(fit, key=lambda a: a.mean_tokens)]
+    name = max(within, key=lambda a: (a.accuracy, -a.mean_tokens)).name
+    return next(a for a in prepared.held_arms if a.name == name)
 
 
 def frontier(arms: Sequence[Arm], tokens: float) -> float:
@@ -124,13 +180,14 @@ def frontier(arms: Sequence[Arm], tokens: float) -> float:
     return best
 
 
-def evaluate(sessions: SessionFactory, stored: Sequence[StoredBatch], held_arms: Sequence[Arm],
-             held_out: Sequence[ProblemIn], target: float, quality: float,
-             bins: int = BINS, probe: int = PROBE) -> Comparison:
+def evaluate(sessions: SessionFactory, prepared: Prepared, held_out: Sequence[ProblemIn],
+             target: float, quality: float, bins: int = BINS, probe: int = PROBE) -> Comparison:
     """Fit a policy for this target on the fit half; run compute_optimal on the held-out
-    half; compare with the best fixed arm that spends no more (1% slack: the fixed arms'
-    tokens are scaled estimates, compute_optimal's are measured)."""
-    policy = fit_policy(stored, probe=probe, bins=bins, target_tokens=target)
+    half; compare with the planned fixed arm and with the best fixed arm that spends no
+    more (1% slack: the fixed arms' tokens are scaled estimates, compute_optimal's are
+    measured)."""
+    held_arms = prepared.held_arms
+    policy = fit_policy(prepared.stored, probe=probe, bins=bins, target_tokens=target)
     batch = run_batch(sessions, held_out, quality=quality, strategy="compute_optimal",
                       policy=policy.model_dump(mode="json"), **JUDGED)
     with sessions() as session:
@@ -139,16 +196,18 @@ def evaluate(sessions: SessionFactory, stored: Sequence[StoredBatch], held_arms:
                   {p: float(t) for p, (_, t) in outcomes.items()})
     affordable = [a for a in held_arms if a.mean_tokens <= optimal.mean_tokens * 1.01]
     best = max(affordable or held_arms[:1], key=lambda a: (a.accuracy, -a.mean_tokens))
+    planned = planned_arm(prepared, target)
     return Comparison(target, policy, optimal, best, *paired(optimal, best),
-                      frontier(held_arms, optimal.mean_tokens))
+                      frontier(held_arms, optimal.mean_tokens), planned,
+                      *paired(optimal, planned))
 
 
-def spend_batch(sessions: SessionFactory, stored: Sequence[StoredBatch],
+def spend_batch(sessions: SessionFactory, prepared: Prepared,
                 held_out: Sequence[ProblemIn], batch_tokens: int, quality: float,
                 target: float) -> tuple[int, int]:
     """A policy fitted for `target` tokens per problem, run with n chosen so that the
     held-out half is expected to spend batch_tokens in all: (that n, tokens spent)."""
-    policy = fit_policy(stored, probe=PROBE, bins=BINS, target_tokens=target)
+    policy = fit_policy(prepared.stored, probe=PROBE, bins=BINS, target_tokens=target)
     n = budget_for_tokens(policy, batch_tokens, len(held_out))
     batch = run_batch(sessions, held_out, quality=quality, strategy="compute_optimal",
                       policy=policy.model_dump(mode="json"), n=n, batch_tokens=batch_tokens,

@@ -1,12 +1,14 @@
 """compute_optimal: a probe of k samples estimates how hard the problem is (its answer
-agreement), the policy's bin for that estimate names a strategy and budget, and that
-strategy runs. Nothing of the probe is thrown away: its samples stay candidates and its
-tokens count in the problem's cost.
+agreement, or its verifier scores: worker.search.policy), the policy's bin for that
+estimate names a strategy and budget, and that strategy runs. Nothing of the probe is
+thrown away: its samples (and scores) stay candidates and its tokens count in the
+problem's cost. A policy without a probe (k = 0) runs its one bin's strategy.
 
-- Settled (the bin's n is 0): the probe's majority answer stands; nothing more runs.
+- Settled (the bin's n is 0): the probe's answer stands (its majority; with the verifier
+  signal its best-scored sample); nothing more runs.
 - A sampling strategy: the probe's k samples are the first k of its n (sample j is seeded
-  seed + j either way), so only n - k more are drawn, and the result is exactly the
-  one that strategy alone would give at n, probe cost included.
+  seed + j either way), so only n - k more are drawn (and only those scored), and the
+  result is exactly the one that strategy alone would give at n, probe cost included.
 - Any other strategy runs through the registry on its own; its trace is grafted under
   the same prompt node and its candidates follow the probe's, and its choice is final.
 
@@ -17,10 +19,11 @@ what the probe cost; the probe's answer and bin are in the trace's decision node
 
 from worker.engines.base import Engine
 from worker.search.config import SearchConfig, bin_config
-from worker.search.policy import SAMPLING_STRATEGIES, probe_agreement
+from worker.search.policy import SAMPLING_STRATEGIES, Policy, mean_score, probe_agreement
 from worker.search.run import SearchRun
 from worker.search.sampling import draw_samples, score_samples
-from worker.search.types import Candidate, Problem, SearchResult, TraceNode
+from worker.search.scoring import aggregate
+from worker.search.types import Aggregation, Candidate, Problem, SearchResult, TraceNode
 from worker.verifiers.base import Verifier
 
 
@@ -29,20 +32,31 @@ def compute_optimal(
 ) -> SearchResult:
     policy = config.compute_policy
     k = policy.probe
-    run = SearchRun(problem, config.model_copy(update={"strategy": "majority", "n": k}),
-                    engine, verifier)
-    probe = draw_samples(run, 0, k)
-    run.read_answers(probe)
-    found = probe_agreement(probe)
-    index = policy.bin_of(found)
+    by_score = policy.difficulty == "verifier"
+    probe_config = config.model_copy(update={
+        "strategy": "best_of_n" if by_score else "majority", "n": max(k, 1),
+        "selection": "naive" if by_score else "majority",
+        "aggregation": policy.aggregation or config.aggregation})
+    run = SearchRun(problem, probe_config, engine, verifier)
+    probe: list[Candidate] = []
+    if k:
+        probe = draw_samples(run, 0, k)
+        run.read_answers(probe)
+        if by_score:
+            score_samples(run, probe)
+        found = _confidence(probe, policy, probe_config.aggregation)
+        index = policy.bin_of(found)
+        why = f"{'verifier score' if by_score else 'agreement'} {found:.2f}"
+    else:
+        index, why = 0, "no probe (the policy runs one strategy for every problem)"
     chosen = bin_config(config, policy.bins[index]) if policy.bins[index].n else None
     choice = "settled, the probe's answer stands" if chosen is None else (
         f"{chosen.strategy} n={chosen.n}")
     run.trace.add(run.root, "decision",
-                  f"bin {index + 1} of {len(policy.bins)}: agreement {found:.2f} -> {choice}")
+                  f"bin {index + 1} of {len(policy.bins)}: {why} -> {choice}")
     if chosen is None:
         result = run.finish(probe)
-    elif chosen.strategy in SAMPLING_STRATEGIES:
+    elif chosen.strategy in SAMPLING_STRATEGIES and probe:
         result = _sample_on(run, probe, chosen)
     else:
         # Imported here: the registry lists compute_optimal itself.
@@ -54,14 +68,22 @@ def compute_optimal(
     return result
 
 
+def _confidence(probe: list[Candidate], policy: Policy, aggregation: Aggregation) -> float:
+    if policy.difficulty == "agreement":
+        return probe_agreement(probe)
+    return mean_score([aggregate(c.step_scores, aggregation) if c.finished else None
+                       for c in probe])
+
+
 def _sample_on(run: SearchRun, probe: list[Candidate], chosen: SearchConfig) -> SearchResult:
     """The rest of a sampling strategy's n samples (all k if n <= k: none is dropped)."""
     total = max(chosen.n, len(probe))
     run.config = chosen.model_copy(update={"n": total})
     more = draw_samples(run, len(probe), total - len(probe)) if total > len(probe) else []
     candidates = probe + more
-    if chosen.strategy != "majority":
-        score_samples(run, candidates)
+    unscored = [c for c in candidates if not c.step_scores]  # a verifier probe's are scored
+    if chosen.strategy != "majority" and unscored:
+        score_samples(run, unscored)
     return run.finish(candidates)
 
 

@@ -7,6 +7,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from worker.search.policy import DEFAULT_POLICY, Policy, PolicyBin, describe, scaled_budget
+from worker.search.types import Aggregation
 
 StrategyName = Literal[
     "majority", "best_of_n", "weighted_best_of_n", "beam_search", "dvts", "lookahead",
@@ -14,7 +15,6 @@ StrategyName = Literal[
     "particle_filtering", "rebase",
 ]
 VerifierName = Literal["self_judge", "checker", "prm", "orm", "none"]
-Aggregation = Literal["last", "min", "prod", "mean"]
 Selection = Literal["naive", "weighted", "majority"]
 
 TREE_STRATEGIES = ("beam_search", "dvts", "lookahead")
@@ -95,6 +95,9 @@ class SearchConfig(BaseModel):
         if self.strategy == "lookahead" and self.lookahead < 1:
             raise ValueError("strategy lookahead needs lookahead >= 1")
         if self.strategy == "compute_optimal":
+            if self.compute_policy.difficulty == "verifier" and self.verifier == "none":
+                raise ValueError("policy.difficulty: the verifier signal needs a verifier "
+                                 "(set verifier)")
             for i, policy_bin in enumerate(self.compute_policy.bins):
                 try:
                     bin_config(self, policy_bin)

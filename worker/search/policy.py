@@ -1,23 +1,36 @@
 """The compute-optimal policy: a cheap probe estimates a problem's difficulty, the estimate
 lands in a bin, and the bin names the strategy and budget to spend on the problem.
 
-The difficulty estimate is the probe's answer agreement: the share of the k probe samples
-that gave the most common (canonical) answer; a cut-off sample gives no answer. Snell et
-al. bin by a verifier's score; agreement needs no verifier call, so the probe costs only
-k samples, and the same number can be read back from any stored sampling batch, which is
-what `ttcq policy fit` does."""
+The estimate is the probe's confidence, high for easy problems, by one of two signals:
+- agreement: the share of the k probe samples that gave the most common (canonical)
+  answer; a cut-off sample gives no answer. It needs no verifier call, so the probe
+  costs only k samples.
+- verifier: the mean of the k samples' verifier scores (aggregated over their steps; a
+  cut-off sample counts 0), as Snell et al. bin problems. The scores cost verifier
+  tokens, and are kept: a best-of-N bin does not score those samples again.
+Either number can be read back from a stored sampling batch, which is what `ttcq policy
+fit` does. A probe of k = 0 is no probe: the policy is one strategy for every problem
+(what a fit chooses where no estimate pays for itself)."""
 
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
 
-from worker.search.types import Candidate
+from worker.search.types import Aggregation, Candidate
 
 SAMPLING_STRATEGIES = ("majority", "best_of_n", "weighted_best_of_n")
+Difficulty = Literal["agreement", "verifier"]
 
 
 class PolicyError(ValueError):
@@ -25,13 +38,15 @@ class PolicyError(ValueError):
 
 
 class PolicyBin(BaseModel):
-    """Problems whose probe agreement is at least min_agreement (and below the previous
+    """Problems whose probe confidence is at least min_confidence (and below the previous
     bin's): spend n of strategy on them, with config's overrides. n = 0: the probe's
     answer stands (a settled problem costs nothing more)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    min_agreement: float = Field(ge=0.0, le=1.0)
+    # min_agreement: its name before the verifier signal, still read in older policies.
+    min_confidence: float = Field(
+        ge=0.0, le=1.0, validation_alias=AliasChoices("min_confidence", "min_agreement"))
     strategy: str = Field(default="majority", min_length=1)
     n: int = Field(default=0, ge=0, le=4096)
     config: dict[str, Any] = Field(default_factory=dict)
@@ -52,11 +67,15 @@ class PolicyBin(BaseModel):
 
 
 class Policy(BaseModel):
-    """Bins from the easiest (highest agreement) to the hardest; the last starts at 0."""
+    """Bins from the easiest (highest confidence) to the hardest; the last starts at 0."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    probe: int = Field(default=4, ge=1, le=64, description="k: samples of the probe")
+    probe: int = Field(default=4, ge=0, le=64, description="k: samples of the probe (0: none)")
+    difficulty: Difficulty = "agreement"
+    # For difficulty verifier: how a probe sample's step scores become its score, as the
+    # thresholds were fitted (default: the job's aggregation).
+    aggregation: Aggregation | None = None
     # The per-problem budget (n) the bins' budgets were chosen for: a run with another
     # n scales every bin's budget by n / budget.
     budget: int = Field(default=16, ge=1, le=4096)
@@ -66,16 +85,19 @@ class Policy(BaseModel):
 
     @model_validator(mode="after")
     def _check_bins(self) -> "Policy":
-        thresholds = [b.min_agreement for b in self.bins]
+        thresholds = [b.min_confidence for b in self.bins]
         if any(a <= b for a, b in zip(thresholds, thresholds[1:], strict=False)):
-            raise ValueError("bins: min_agreement must fall strictly from bin to bin")
+            raise ValueError("bins: min_confidence must fall strictly from bin to bin")
         if thresholds[-1] != 0.0:
-            raise ValueError("bins: the last bin must have min_agreement 0 (it takes the rest)")
+            raise ValueError("bins: the last bin must have min_confidence 0 (it takes the rest)")
+        if self.probe == 0 and (len(self.bins) > 1 or self.bins[0].n == 0):
+            raise ValueError("probe: without a probe (0) there is one bin, with n > 0 "
+                             "(nothing tells problems apart, and nothing has an answer yet)")
         return self
 
-    def bin_of(self, agreement: float) -> int:
-        """Index of the bin an agreement lands in (0 = the easiest)."""
-        return next(i for i, b in enumerate(self.bins) if agreement >= b.min_agreement)
+    def bin_of(self, confidence: float) -> int:
+        """Index of the bin a probe's confidence lands in (0 = the easiest)."""
+        return next(i for i, b in enumerate(self.bins) if confidence >= b.min_confidence)
 
 
 # Following Snell et al. (2024): on easy problems sampling with a vote is as good as any
@@ -85,10 +107,10 @@ DEFAULT_POLICY = Policy(
     probe=4,
     budget=16,
     bins=[
-        PolicyBin(min_agreement=1.0, strategy="majority", n=0),
-        PolicyBin(min_agreement=0.75, strategy="majority", n=16),
-        PolicyBin(min_agreement=0.5, strategy="weighted_best_of_n", n=16),
-        PolicyBin(min_agreement=0.0, strategy="beam_search", n=16, config={"beam_width": 4}),
+        PolicyBin(min_confidence=1.0, strategy="majority", n=0),
+        PolicyBin(min_confidence=0.75, strategy="majority", n=16),
+        PolicyBin(min_confidence=0.5, strategy="weighted_best_of_n", n=16),
+        PolicyBin(min_confidence=0.0, strategy="beam_search", n=16, config={"beam_width": 4}),
     ],
 )
 
@@ -103,6 +125,11 @@ def agreement(answers: Sequence[str | None]) -> float:
 
 def probe_agreement(candidates: Sequence[Candidate]) -> float:
     return agreement([c.canonical if c.finished else None for c in candidates])
+
+
+def mean_score(scores: Sequence[float | None]) -> float:
+    """The verifier signal: the mean of the samples' scores (None: a cut-off, 0)."""
+    return sum(s or 0.0 for s in scores) / len(scores) if scores else 0.0
 
 
 def scaled_budget(bin_n: int, policy: Policy, n: int, multiple: int = 1) -> int:

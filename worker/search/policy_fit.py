@@ -1,25 +1,39 @@
 """Fitting a compute-optimal policy from stored runs with gold answers (pure: the rows come
 from db.policy_data, or from anywhere else).
 
-- Difficulty: each problem's probe agreement, read from the first k samples of a stored
-  sampling batch (what compute_optimal's probe draws, sample j seeded seed + j).
-- Bins: quantiles of that agreement over the problems.
-- Options of a bin: every (batch, budget point), plus "settled" (the probe's majority).
+- Probes: what compute_optimal's probe would have seen is read from the first k samples
+  of a stored sampling batch (sample j is seeded seed + j either way): their answers'
+  agreement, or their verifier scores from a scored batch (best-of-N). "none" is no probe:
+  one strategy for every problem.
+- Bins: quantiles of the probe's confidence over the problems.
+- Options of a bin: every (batch, budget point), plus "settled" (the probe's answer).
   Their cost is what compute_optimal would spend: a sampling strategy reuses the probe,
-  so n samples cost max(n, k) samples; any other strategy costs the probe plus its run.
-  A point n of a run of budget N is charged N's tokens times n / N: exact in expectation
-  for independent samples and DVTS subtrees, an estimate for self-refine rounds.
-- Choice: the option per bin that maximises the problems solved with the mean tokens per
+  so n samples cost max(n, k) samples (scores too, where the probe's were the same
+  verifier's); any other strategy costs the probe plus its run. A point n of a run of
+  budget N is charged N's tokens times n / N: exact in expectation for independent
+  samples and DVTS subtrees, an estimate for self-refine rounds.
+- Choice per bin: the options that maximise the problems solved with the mean tokens per
   problem at most the target (an exact multiple-choice knapsack over the bins, keeping
   only the Pareto front of (tokens, solved)); without a target, each bin's most accurate.
+- Choice of probe: a probe pays only if what it tells apart is worth its tokens, and a
+  fit with more bins and options looks better on the problems it was fitted on than it
+  is. So each probe (signal and k) is fitted and scored by cross-validation (fitted on
+  4/5 of the problems, counted on the other 1/5, five times), the best on the held-out
+  parts within the target wins, and it is fitted again on all the problems.
 """
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal, NamedTuple
 
-from worker.search.policy import SAMPLING_STRATEGIES, Policy, PolicyBin, agreement
+from worker.search.policy import (
+    SAMPLING_STRATEGIES,
+    Policy,
+    PolicyBin,
+    agreement,
+    mean_score,
+)
 
 # Fields of a batch's config that a bin must carry to run as that batch ran.
 CARRIED = {
@@ -30,10 +44,20 @@ CARRIED = {
     "weighted_best_of_n": ("aggregation", "selection"),
     "self_refine": ("rounds",),
 }
+FOLDS = 5
+Signal = Literal["auto", "agreement", "verifier", "none"]
 
 
 class FitError(ValueError):
     """Stored runs a policy cannot be fitted from."""
+
+
+class Sample(NamedTuple):
+    """One of a stored job's first samples."""
+
+    answer: str | None  # canonical; None: cut off, or no answer found
+    correct: bool
+    score: float | None = None  # aggregated verifier score; None: unscored or cut off
 
 
 @dataclass
@@ -43,8 +67,7 @@ class StoredJob:
     generation_tokens: int  # prompt + completion (cached included, as reports count)
     verifier_tokens: int
     points: dict[int, bool] = field(default_factory=dict)  # budget n -> correct
-    # (canonical answer, or None for a cut-off, correct?) of the first samples, in order.
-    samples: list[tuple[str | None, bool]] = field(default_factory=list)
+    samples: list[Sample] = field(default_factory=list)  # the first ones, in order
 
     @property
     def tokens(self) -> int:
@@ -61,6 +84,16 @@ class StoredBatch:
     def budget(self) -> int:
         return max((n for job in self.jobs.values() for n in job.points), default=1)
 
+    @property
+    def strategy(self) -> str:
+        return str(self.config["strategy"])
+
+    @property
+    def scored(self) -> bool:
+        """A sampling batch whose samples a verifier scored."""
+        return self.strategy in SAMPLING_STRATEGIES[1:] and self.config.get("verifier") not in (
+            None, "none")
+
 
 @dataclass(frozen=True)
 class Option:
@@ -72,24 +105,59 @@ class Option:
     source: str = ""
 
 
-def probe_outcome(samples: Sequence[tuple[str | None, bool]]) -> bool:
+@dataclass(frozen=True)
+class Probe:
+    """How compute_optimal would estimate difficulty: k samples' agreement or verifier
+    scores, read from `source`; or none (k = 0)."""
+
+    signal: Literal["agreement", "verifier", "none"]
+    k: int
+    source: str = ""
+
+    def __str__(self) -> str:
+        return "no probe" if self.signal == "none" else f"{self.signal} of {self.k}"
+
+
+@dataclass
+class Row:
+    """One problem under one probe: its confidence, and each option's (tokens, correct)."""
+
+    confidence: float
+    options: dict[Option, tuple[float, bool]]
+
+
+@dataclass(frozen=True)
+class Fit:
+    thresholds: list[float]
+    picks: list[Option]
+
+
+def probe_outcome(samples: Sequence[Sample]) -> bool:
     """Whether the probe's majority answer is right: most votes, ties to the answer seen
     first (as worker.search.scoring.select); no answer at all is wrong."""
-    votes = Counter(answer for answer, _ in samples if answer is not None)
+    votes = Counter(s.answer for s in samples if s.answer is not None)
     if not votes:
         return False
     first: dict[str, bool] = {}
-    for answer, correct in samples:
-        if answer is not None:
-            first.setdefault(answer, correct)
+    for s in samples:
+        if s.answer is not None:
+            first.setdefault(s.answer, s.correct)
     best = max(votes, key=lambda a: (votes[a], -list(first).index(a)))
     return first[best]
 
 
+def best_scored_outcome(samples: Sequence[Sample]) -> bool:
+    """Whether the probe's best-scored sample with an answer is right (best-of-N's choice,
+    ties to the first); none with an answer is wrong."""
+    voters = [(s.score or 0.0, -i, s.correct) for i, s in enumerate(samples)
+              if s.answer is not None]
+    return max(voters)[2] if voters else False
+
+
 def quantile_thresholds(values: Sequence[float], bins: int) -> list[float]:
     """Bin thresholds, falling, the last 0. With at most `bins` distinct values (a probe
-    of k has k + 1), each value is its own bin; otherwise the value at each 1 - i/bins
-    quantile (fewer bins where values repeat)."""
+    of k has k + 1 agreements), each value is its own bin; otherwise the value at each
+    1 - i/bins quantile (fewer bins where values repeat)."""
     ordered = sorted(values)
     distinct = set(ordered)
     if len(distinct) <= bins:
@@ -100,75 +168,156 @@ def quantile_thresholds(values: Sequence[float], bins: int) -> list[float]:
     return sorted(cuts - {0.0, min(ordered, default=0.0)}, reverse=True) + [0.0]
 
 
+def fit_policy(
+    batches: Sequence[StoredBatch], *, probe: int = 4, bins: int = 4,
+    target_tokens: float | None = None, difficulty: Signal = "auto",
+) -> Policy:
+    """The policy that solves the most of these problems within target_tokens per problem
+    on average (see the module's docstring). difficulty auto tries no probe, agreement of
+    2 and of `probe` samples, and verifier scores of 1, 2 and `probe` samples."""
+    adaptive = [b.name for b in batches if b.strategy == "compute_optimal"]
+    if adaptive:
+        raise FitError(f"batch {adaptive[0]} is compute_optimal: fit from fixed strategies")
+    keys = sorted(set.intersection(*(set(b.jobs) for b in batches))) if batches else []
+    if not keys:
+        raise FitError("the batches share no graded problem")
+    probes = _probes(batches, probe, difficulty)
+    limit = target_tokens
+    tried = []
+    for p in probes:
+        rows = probe_rows(batches, p, keys)
+        tried.append((p, rows, cross_validate(rows, keys, bins, limit)))
+    within = [t for t in tried if limit is None or t[2][1] <= limit * 1.05]
+    # Most solved on the held-out parts, then fewest tokens; nothing within: the cheapest.
+    best = (max(within, key=lambda t: (t[2][0], -t[2][1])) if within
+            else min(tried, key=lambda t: t[2][1]))
+    chosen, rows, _ = best
+    fit = fit_rows(rows, keys, bins, limit)
+    return _policy(batches, chosen, rows, keys, fit, target_tokens, tried)
+
+
+def _probes(batches: Sequence[StoredBatch], k: int, difficulty: Signal) -> list[Probe]:
+    agreeing = next((b for b in batches if b.strategy in SAMPLING_STRATEGIES
+                     and b.budget >= k), None)
+    scoring = next((b for b in batches if b.scored and b.budget >= k), None)
+    if difficulty == "agreement" and agreeing is None:
+        raise FitError(f"no sampling batch (majority, best_of_n) with n >= probe={k}: "
+                       "the probe's agreement is read from one")
+    if difficulty == "verifier" and scoring is None:
+        raise FitError(f"no scored sampling batch (best_of_n, weighted_best_of_n with a "
+                       f"verifier) with n >= probe={k}: the probe's scores are read from one")
+    if difficulty == "none":
+        return [Probe("none", 0)]
+    if difficulty == "agreement":
+        return [Probe("agreement", k, agreeing.name)]  # type: ignore[union-attr]
+    if difficulty == "verifier":
+        return [Probe("verifier", k, scoring.name)]  # type: ignore[union-attr]
+    found = [Probe("none", 0)]
+    if agreeing is not None:
+        found += [Probe("agreement", j, agreeing.name) for j in sorted({min(2, k), k})
+                  if j >= 2]
+    if scoring is not None:
+        found += [Probe("verifier", j, scoring.name) for j in sorted({1, min(2, k), k})]
+    return found
+
+
+def probe_rows(batches: Sequence[StoredBatch], probe: Probe, keys: Iterable[str]) -> dict[str, Row]:
+    """What each option would cost and get on each problem after this probe."""
+    source = next((b for b in batches if b.name == probe.source), None)
+    k = probe.k
+    rows = {}
+    for p in keys:
+        options: dict[Option, tuple[float, bool]] = {}
+        probe_generation = probe_verifier = 0.0
+        confidence = 0.0
+        if source is not None:
+            job = source.jobs[p]
+            samples = job.samples[:k]
+            probe_generation = job.generation_tokens * k / source.budget
+            if probe.signal == "agreement":
+                confidence = agreement([s.answer for s in samples])
+                settled = probe_outcome(samples)
+            else:
+                probe_verifier = job.verifier_tokens * k / source.budget
+                confidence = mean_score([s.score for s in samples])
+                settled = best_scored_outcome(samples)
+            options[Option("majority", 0, source=source.name)] = (
+                probe_generation + probe_verifier, settled)
+        for batch in batches:
+            for option, n in _options(batch, k):
+                job = batch.jobs[p]
+                share = job.tokens * n / batch.budget
+                if batch.strategy not in SAMPLING_STRATEGIES or source is None:
+                    tokens = probe_generation + probe_verifier + share
+                elif probe_verifier and not (batch.scored and _same_verifier(batch, source)):
+                    tokens = share + probe_verifier  # the samples reused, not their scores
+                else:
+                    tokens = share  # the probe's samples (and scores) are the first k
+                options[option] = (tokens, job.points[n])
+        rows[p] = Row(confidence, options)
+    return rows
+
+
+def _same_verifier(a: StoredBatch, b: StoredBatch) -> bool:
+    return all(a.config.get(key) == b.config.get(key) for key in ("verifier", "aggregation"))
+
+
 def _options(batch: StoredBatch, k: int) -> list[tuple[Option, int]]:
     """(option, budget point it reads) for every budget point of the batch."""
-    strategy = batch.config["strategy"]
-    keys = ("verifier", *CARRIED.get(strategy, ()))
+    keys = ("verifier", *CARRIED.get(batch.strategy, ()))
     carried = tuple((key, batch.config[key]) for key in keys
                     if batch.config.get(key) is not None)
     points = sorted({n for job in batch.jobs.values() for n in job.points})
-    sampling = strategy in SAMPLING_STRATEGIES
+    sampling = batch.strategy in SAMPLING_STRATEGIES
     # A sampling strategy below k samples would still have spent the probe's k.
-    return [(Option(strategy, n, carried, batch.name), n) for n in points
+    return [(Option(batch.strategy, n, carried, batch.name), n) for n in points
             if not sampling or n >= k]
 
 
-def _cost(job: StoredJob, n: int, budget: int, sampling: bool, probe_tokens: float) -> float:
-    share = job.tokens * n / budget
-    return share if sampling else probe_tokens + share
+def fit_rows(rows: dict[str, Row], keys: Sequence[str], bins: int,
+             target: float | None) -> Fit:
+    """Thresholds from these problems' confidences, and each bin's option."""
+    thresholds = quantile_thresholds([rows[p].confidence for p in keys], bins)
+    members = _members(rows, keys, thresholds)
+    names = list(rows[keys[0]].options) if keys else []
+    table = [[(o, sum(rows[p].options[o][0] for p in group),
+               sum(rows[p].options[o][1] for p in group)) for o in names]
+             for group in members]
+    picks = _choose(table, None if target is None else target * len(keys))
+    return Fit(thresholds, [option for option, _, _ in picks])
 
 
-def fit_policy(
-    batches: Sequence[StoredBatch], *, probe: int = 4, bins: int = 4,
-    target_tokens: float | None = None,
-) -> Policy:
-    """The policy that solves the most of these problems within target_tokens per problem
-    on average (see the module's docstring)."""
-    adaptive = [b.name for b in batches if b.config.get("strategy") == "compute_optimal"]
-    if adaptive:
-        raise FitError(f"batch {adaptive[0]} is compute_optimal: fit from fixed strategies")
-    probe_batch = next((b for b in batches if b.config["strategy"] in SAMPLING_STRATEGIES
-                        and b.budget >= probe), None)
-    if probe_batch is None:
-        raise FitError(f"no sampling batch (majority, best_of_n) with n >= probe={probe}: "
-                       "the probe's agreement is read from one")
-    keys = sorted(set.intersection(*(set(b.jobs) for b in batches)))
-    if not keys:
-        raise FitError("the batches share no graded problem")
-    difficulty = {p: agreement([a for a, _ in probe_batch.jobs[p].samples[:probe]])
-                  for p in keys}
-    thresholds = quantile_thresholds(list(difficulty.values()), bins)
+def _members(rows: dict[str, Row], keys: Iterable[str], thresholds: list[float]) -> list[list[str]]:
     members: list[list[str]] = [[] for _ in thresholds]
     for p in keys:
-        members[next(i for i, t in enumerate(thresholds) if difficulty[p] >= t)].append(p)
-    table = [_bin_table(batches, probe_batch, group, probe) for group in members]
-    picks = _choose(table, None if target_tokens is None else target_tokens * len(keys))
-    probe_tokens = sum(probe_batch.jobs[p].generation_tokens for p in keys) * probe / (
-        probe_batch.budget * len(keys))
-    policy = _policy(thresholds, picks, probe, len(keys), target_tokens)
-    # The fit's own numbers, so that a batch budget can pick n (policy.budget_for_tokens).
-    fitted = [b.model_copy(update={"share": len(group) / len(keys),
-                                 "tokens": pick[1] / len(group) if group else 0.0})
-            for b, group, pick in zip(policy.bins, members, picks, strict=True)]
-    return policy.model_copy(update={"bins": fitted, "probe_tokens": probe_tokens})
+        members[next(i for i, t in enumerate(thresholds) if rows[p].confidence >= t)].append(p)
+    return members
 
 
-def _bin_table(batches: Sequence[StoredBatch], probe_batch: StoredBatch,
-               group: Sequence[str], k: int) -> list[tuple[Option, float, int]]:
-    """(option, total tokens, problems solved) over a bin's problems, per option."""
-    probe_tokens = {p: probe_batch.jobs[p].generation_tokens * k / probe_batch.budget
-                    for p in group}
-    settled = sum(probe_outcome(probe_batch.jobs[p].samples[:k]) for p in group)
-    rows = [(Option("majority", 0, source=probe_batch.name), sum(probe_tokens.values()),
-             settled)]
-    for batch in batches:
-        sampling = batch.config["strategy"] in SAMPLING_STRATEGIES
-        for option, n in _options(batch, k):
-            jobs = [batch.jobs[p] for p in group]
-            tokens = sum(_cost(j, n, batch.budget, sampling, probe_tokens[p])
-                         for j, p in zip(jobs, group, strict=True))
-            rows.append((option, tokens, sum(j.points.get(n, False) for j in jobs)))
-    return rows
+def apply_fit(rows: dict[str, Row], keys: Iterable[str], fit: Fit) -> tuple[int, float]:
+    """(problems solved, tokens) of a fit on these problems."""
+    solved, tokens = 0, 0.0
+    for group, option in zip(_members(rows, keys, fit.thresholds), fit.picks, strict=True):
+        for p in group:
+            used, correct = rows[p].options[option]
+            solved, tokens = solved + correct, tokens + used
+    return solved, tokens
+
+
+def cross_validate(rows: dict[str, Row], keys: Sequence[str], bins: int,
+                   target: float | None, folds: int = FOLDS) -> tuple[float, float]:
+    """(accuracy, mean tokens per problem) of fits on the rest, counted on each fold."""
+    folds = max(1, min(folds, len(keys) // 2))
+    if folds == 1:
+        solved, tokens = apply_fit(rows, keys, fit_rows(rows, keys, bins, target))
+        return solved / len(keys), tokens / len(keys)
+    solved, tokens = 0, 0.0
+    for f in range(folds):
+        train = [p for i, p in enumerate(keys) if i % folds != f]
+        test = [p for i, p in enumerate(keys) if i % folds == f]
+        s, t = apply_fit(rows, test, fit_rows(rows, train, bins, target))
+        solved, tokens = solved + s, tokens + t
+    return solved / len(keys), tokens / len(keys)
 
 
 def _choose(table: list[list[tuple[Option, float, int]]],
@@ -190,15 +339,34 @@ def _choose(table: list[list[tuple[Option, float, int]]],
     return (max(within, key=lambda e: e[1]) if within else front[0])[2]
 
 
-def _policy(thresholds: list[float], picks: list[tuple[Option, float, int]], probe: int,
-            problems: int, target: float | None) -> Policy:
-    budget = max([o.n for o, _, _ in picks] + [probe])
-    tokens, solved = sum(t for _, t, _ in picks), sum(s for _, _, s in picks)
-    described = (f"fitted on {problems} problems"
+def _policy(batches: Sequence[StoredBatch], probe: Probe, rows: dict[str, Row],
+            keys: Sequence[str], fit: Fit, target: float | None,
+            tried: list[tuple[Probe, dict[str, Row], tuple[float, float]]]) -> Policy:
+    members = _members(rows, keys, fit.thresholds)
+    solved, tokens = apply_fit(rows, keys, fit)
+    source = next((b for b in batches if b.name == probe.source), None)
+    probe_tokens = 0.0
+    if source is not None:
+        scored = probe.signal == "verifier"
+        probe_tokens = sum((source.jobs[p].tokens if scored else
+                            source.jobs[p].generation_tokens) for p in keys) * probe.k / (
+            source.budget * len(keys))
+    compared = "; ".join(f"{p}: {acc:.3f} at {tok:.0f} tokens" for p, _, (acc, tok) in tried)
+    described = (f"fitted on {len(keys)} problems"
                  + (f" for at most {target:.0f} tokens per problem" if target else "")
-                 + f": expected {tokens / problems:.0f} tokens per problem, "
-                 f"accuracy {solved / problems:.3f} on the fitted problems")
-    return Policy(probe=probe, budget=budget, description=described, bins=[
-        PolicyBin(min_agreement=t, strategy=o.strategy, n=o.n, config=dict(o.config))
-        for t, (o, _, _) in zip(thresholds, picks, strict=True)
-    ])
+                 + f": expected {tokens / len(keys):.0f} tokens per problem, "
+                 f"accuracy {solved / len(keys):.3f} on the fitted problems; probe chosen by "
+                 f"{FOLDS}-fold cross-validation ({compared})")
+    policy_bins = []
+    for threshold, option, group in zip(fit.thresholds, fit.picks, members, strict=True):
+        spent = sum(rows[p].options[option][0] for p in group)
+        policy_bins.append(PolicyBin(
+            min_confidence=threshold, strategy=option.strategy, n=option.n,
+            config=dict(option.config), share=len(group) / len(keys),
+            tokens=spent / len(group) if group else 0.0))
+    by_score = probe.signal == "verifier" and source is not None
+    aggregation = source.config.get("aggregation") if by_score else None  # type: ignore[union-attr]
+    return Policy(probe=probe.k, budget=max([o.n for o in fit.picks] + [probe.k]),
+                  difficulty="verifier" if probe.signal == "verifier" else "agreement",
+                  aggregation=aggregation, bins=policy_bins, description=described[:2000],
+                  probe_tokens=probe_tokens)

@@ -8,6 +8,8 @@ from worker.engines.base import Completion, FinishReason, Usage
 NodeStatus = Literal["expanded", "pruned", "finished", "truncated", "selected"]
 # "stop": a note where a search stopped early and why; "decision": compute_optimal's
 # choice of strategy for the problem. Neither holds tokens.
+# How a path's step scores become one score (config.aggregation).
+Aggregation = Literal["last", "min", "prod", "mean"]
 NodeKind = Literal["prompt", "step", "lookahead", "critique", "revision", "stop", "decision"]
 
 
