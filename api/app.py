@@ -6,7 +6,7 @@ from contextlib import asynccontextmanager
 from celery import Celery
 from fastapi import FastAPI, Request, Response
 
-from api import ops, routes, routes_reports
+from api import ops, routes, routes_policies, routes_reports
 from api.ops import Metrics
 from ttcq.settings import Settings, get_settings
 from worker.celery_app import make_celery
@@ -36,6 +36,7 @@ def create_app(settings: Settings | None = None, celery: Celery | None = None) -
     app.state.metrics = Metrics()
     app.include_router(routes.router)
     app.include_router(routes_reports.router)
+    app.include_router(routes_policies.router)
     app.include_router(ops.router)
     app.middleware("http")(_count_requests)
     return app

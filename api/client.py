@@ -87,6 +87,10 @@ class Client:
                                                params={"batch_id": batch_ids})
         return result
 
+    def fit_policy(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        result: dict[str, Any] = self._request("POST", "/v1/policies/fit", json=dict(body))
+        return result
+
     def rescore(self, batch_id: str, *, aggregation: str | None,
                 selection: str | None) -> dict[str, Any]:
         body = {"aggregation": aggregation, "selection": selection}

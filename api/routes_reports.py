@@ -43,7 +43,7 @@ class RescorePublic(BaseModel):
     accuracy_before: float | None = Field(description="at the full budget, as searched")
 
 
-def _owned(session: Session, batch_id: uuid.UUID, owner: str) -> Batch:
+def owned_batch(session: Session, batch_id: uuid.UUID, owner: str) -> Batch:
     batch = batches.get_batch(session=session, batch_id=batch_id, owner=owner)
     if batch is None:  # someone else's batch is as invisible as a missing one
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no such batch {batch_id}")
@@ -60,7 +60,7 @@ def read_report(
     if len(batch_id) > MAX_REPORT_BATCHES:
         raise HTTPException(status.HTTP_400_BAD_REQUEST,
                             f"at most {MAX_REPORT_BATCHES} batches in one report")
-    owned = [_owned(session, b, owner) for b in dict.fromkeys(batch_id)]
+    owned = [owned_batch(session, b, owner) for b in dict.fromkeys(batch_id)]
     return build_report(session=session, batches=owned)
 
 
@@ -71,7 +71,7 @@ def create_rescore(
 ) -> RescorePublic:
     """Choose every solved job's answer again from its stored candidates (nothing is
     generated); the rescore is stored and shows in reports as a line of its own."""
-    batch = _owned(session, batch_id, owner)
+    batch = owned_batch(session, batch_id, owner)
     try:
         summary = rescore_batch(session=session, batch=batch, aggregation=body.aggregation,
                                 selection=body.selection)

@@ -1,7 +1,9 @@
 """Fitting a policy from stored runs (pure), and `ttcq policy fit` on Postgres."""
 
+from collections.abc import Iterator
 from typing import Any
 
+import httpx
 import pytest
 import yaml
 from click.testing import CliRunner
@@ -10,6 +12,7 @@ from sqlmodel import select
 from api.cli import main
 from api.datasets import Limits, to_problems
 from db.models import Batch, Rescore
+from tests.utils.api_factories import ALICE, BOB, api_settings, auth, running_api
 from worker.ground_truth.task import make_dataset
 from worker.ground_truth_batches import run_batch
 from worker.rescoring import RescoreError, rescore_batch
@@ -194,6 +197,42 @@ def test_cli_chooses_the_probe_by_cross_validation(stored_batches: list[str], db
     assert "agreement of 2: " in policy.description and "verifier" not in policy.description
     shown = "no probe" if policy.probe == 0 else f"agreement of {policy.probe}"
     assert result.stdout.startswith(f"probe: {shown}\n")
+
+
+LOCAL_TOKEN = "local-token"  # the owner of run_batch's batches, `local`
+
+
+@pytest.fixture
+def api_url(db_url: str, redis_url: str) -> Iterator[str]:
+    tokens = [f"{ALICE}:alice", f"{BOB}:bob", f"{LOCAL_TOKEN}:local"]
+    with running_api(api_settings(db_url, redis_url, api_tokens=tokens)) as (_, base_url):
+        yield base_url
+
+
+def test_the_api_fits_the_callers_own_batches(
+    stored_batches: list[str], api_url: str, tmp_path: Any,
+) -> None:
+    """`ttcq policy fit` without --db asks the API; the batches' owner is `local`."""
+    out = tmp_path / "policy.yaml"
+    result = CliRunner().invoke(main, [
+        "policy", "fit", *stored_batches, "-o", str(out), "--tokens", "5000",
+        "--api-url", api_url, "--token", LOCAL_TOKEN])
+    assert result.exit_code == 0, result.output
+    policy = Policy.model_validate(yaml.safe_load(out.read_text()))
+    assert "fitted on 40 problems for at most 5000 tokens" in policy.description
+    with httpx.Client(base_url=api_url) as http:
+        body = {"batch_ids": stored_batches, "tokens": 5000}
+        fitted = http.post("/v1/policies/fit", json=body, headers=auth(LOCAL_TOKEN))
+        assert fitted.status_code == 200 and Policy.model_validate(fitted.json()) == policy
+        # Someone else's batches are as missing as missing ones; nothing to fit is a 422.
+        theirs = http.post("/v1/policies/fit", json=body, headers=auth(BOB))
+        assert theirs.status_code == 404 and "no such batch" in theirs.text
+        refused = http.post("/v1/policies/fit", headers=auth(LOCAL_TOKEN),
+                            json={"batch_ids": stored_batches[1:], "difficulty": "agreement"})
+        assert refused.status_code == 422 and "no sampling batch" in refused.text
+        bad = http.post("/v1/policies/fit", headers=auth(LOCAL_TOKEN),
+                        json={"batch_ids": stored_batches, "difficulty": "vibes"})
+        assert bad.status_code == 422 and "difficulty" in bad.text
 
 
 def test_cli_names_a_missing_batch(db_url: str, tmp_path: Any) -> None:
