@@ -12,6 +12,7 @@ and with the fixed strategies' frontier when two of them may be mixed
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -25,7 +26,7 @@ from worker.compute_optimal_evidence import (  # noqa: E402
     spend_batch,
     wilson,
 )
-from worker.ground_truth.task import make_dataset  # noqa: E402
+from worker.ground_truth.task import LEVELS, make_dataset  # noqa: E402
 
 HEADER = ("| target tok/problem | compute_optimal tok | acc [95% CI] | planned fixed | its tok "
           "| its acc | difference (paired) | hindsight fixed at <= tok | its tok | its acc "
@@ -71,13 +72,28 @@ def main() -> None:
               f"{known_tokens:.0f} | {probe} | {bins} |",
               flush=True)
 
-    print("\n| batch tokens | per problem | n chosen | tokens spent | spent / budget |")  # noqa: T201
-    print("|---|---|---|---|---|")  # noqa: T201
-    for target in map(float, args.targets.split(",")):
-        total = int(target * len(held_out))
-        n, spent = spend_batch(sessions, prepared, held_out, total, args.quality, target)
-        print(f"| {total} | {target:.0f} | {n} | {spent} | {spent / total:.3f} |",  # noqa: T201
-              flush=True)
+    # The batch budget on the held-out half, and on problems unlike those the policy was
+    # fitted on (only the hardest two levels, only the easiest two).
+    hard, easy = shifted(args, (4, 5)), shifted(args, (1, 2))
+    print("\n| problems | batch tokens | per problem | n chosen | spent at n alone | / budget "  # noqa: T201
+          "| accuracy | spent with the ledger | / budget | accuracy |")
+    print("|---" * 10 + "|")  # noqa: T201
+    for label, group in (("held-out half", held_out), ("levels 4-5 only", hard),
+                         ("levels 1-2 only", easy)):
+        for target in map(float, args.targets.split(",")):
+            total = int(target * len(group))
+            s = spend_batch(sessions, prepared, group, total, args.quality, target)
+            (alone, alone_acc), (ledger, ledger_acc) = s.planned_only, s.ledger
+            print(f"| {label} | {total} | {target:.0f} | {s.n} | {alone} | "  # noqa: T201
+                  f"{alone / total:.3f} | {alone_acc:.3f} | {ledger} | {ledger / total:.3f} | "
+                  f"{ledger_acc:.3f} |", flush=True)
+
+
+def shifted(args: argparse.Namespace, levels: tuple[int, ...]) -> list[Any]:
+    """New problems (another seed) of only these levels, as many as in a half."""
+    rows = make_dataset(args.problems // 2, {lv: LEVELS[lv] for lv in levels},
+                        seed=args.seed + 1000 + levels[0])
+    return list(to_problems(enumerate(rows, start=1), limits=Limits(10_000, len(rows))))
 
 
 if __name__ == "__main__":

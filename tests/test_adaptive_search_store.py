@@ -8,6 +8,7 @@ import pytest
 from sqlmodel import col, select
 
 from api.datasets import Limits, to_problems
+from db.ledger import BatchSpend, batch_spend
 from db.models import BudgetPoint, Job, JobCost, TraceNode
 from worker.ground_truth.task import make_dataset
 from worker.ground_truth_batches import run_batch
@@ -49,3 +50,66 @@ def test_stored_cost_trace_and_curve(sessions: SessionFactory, name: str) -> Non
                 assert sorted(points) == [4]
     if name == "majority_early":
         assert 0 < stopped < len(jobs)
+
+
+def test_the_ledger_reads_what_a_batch_spent_and_has_running(sessions: SessionFactory) -> None:
+    """batch_spend: the finished jobs' stored tokens, and the jobs finished, running (not
+    the asking one) and in all."""
+    problems = list(to_problems(enumerate(ROWS[:4], start=1), limits=Limits(10_000, 4)))
+    batch_id = run_batch(sessions, problems, quality=2.0, strategy="majority", n=2,
+                         verifier="none")
+    with sessions() as session:
+        jobs = session.exec(select(Job).where(col(Job.batch_id) == batch_id)
+                            .order_by(col(Job.line))).all()
+        costs = [session.get(JobCost, j.id) for j in jobs]
+        spent = sum(c.prompt_tokens + c.completion_tokens + c.verifier_tokens
+                    for c in costs if c is not None)
+        # As if the last two were still going: one running, one queued (no cost yet).
+        for job, state in zip(jobs[2:], ("running", "queued"), strict=True):
+            job.state = state
+            session.delete(session.get(JobCost, job.id))
+        session.commit()
+        kept = sum(c.prompt_tokens + c.completion_tokens for c in costs[:2] if c is not None)
+        assert batch_spend(session=session, job_id=jobs[3].id) == BatchSpend(kept, 2, 1, 4)
+        assert batch_spend(session=session, job_id=jobs[2].id) == BatchSpend(kept, 2, 0, 4)
+    assert spent > kept > 0
+
+
+POLICY = {"probe": 2, "budget": 4, "probe_tokens": 800.0, "bins": [
+    {"min_confidence": 1.0, "n": 0, "share": 0.5, "tokens": 800.0},
+    {"min_confidence": 0.0, "strategy": "beam_search", "n": 4, "config": {"beam_width": 2},
+     "share": 0.5, "tokens": 8000.0}]}
+
+
+def budget_run(sessions: SessionFactory, batch_tokens: int) -> tuple[list[str], list[int]]:
+    """Two level-5 problems under POLICY and a batch budget: decisions, tokens per job."""
+    hard = [row for row in make_dataset(10, seed=9) if row["level"] == 5][:2]
+    problems = list(to_problems(enumerate(hard, start=1), limits=Limits(10_000, 2)))
+    batch_id = run_batch(sessions, problems, quality=2.0, strategy="compute_optimal",
+                         verifier="self_judge", policy=POLICY, n=4, batch_tokens=batch_tokens)
+    with sessions() as session:
+        jobs = session.exec(select(Job).where(col(Job.batch_id) == batch_id)
+                            .order_by(col(Job.line))).all()
+        decisions = [session.exec(select(TraceNode.text).where(
+            col(TraceNode.job_id) == j.id, col(TraceNode.kind) == "decision")).one()
+            for j in jobs]
+        costs = [session.get(JobCost, j.id) for j in jobs]
+    return decisions, [c.prompt_tokens + c.completion_tokens + c.verifier_tokens
+                       for c in costs if c is not None]
+
+
+def test_a_batch_budget_job_gets_what_the_batch_has_left(sessions: SessionFactory) -> None:
+    """The first job has half of 9,000 tokens (n=5 fits 4,500 in expectation); its probe
+    settled it, so the second has all the rest, and a larger n."""
+    decisions, used = budget_run(sessions, 9000)
+    assert decisions[0] == ("bin 1 of 2: agreement 1.00; batch budget: 4500 tokens per "
+                            "problem left, n=5 -> settled, the probe's answer stands")
+    assert decisions[1].startswith(f"bin 2 of 2: agreement 0.50; batch budget: "
+                                   f"{9000 - used[0]} tokens per problem left, n=9 -> ")
+
+
+def test_a_spent_batch_budget_leaves_the_probe_only(sessions: SessionFactory) -> None:
+    """Below what n=1 is expected to cost (2,600 tokens), a job runs its probe and stops."""
+    decisions, _ = budget_run(sessions, 3000)
+    assert decisions[1] == ("bin 2 of 2: agreement 0.50; batch budget: 2151 tokens per "
+                            "problem left, the probe only -> settled, the probe's answer stands")

@@ -21,8 +21,10 @@ from worker.search.policy import (
     DEFAULT_POLICY,
     Policy,
     PolicyError,
+    allowance,
     budget_for_tokens,
     expected_tokens,
+    fitting_budget,
 )
 from worker.search.policy_fit import (
     FitError,
@@ -251,6 +253,19 @@ def test_a_fitted_policy_knows_its_costs_and_a_batch_budget_picks_n() -> None:
     n = budget_for_tokens(policy, 925 * 20, 20)
     assert n in (8, 9, 10)  # 9 and 10 round to the same 8 beams (width 4)
     assert budget_for_tokens(policy, 1450 * 20, 20) >= 16
+
+
+def test_the_ledger_shares_what_is_left_over_the_jobs_to_come() -> None:
+    policy = fit_policy([sampling(10, 10), beam(10, 10, 2000)], bins=2, difficulty="agreement")
+    assert expected_tokens(policy, 16) == 1450
+    # 20 problems, 29,000 tokens: 5 done for 10,000, 3 running (1,450 each expected).
+    left = allowance(policy, batch_tokens=29_000, spent=10_000, finished=5, running=3,
+                     total=20, n=16)
+    assert left == (29_000 - 10_000 - 3 * 1450) / 12
+    assert allowance(policy, batch_tokens=29_000, spent=40_000, finished=5, running=0,
+                     total=20, n=16) == 0.0  # overspent: only probes are left
+    assert fitting_budget(policy, 1450) in (16, 17, 18)  # 17, 18 round to the same 16 beams
+    assert fitting_budget(policy, 100) is None
 
 
 def test_a_batch_budget_below_the_probe_or_without_fitted_costs_is_refused() -> None:

@@ -202,16 +202,28 @@ def evaluate(sessions: SessionFactory, prepared: Prepared, held_out: Sequence[Pr
                       *paired(optimal, planned))
 
 
-def spend_batch(sessions: SessionFactory, prepared: Prepared,
-                held_out: Sequence[ProblemIn], batch_tokens: int, quality: float,
-                target: float) -> tuple[int, int]:
-    """A policy fitted for `target` tokens per problem, run with n chosen so that the
-    held-out half is expected to spend batch_tokens in all: (that n, tokens spent)."""
+@dataclass(frozen=True)
+class Spend:
+    n: int  # the batch's n, chosen from the fit's expected costs
+    planned_only: tuple[int, float]  # (tokens spent, accuracy) at that n, no ledger
+    ledger: tuple[int, float]  # the same with each job following the batch's ledger
+
+
+def spend_batch(sessions: SessionFactory, prepared: Prepared, problems: Sequence[ProblemIn],
+                batch_tokens: int, quality: float, target: float) -> Spend:
+    """A policy fitted for `target` tokens per problem on the fit half, run on `problems`
+    (the held-out half, or problems unlike those it was fitted on) with n chosen so that
+    they are expected to spend batch_tokens in all: once at that n alone, once with the
+    ledger (worker.search.policy.allowance)."""
     policy = fit_policy(prepared.stored, probe=PROBE, bins=BINS, target_tokens=target)
-    n = budget_for_tokens(policy, batch_tokens, len(held_out))
-    batch = run_batch(sessions, held_out, quality=quality, strategy="compute_optimal",
-                      policy=policy.model_dump(mode="json"), n=n, batch_tokens=batch_tokens,
-                      **JUDGED)
-    with sessions() as session:
-        outcomes = job_outcomes(session=session, batch_id=batch)
-    return n, sum(tokens for _, tokens in outcomes.values())
+    n = budget_for_tokens(policy, batch_tokens, len(problems))
+    config: dict[str, Any] = {"strategy": "compute_optimal", "n": n, **JUDGED,
+                              "policy": policy.model_dump(mode="json")}
+    runs = []
+    for ledger in (None, batch_tokens):
+        batch = run_batch(sessions, problems, quality=quality, batch_tokens=ledger, **config)
+        with sessions() as session:
+            outcomes = job_outcomes(session=session, batch_id=batch)
+        runs.append((sum(t for _, t in outcomes.values()),
+                     sum(c for c, _ in outcomes.values()) / len(outcomes)))
+    return Spend(n, runs[0], runs[1])

@@ -13,12 +13,14 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlmodel import Session
 
 from db.jobs import Claim, claim_job, finish_job, release_job
+from db.ledger import batch_spend
 from db.models import JobCostBase, JobState
 from db.results import store_result
 from worker.engines.base import Engine, EngineInfo, TransientEngineError
 from worker.engines.metered import MeteredEngine
 from worker.leases import JobCancelled, JobTimedOut, Lease, lease_board
 from worker.search.config import SearchConfig
+from worker.search.policy import allowance
 from worker.search.registry import run_search
 from worker.search.types import Problem, SearchResult
 from worker.verifiers.factory import ServedVerifiers, make_verifier
@@ -86,7 +88,7 @@ def process_job(
     started = time.perf_counter()
     try:
         with lease:
-            config = SearchConfig(**claim.config)
+            config = _with_allowance(sessions, claim, SearchConfig(**claim.config))
             verifiers = served.guarded(lease.check) if served else None
             verifier = make_verifier(config.verifier, guarded, verifiers)
             result = run_search(problem, config, guarded, verifier)
@@ -110,6 +112,19 @@ def process_job(
     except Exception:  # a result that cannot be stored would fail on every attempt
         return _finish(sessions, claim, JobState.failed, traceback.format_exc(limit=8))
     return "succeeded" if stored else "lost"
+
+
+def _with_allowance(sessions: SessionFactory, claim: Claim, config: SearchConfig) -> SearchConfig:
+    """A job of a batch with a token budget gets the tokens per problem its batch has left
+    (worker.search.policy.allowance), read from the stored costs as it starts."""
+    if config.strategy != "compute_optimal" or config.batch_tokens is None:
+        return config
+    with sessions() as session:
+        spend = batch_spend(session=session, job_id=claim.job_id)
+    left = allowance(config.compute_policy, batch_tokens=config.batch_tokens,
+                     spent=spend.spent, finished=spend.finished, running=spend.running,
+                     total=spend.total, n=config.n)
+    return config.model_copy(update={"batch_allowance": left})
 
 
 def _release(

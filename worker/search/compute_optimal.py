@@ -19,7 +19,13 @@ what the probe cost; the probe's answer and bin are in the trace's decision node
 
 from worker.engines.base import Engine
 from worker.search.config import SearchConfig, bin_config
-from worker.search.policy import SAMPLING_STRATEGIES, Policy, mean_score, probe_agreement
+from worker.search.policy import (
+    SAMPLING_STRATEGIES,
+    Policy,
+    fitting_budget,
+    mean_score,
+    probe_agreement,
+)
 from worker.search.run import SearchRun
 from worker.search.sampling import draw_samples, score_samples
 from worker.search.scoring import aggregate
@@ -49,11 +55,13 @@ def compute_optimal(
         why = f"{'verifier score' if by_score else 'agreement'} {found:.2f}"
     else:
         index, why = 0, "no probe (the policy runs one strategy for every problem)"
-    chosen = bin_config(config, policy.bins[index]) if policy.bins[index].n else None
+    n, ledger = _budget(config, policy)
+    chosen = bin_config(config.model_copy(update={"n": n}), policy.bins[index]) if (
+        policy.bins[index].n and n) else None
     choice = "settled, the probe's answer stands" if chosen is None else (
         f"{chosen.strategy} n={chosen.n}")
     run.trace.add(run.root, "decision",
-                  f"bin {index + 1} of {len(policy.bins)}: {why} -> {choice}")
+                  f"bin {index + 1} of {len(policy.bins)}: {why}{ledger} -> {choice}")
     if chosen is None:
         result = run.finish(probe)
     elif chosen.strategy in SAMPLING_STRATEGIES and probe:
@@ -66,6 +74,20 @@ def compute_optimal(
     result.strategy = "compute_optimal"
     result.curve = {config.n: result.selected}
     return result
+
+
+def _budget(config: SearchConfig, policy: Policy) -> tuple[int | None, str]:
+    """The job's n, and what the decision says of it: the batch's n, or with a batch
+    budget what fits the tokens per problem left (None: only the probe; without a probe,
+    the least)."""
+    left = config.batch_allowance
+    if left is None:
+        return config.n, ""
+    n = fitting_budget(policy, left)
+    if n is None and policy.probe == 0:
+        n = 1
+    fits = f"n={n}" if n else "the probe only"
+    return n, f"; batch budget: {left:.0f} tokens per problem left, {fits}"
 
 
 def _confidence(probe: list[Candidate], policy: Policy, aggregation: Aggregation) -> float:

@@ -74,6 +74,9 @@ class SearchConfig(BaseModel):
     # A whole batch's tokens, spread over its problems by compute_optimal's policy: the
     # n it led to is set beside it (see worker.search.policy.budget_for_tokens).
     batch_tokens: int | None = Field(default=None, ge=1)
+    # Set by the worker for one job, from the batch's ledger (policy.allowance): tokens
+    # per problem left when the job started; the job's n is what fits it.
+    batch_allowance: float | None = Field(default=None, ge=0.0)
 
     @model_validator(mode="before")
     @classmethod
@@ -103,7 +106,7 @@ class SearchConfig(BaseModel):
                     bin_config(self, policy_bin)
                 except ConfigError as error:
                     raise ValueError(f"policy.bins.{i}: {error}") from None
-        elif self.policy is not None or self.batch_tokens is not None:
+        elif (self.policy, self.batch_tokens, self.batch_allowance) != (None, None, None):
             raise ValueError("policy and batch_tokens are only used by strategy compute_optimal")
         elif self.strategy not in ("majority", "self_refine") and self.verifier == "none":
             raise ValueError(f"strategy {self.strategy} needs a verifier")
@@ -155,7 +158,8 @@ def _with_policy(values: dict[str, Any]) -> dict[str, Any]:
 def bin_config(config: SearchConfig, policy_bin: PolicyBin) -> SearchConfig:
     """The config a bin runs: the job's own, with the bin's strategy, overrides and its
     budget scaled to the job's n (0 for a settled bin: nothing runs)."""
-    base = config.model_dump(exclude={"strategy", "n", "policy", "batch_tokens"})
+    base = config.model_dump(exclude={"strategy", "n", "policy", "batch_tokens",
+                                      "batch_allowance"})
     values = {**base, **policy_bin.config, "strategy": policy_bin.strategy}
     width = values.get("beam_width", 4) if policy_bin.strategy in TREE_STRATEGIES else 1
     values["n"] = max(1, scaled_budget(policy_bin.n, config.compute_policy, config.n, width))

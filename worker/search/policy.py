@@ -57,7 +57,7 @@ class PolicyBin(BaseModel):
 
     @model_validator(mode="after")
     def _check_overrides(self) -> "PolicyBin":
-        fixed = {"strategy", "n", "policy", "batch_tokens"} & set(self.config)
+        fixed = {"strategy", "n", "policy", "batch_tokens", "batch_allowance"} & set(self.config)
         if fixed:
             raise ValueError(f"config may not set {', '.join(sorted(fixed))} "
                              "(the bin's own fields set strategy and n)")
@@ -163,20 +163,41 @@ def expected_tokens(policy: Policy, n: int) -> float | None:
     return total
 
 
-def budget_for_tokens(policy: Policy, tokens: float, problems: int) -> int:
-    """The largest per-problem budget n whose expected mean tokens times the number of
-    problems stays within a batch's tokens: respected in expectation, not exactly (a
-    problem's bin is known only after its probe, and jobs run apart)."""
-    per_problem = tokens / max(problems, 1)
+def fitting_budget(policy: Policy, per_problem: float) -> int | None:
+    """The largest per-problem budget n whose expected mean tokens (the fit's numbers) is
+    at most per_problem; None when not even n = 1 fits (the probe alone is left)."""
     costs = {n: expected_tokens(policy, n) for n in range(1, 4097)}
     if costs[1] is None:
         raise PolicyError("batch_tokens: the policy has no fitted token numbers (share, "
                           "tokens, probe_tokens); fit one with `ttcq policy fit`")
     fitting = [n for n, cost in costs.items() if cost is not None and cost <= per_problem]
-    if not fitting:
+    return max(fitting) if fitting else None
+
+
+def budget_for_tokens(policy: Policy, tokens: float, problems: int) -> int:
+    """The largest per-problem budget n whose expected mean tokens times the number of
+    problems stays within a batch's tokens: what a batch starts with (each job then
+    follows the batch's ledger: allowance)."""
+    per_problem = tokens / max(problems, 1)
+    n = fitting_budget(policy, per_problem)
+    if n is None:
         raise PolicyError(f"batch_tokens: {per_problem:.0f} tokens per problem is below the "
-                          f"policy's least ({costs[1]:.0f}, the probe included)")
-    return max(fitting)
+                          f"policy's least ({expected_tokens(policy, 1):.0f}, the probe "
+                          "included)")
+    return n
+
+
+def allowance(policy: Policy, *, batch_tokens: float, spent: int, finished: int,
+              running: int, total: int, n: int) -> float:
+    """Tokens per problem left for a job starting now: the batch's tokens less what its
+    finished jobs spent and what its running ones are expected to spend (at the batch's
+    n), shared by the jobs not yet finished or running, this one included. A batch that
+    spent more than expected gives its later problems less, one that spent less gives
+    them more, so the total follows the budget even where the problems are harder or
+    easier than those the policy was fitted on."""
+    running_cost = running * (expected_tokens(policy, n) or 0.0)
+    left = batch_tokens - spent - running_cost
+    return max(0.0, left) / max(1, total - finished - running)
 
 
 def describe(error: ValidationError, prefix: str = "policy") -> str:
