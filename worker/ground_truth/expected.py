@@ -16,6 +16,7 @@ from worker.ground_truth import reference, simulate
 from worker.ground_truth.task import LEVELS, TaskSpec, make_spec
 
 SIMULATED_SEARCHES = 40_000  # per level: the reference's own error is far below the test's
+SIMULATED = ("beam_search", "dvts", "lookahead", "particle_filtering", "rebase")
 
 
 @dataclass(frozen=True)
@@ -44,13 +45,16 @@ def mix(per_level: dict[int, float], levels: Counter[int], extra_variance: float
 
 
 def curve(strategy: str, config: dict[str, Any], budgets: list[int], quality: float,
-          levels: Counter[int]) -> dict[int, Expected]:
-    """Expected accuracy of a strategy at each budget over a dataset of these levels."""
+          levels: Counter[int], noisy_steps: int = 0) -> dict[int, Expected]:
+    """Expected accuracy of a strategy at each budget over a dataset of these levels
+    (noisy_steps: the judge's first steps are a coin; simulated strategies only)."""
     specs = level_specs()
     aggregation = config.get("aggregation", "min")
-    per_level = {k: _per_level(strategy, config, budgets, quality, aggregation, spec, k)
-                 for k, spec in specs.items()}
-    simulated = strategy in ("beam_search", "dvts", "lookahead")
+    simulated = strategy in SIMULATED
+    if noisy_steps and not simulated:
+        raise ValueError(f"no reference for {strategy} with noisy_steps")
+    per_level = {k: _per_level(strategy, config, budgets, quality, aggregation, spec, k,
+                               noisy_steps) for k, spec in specs.items()}
     out = {}
     for n in budgets:
         values = {k: per_level[k][n] for k in specs}
@@ -62,7 +66,8 @@ def curve(strategy: str, config: dict[str, Any], budgets: list[int], quality: fl
 
 
 def _per_level(strategy: str, config: dict[str, Any], budgets: list[int], quality: float,
-               aggregation: str, spec: TaskSpec, seed: int) -> dict[int, float]:
+               aggregation: str, spec: TaskSpec, seed: int, noisy_steps: int = 0,
+               ) -> dict[int, float]:
     exact: dict[str, Callable[[int], float]] = {
         "majority": lambda n: reference.majority_accuracy(spec, n),
         "best_of_n": lambda n: reference.best_of_n_accuracy(spec, quality, aggregation, n),
@@ -74,7 +79,14 @@ def _per_level(strategy: str, config: dict[str, Any], budgets: list[int], qualit
     }
     if strategy in exact:
         return {n: exact[strategy](n) for n in budgets}
-    model = simulate.Model(spec, quality, aggregation, np.random.default_rng(seed))
+    model = simulate.Model(spec, quality, aggregation, np.random.default_rng(seed),
+                           noisy_steps)
+    if strategy == "particle_filtering":  # one round: the budget is its n particles
+        return {n: simulate.particle_filtering(model, n, config.get("pf_temperature", 0.2),
+                                               SIMULATED_SEARCHES) for n in budgets}
+    if strategy == "rebase":
+        return {n: simulate.rebase(model, n, config.get("rebase_temperature", 0.2),
+                                   SIMULATED_SEARCHES) for n in budgets}
     width = config["beam_width"]
     if strategy == "dvts":
         return simulate.dvts(model, config["n"], width, SIMULATED_SEARCHES)
