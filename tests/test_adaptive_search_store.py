@@ -2,17 +2,21 @@
 into Postgres, their trace (the early-stop note included), cost and curve read back."""
 
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
-from sqlmodel import col, select
+from sqlalchemy.exc import OperationalError
+from sqlmodel import Session, col, select
 
 from api.datasets import Limits, to_problems
 from db.ledger import BatchSpend, batch_spend
 from db.models import BudgetPoint, Job, JobCost, TraceNode
+from worker.ground_truth.engine import GroundTruthEngine
 from worker.ground_truth.task import make_dataset
-from worker.ground_truth_batches import run_batch
-from worker.service import SessionFactory
+from worker.ground_truth_batches import run_batch, submit
+from worker.service import SessionFactory, process_job
 
 ROWS = make_dataset(12, seed=9)
 CONFIGS: dict[str, dict[str, Any]] = {
@@ -113,3 +117,30 @@ def test_a_spent_batch_budget_leaves_the_probe_only(sessions: SessionFactory) ->
     decisions, _ = budget_run(sessions, 3000)
     assert decisions[1] == ("bin 2 of 2: agreement 0.50; batch budget: 2151 tokens per "
                             "problem left, the probe only -> settled, the probe's answer stands")
+
+
+def test_a_database_away_when_the_ledger_is_read_retries_the_job(
+    sessions: SessionFactory,
+) -> None:
+    """The ledger's read failing is the database being away, not a bad job: the task is
+    retried (the error goes up) and the job is not failed."""
+    hard = [row for row in make_dataset(10, seed=9) if row["level"] == 5][:1]
+    problems = list(to_problems(enumerate(hard, start=1), limits=Limits(10_000, 1)))
+    _, [job_id] = submit(sessions, problems, strategy="compute_optimal",
+                         verifier="self_judge", policy=POLICY, n=4, batch_tokens=9000)
+    calls = []
+
+    @contextmanager
+    def flaky() -> Iterator[Session]:
+        calls.append(1)
+        if len(calls) == 2:  # the claim is the first session, the ledger the second
+            raise OperationalError("SELECT", {}, Exception("server closed the connection"))
+        with sessions() as session:
+            yield session
+
+    with pytest.raises(OperationalError):
+        process_job(sessions=flaky, job_id=job_id, engine=GroundTruthEngine(),
+                    worker_name="t", lease_seconds=60, max_attempts=3)
+    with sessions() as session:
+        job = session.get(Job, job_id)
+        assert job is not None and job.state == "running" and job.error is None

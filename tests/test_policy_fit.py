@@ -16,7 +16,7 @@ from tests.utils.api_factories import ALICE, BOB, api_settings, auth, running_ap
 from worker.ground_truth.task import make_dataset
 from worker.ground_truth_batches import run_batch
 from worker.rescoring import RescoreError, rescore_batch
-from worker.search.config import make_config
+from worker.search.config import ConfigError, make_config
 from worker.search.policy import (
     DEFAULT_POLICY,
     Policy,
@@ -28,11 +28,13 @@ from worker.search.policy import (
 )
 from worker.search.policy_fit import (
     FitError,
+    Probe,
     Sample,
     StoredBatch,
     StoredJob,
     fit_policy,
     probe_outcome,
+    probe_rows,
     quantile_thresholds,
 )
 
@@ -288,3 +290,51 @@ def test_a_compute_optimal_batch_is_not_rescored(sessions: Any) -> None:
         with pytest.raises(RescoreError, match="cannot be rescored"):
             rescore_batch(session=session, batch=batch, selection="majority")
         assert session.exec(select(Rescore)).all() == []  # nothing stored
+
+
+def test_an_early_stopped_batch_is_read_at_every_budget() -> None:
+    """A job that stopped after 4 of 16 samples has no point 8 or 16: its answer at 4
+    stands there, and it cost what it drew (not 8/16 of it)."""
+    stopped = StoredJob(400, 0, {1: False, 2: True, 4: True}, EASY)
+    assert [stopped.correct_at(n) for n in (1, 3, 8, 16)] == [False, True, True, True]
+    assert stopped.share(8, 16) == 1.0 and stopped.share(2, 16) == 0.5
+    early = sampling(10, 10)
+    early.jobs["e0"] = stopped
+    early.config = {**early.config, "early_stop": 0.75}
+    policy = fit_policy([sampling(10, 10), early, beam(10, 10, 2000)], bins=2)
+    assert policy.bins  # no KeyError for the missing points
+
+
+def test_one_verifier_per_fit_and_per_job() -> None:
+    other = beam(10, 10, 2000)
+    other.config = {**other.config, "verifier": "self_judge"}
+    with pytest.raises(FitError, match=r"different verifiers \(prm, self_judge\)"):
+        fit_policy([scored(10, 10), other])
+    policy = fit_policy([scored(10, 10), beam(10, 10, 2000)], bins=2, difficulty="verifier")
+    assert policy.verifier == "prm"
+    with pytest.raises(ConfigError, match="policy.verifier: its thresholds are prm scores; "
+                                          "this job's verifier is self_judge"):
+        make_config(strategy="compute_optimal", verifier="self_judge",
+                    policy=policy.model_dump())
+    with pytest.raises(ConfigError, match="policy.bins.0: fitted with verifier prm; this "
+                                          "job's verifier is checker"):
+        make_config(strategy="compute_optimal", verifier="checker", policy={"bins": [
+            {"min_confidence": 0.0, "strategy": "best_of_n", "n": 4,
+             "config": {"verifier": "prm"}}]})
+
+
+def test_a_probes_scores_are_reused_whatever_the_bins_aggregation() -> None:
+    """Aggregation only combines step scores: a best-of-N bin of the probe's verifier
+    does not pay for the probe's scores again, however it aggregates them."""
+    source, by_min = scored(10, 10), scored(10, 10)
+    by_min.config = {**by_min.config, "aggregation": "min"}
+    by_min.name = "best_of_n min"
+    rows = probe_rows([source, by_min], Probe("verifier", 4, 0), ["e0"])
+    costs = {o.source: t for o, (t, _) in rows["e0"].options.items()
+             if o.strategy == "best_of_n" and o.n == 16}
+    assert costs == {0: 2400.0, 1: 2400.0}
+
+
+def test_a_few_problems_are_cross_validated_leaving_one_out() -> None:
+    policy = fit_policy([sampling(2, 1), beam(2, 1, 2000)], bins=2)
+    assert "3-fold cross-validation" in policy.description

@@ -100,6 +100,8 @@ def process_job(
         if _release(sessions, claim, error, max_attempts):
             raise
         return "failed"
+    except (OperationalError, InterfaceError):
+        raise  # the database is away (the batch's ledger): as below, the task retries
     except Exception:  # a bug or a bad problem: record it on the job, do not retry
         return _finish(sessions, claim, JobState.failed, traceback.format_exc(limit=8))
     cost = cost_record(result, time.perf_counter() - started, engine.info)

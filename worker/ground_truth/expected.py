@@ -82,6 +82,8 @@ def _per_level(strategy: str, config: dict[str, Any], budgets: list[int], qualit
     model = simulate.Model(spec, quality, aggregation, np.random.default_rng(seed),
                            noisy_steps)
     if strategy == "particle_filtering":  # one round: the budget is its n particles
+        if config.get("pf_rounds", 1) != 1:
+            raise ValueError("the particle-filtering reference is of one round (pf_rounds 1)")
         return {n: simulate.particle_filtering(model, n, config.get("pf_temperature", 0.2),
                                                SIMULATED_SEARCHES) for n in budgets}
     if strategy == "rebase":

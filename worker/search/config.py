@@ -98,14 +98,7 @@ class SearchConfig(BaseModel):
         if self.strategy == "lookahead" and self.lookahead < 1:
             raise ValueError("strategy lookahead needs lookahead >= 1")
         if self.strategy == "compute_optimal":
-            if self.compute_policy.difficulty == "verifier" and self.verifier == "none":
-                raise ValueError("policy.difficulty: the verifier signal needs a verifier "
-                                 "(set verifier)")
-            for i, policy_bin in enumerate(self.compute_policy.bins):
-                try:
-                    bin_config(self, policy_bin)
-                except ConfigError as error:
-                    raise ValueError(f"policy.bins.{i}: {error}") from None
+            self._check_policy_verifiers()
         elif (self.policy, self.batch_tokens, self.batch_allowance) != (None, None, None):
             raise ValueError("policy and batch_tokens are only used by strategy compute_optimal")
         elif self.strategy not in ("majority", "self_refine") and self.verifier == "none":
@@ -115,6 +108,26 @@ class SearchConfig(BaseModel):
                              "the reference, the others are new)")
         self._check_early_stop()
         return self
+
+    def _check_policy_verifiers(self) -> None:
+        """One job, one verifier: the probe's scores and every bin's are this job's."""
+        policy = self.compute_policy
+        if policy.difficulty == "verifier":
+            if self.verifier == "none":
+                raise ValueError("policy.difficulty: the verifier signal needs a verifier "
+                                 "(set verifier)")
+            if policy.verifier not in (None, self.verifier):
+                raise ValueError(f"policy.verifier: its thresholds are {policy.verifier} "
+                                 f"scores; this job's verifier is {self.verifier}")
+        for i, policy_bin in enumerate(policy.bins):
+            named = policy_bin.config.get("verifier", self.verifier)
+            if named not in (self.verifier, "none") and policy_bin.strategy != "majority":
+                raise ValueError(f"policy.bins.{i}: fitted with verifier {named}; this job's "
+                                 f"verifier is {self.verifier} (a job has one verifier)")
+            try:
+                bin_config(self, policy_bin)
+            except ConfigError as error:
+                raise ValueError(f"policy.bins.{i}: {error}") from None
 
     def _check_early_stop(self) -> None:
         if self.early_stop is None:

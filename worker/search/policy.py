@@ -73,9 +73,10 @@ class Policy(BaseModel):
 
     probe: int = Field(default=4, ge=0, le=64, description="k: samples of the probe (0: none)")
     difficulty: Difficulty = "agreement"
-    # For difficulty verifier: how a probe sample's step scores become its score, as the
-    # thresholds were fitted (default: the job's aggregation).
+    # For difficulty verifier: how a probe sample's step scores become its score, and the
+    # verifier whose scores the thresholds were fitted on (a job must use the same).
     aggregation: Aggregation | None = None
+    verifier: str | None = Field(default=None, max_length=64)
     # The per-problem budget (n) the bins' budgets were chosen for: a run with another
     # n scales every bin's budget by n / budget.
     budget: int = Field(default=16, ge=1, le=4096)

@@ -73,6 +73,17 @@ class StoredJob:
     def tokens(self) -> int:
         return self.generation_tokens + self.verifier_tokens
 
+    def share(self, n: int, budget: int) -> float:
+        """The part of this job's tokens that n of a run of `budget` cost: n / budget, or
+        of what it drew, when it stopped early (its curve ends there)."""
+        ran = max(self.points, default=budget)
+        return min(n, ran) / ran
+
+    def correct_at(self, n: int) -> bool:
+        """Its answer at budget n: an early-stopped job's last answer stands beyond it."""
+        below = [p for p in self.points if p <= n]
+        return self.points[max(below)] if below else False
+
 
 @dataclass
 class StoredBatch:
@@ -102,7 +113,7 @@ class Option:
     strategy: str
     n: int
     config: tuple[tuple[str, Any], ...] = ()
-    source: str = ""
+    source: int = -1  # the batch it is read from, by position
 
 
 @dataclass(frozen=True)
@@ -112,7 +123,7 @@ class Probe:
 
     signal: Literal["agreement", "verifier", "none"]
     k: int
-    source: str = ""
+    source: int = -1  # the batch it is read from, by position
 
     def __str__(self) -> str:
         return "no probe" if self.signal == "none" else f"{self.signal} of {self.k}"
@@ -120,10 +131,12 @@ class Probe:
 
 @dataclass
 class Row:
-    """One problem under one probe: its confidence, and each option's (tokens, correct)."""
+    """One problem under one probe: its confidence, what the probe cost, and each
+    option's (tokens, correct), the probe's included."""
 
     confidence: float
     options: dict[Option, tuple[float, bool]]
+    probe_tokens: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -178,6 +191,11 @@ def fit_policy(
     adaptive = [b.name for b in batches if b.strategy == "compute_optimal"]
     if adaptive:
         raise FitError(f"batch {adaptive[0]} is compute_optimal: fit from fixed strategies")
+    judges = {b.config["verifier"] for b in batches if b.strategy != "majority"
+              and b.config.get("verifier") not in (None, "none")}
+    if len(judges) > 1:
+        raise FitError(f"the batches were scored by different verifiers "
+                       f"({', '.join(sorted(judges))}): a job has one; fit from runs of one")
     keys = sorted(set.intersection(*(set(b.jobs) for b in batches))) if batches else []
     if not keys:
         raise FitError("the batches share no graded problem")
@@ -196,10 +214,16 @@ def fit_policy(
     return _policy(batches, chosen, rows, keys, fit, target_tokens, tried)
 
 
+def _source(batches: Sequence[StoredBatch], k: int, scored: bool) -> int | None:
+    """The first sampling batch (scored, for the verifier signal) whose first k samples a
+    probe of k would have drawn: n >= k, and no early stop (it may have drawn fewer)."""
+    return next((i for i, b in enumerate(batches) if b.strategy in SAMPLING_STRATEGIES
+                 and b.budget >= k and b.config.get("early_stop") is None
+                 and (b.scored or not scored)), None)
+
+
 def _probes(batches: Sequence[StoredBatch], k: int, difficulty: Signal) -> list[Probe]:
-    agreeing = next((b for b in batches if b.strategy in SAMPLING_STRATEGIES
-                     and b.budget >= k), None)
-    scoring = next((b for b in batches if b.scored and b.budget >= k), None)
+    agreeing, scoring = _source(batches, k, False), _source(batches, k, True)
     if difficulty == "agreement" and agreeing is None:
         raise FitError(f"no sampling batch (majority, best_of_n) with n >= probe={k}: "
                        "the probe's agreement is read from one")
@@ -209,21 +233,21 @@ def _probes(batches: Sequence[StoredBatch], k: int, difficulty: Signal) -> list[
     if difficulty == "none":
         return [Probe("none", 0)]
     if difficulty == "agreement":
-        return [Probe("agreement", k, agreeing.name)]  # type: ignore[union-attr]
+        return [Probe("agreement", k, agreeing)]  # type: ignore[arg-type]
     if difficulty == "verifier":
-        return [Probe("verifier", k, scoring.name)]  # type: ignore[union-attr]
+        return [Probe("verifier", k, scoring)]  # type: ignore[arg-type]
     found = [Probe("none", 0)]
-    if agreeing is not None:
-        found += [Probe("agreement", j, agreeing.name) for j in sorted({min(2, k), k})
-                  if j >= 2]
-    if scoring is not None:
-        found += [Probe("verifier", j, scoring.name) for j in sorted({1, min(2, k), k})]
+    for signal, sizes in (("agreement", {min(2, k), k} - {1}), ("verifier", {1, min(2, k), k})):
+        for j in sorted(sizes):
+            source = _source(batches, j, signal == "verifier")
+            if source is not None:
+                found.append(Probe(signal, j, source))  # type: ignore[arg-type]
     return found
 
 
 def probe_rows(batches: Sequence[StoredBatch], probe: Probe, keys: Iterable[str]) -> dict[str, Row]:
     """What each option would cost and get on each problem after this probe."""
-    source = next((b for b in batches if b.name == probe.source), None)
+    source = batches[probe.source] if probe.source >= 0 else None
     k = probe.k
     rows = {}
     for p in keys:
@@ -233,36 +257,37 @@ def probe_rows(batches: Sequence[StoredBatch], probe: Probe, keys: Iterable[str]
         if source is not None:
             job = source.jobs[p]
             samples = job.samples[:k]
-            probe_generation = job.generation_tokens * k / source.budget
+            probe_generation = job.generation_tokens * job.share(k, source.budget)
             if probe.signal == "agreement":
                 confidence = agreement([s.answer for s in samples])
                 settled = probe_outcome(samples)
             else:
-                probe_verifier = job.verifier_tokens * k / source.budget
+                probe_verifier = job.verifier_tokens * job.share(k, source.budget)
                 confidence = mean_score([s.score for s in samples])
                 settled = best_scored_outcome(samples)
-            options[Option("majority", 0, source=source.name)] = (
+            options[Option("majority", 0, source=probe.source)] = (
                 probe_generation + probe_verifier, settled)
-        for batch in batches:
-            for option, n in _options(batch, k):
+        for position, batch in enumerate(batches):
+            for option, n in _options(batch, position, k):
                 job = batch.jobs[p]
-                share = job.tokens * n / batch.budget
+                share = job.tokens * job.share(n, batch.budget)
                 if batch.strategy not in SAMPLING_STRATEGIES or source is None:
                     tokens = probe_generation + probe_verifier + share
                 elif probe_verifier and not (batch.scored and _same_verifier(batch, source)):
                     tokens = share + probe_verifier  # the samples reused, not their scores
                 else:
                     tokens = share  # the probe's samples (and scores) are the first k
-                options[option] = (tokens, job.points[n])
-        rows[p] = Row(confidence, options)
+                options[option] = (tokens, job.correct_at(n))
+        rows[p] = Row(confidence, options, probe_generation + probe_verifier)
     return rows
 
 
 def _same_verifier(a: StoredBatch, b: StoredBatch) -> bool:
-    return all(a.config.get(key) == b.config.get(key) for key in ("verifier", "aggregation"))
+    """Its step scores are the probe's (aggregation only combines them afterwards)."""
+    return bool(a.config.get("verifier") == b.config.get("verifier"))
 
 
-def _options(batch: StoredBatch, k: int) -> list[tuple[Option, int]]:
+def _options(batch: StoredBatch, position: int, k: int) -> list[tuple[Option, int]]:
     """(option, budget point it reads) for every budget point of the batch."""
     keys = ("verifier", *CARRIED.get(batch.strategy, ()))
     carried = tuple((key, batch.config[key]) for key in keys
@@ -270,7 +295,7 @@ def _options(batch: StoredBatch, k: int) -> list[tuple[Option, int]]:
     points = sorted({n for job in batch.jobs.values() for n in job.points})
     sampling = batch.strategy in SAMPLING_STRATEGIES
     # A sampling strategy below k samples would still have spent the probe's k.
-    return [(Option(batch.strategy, n, carried, batch.name), n) for n in points
+    return [(Option(batch.strategy, n, carried, position), n) for n in points
             if not sampling or n >= k]
 
 
@@ -307,8 +332,8 @@ def apply_fit(rows: dict[str, Row], keys: Iterable[str], fit: Fit) -> tuple[int,
 def cross_validate(rows: dict[str, Row], keys: Sequence[str], bins: int,
                    target: float | None, folds: int = FOLDS) -> tuple[float, float]:
     """(accuracy, mean tokens per problem) of fits on the rest, counted on each fold."""
-    folds = max(1, min(folds, len(keys) // 2))
-    if folds == 1:
+    folds = min(folds, len(keys))  # under five problems: leave one out
+    if folds < 2:
         solved, tokens = apply_fit(rows, keys, fit_rows(rows, keys, bins, target))
         return solved / len(keys), tokens / len(keys)
     solved, tokens = 0, 0.0
@@ -344,19 +369,14 @@ def _policy(batches: Sequence[StoredBatch], probe: Probe, rows: dict[str, Row],
             tried: list[tuple[Probe, dict[str, Row], tuple[float, float]]]) -> Policy:
     members = _members(rows, keys, fit.thresholds)
     solved, tokens = apply_fit(rows, keys, fit)
-    source = next((b for b in batches if b.name == probe.source), None)
-    probe_tokens = 0.0
-    if source is not None:
-        scored = probe.signal == "verifier"
-        probe_tokens = sum((source.jobs[p].tokens if scored else
-                            source.jobs[p].generation_tokens) for p in keys) * probe.k / (
-            source.budget * len(keys))
+    source = batches[probe.source] if probe.source >= 0 else None
+    probe_tokens = sum(rows[p].probe_tokens for p in keys) / len(keys)
     compared = "; ".join(f"{p}: {acc:.3f} at {tok:.0f} tokens" for p, _, (acc, tok) in tried)
     described = (f"fitted on {len(keys)} problems"
                  + (f" for at most {target:.0f} tokens per problem" if target else "")
                  + f": expected {tokens / len(keys):.0f} tokens per problem, "
                  f"accuracy {solved / len(keys):.3f} on the fitted problems; probe chosen by "
-                 f"{FOLDS}-fold cross-validation ({compared})")
+                 f"{min(FOLDS, len(keys))}-fold cross-validation ({compared})")
     policy_bins = []
     for threshold, option, group in zip(fit.thresholds, fit.picks, members, strict=True):
         spent = sum(rows[p].options[option][0] for p in group)
@@ -366,7 +386,8 @@ def _policy(batches: Sequence[StoredBatch], probe: Probe, rows: dict[str, Row],
             tokens=spent / len(group) if group else 0.0))
     by_score = probe.signal == "verifier" and source is not None
     aggregation = source.config.get("aggregation") if by_score else None  # type: ignore[union-attr]
+    verifier = source.config.get("verifier") if by_score else None  # type: ignore[union-attr]
     return Policy(probe=probe.k, budget=max([o.n for o in fit.picks] + [probe.k]),
                   difficulty="verifier" if probe.signal == "verifier" else "agreement",
-                  aggregation=aggregation, bins=policy_bins, description=described[:2000],
-                  probe_tokens=probe_tokens)
+                  aggregation=aggregation, verifier=verifier, bins=policy_bins,
+                  description=described[:2000], probe_tokens=probe_tokens)
