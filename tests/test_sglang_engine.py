@@ -111,12 +111,13 @@ def test_next_token_logprobs_of_a_prefix_chain_match_one_prompt_at_a_time(
     ids = [sglang_engine.tokenize("Yes")[0], sglang_engine.tokenize("No")[0]]
     together = sglang_engine.next_token_logprobs([longer, base, other], ids)
     alone = [sglang_engine.next_token_logprobs([p], ids)[0] for p in (longer, base, other)]
-    # Batched and single forward passes differ a little in CPU arithmetic, most in the far
-    # tail (seen: -16.49 against -16.40): within 0.05, or 1% of a tail logprob.
+    # The server computes in bf16: a prompt prefilled cold and the same prompt read with
+    # its prefix cached differ by up to 0.15 nats (measured: -0.962 / -1.212 cold against
+    # -1.115 / -1.115 cached, for "other"). A position read off by one would be nats away
+    # (after "Yes, because" both answers are near -17).
     for joint, single in zip(together, alone, strict=True):
         for token in ids:
-            assert joint.logprobs[token] == pytest.approx(single.logprobs[token], abs=0.05,
-                                                          rel=0.01)
+            assert joint.logprobs[token] == pytest.approx(single.logprobs[token], abs=0.25)
     # The chain (base, longer) was one sequence: one charged, the other free.
     assert sorted(r.prompt_tokens for r in together[:2]) == [0, len(longer)]
     assert all(r.completion_tokens in (0, 1) for r in together)
