@@ -34,7 +34,7 @@ from db.reports import job_outcome
 from db.results import batch_results
 from db.session import get_engine, session_scope
 from ttcq.settings import Settings, get_settings
-from worker.engines.base import Engine, EngineError, TransientEngineError
+from worker.engines.base import Engine, EngineError
 from worker.search.config import ConfigError, SearchConfig, make_config
 
 if TYPE_CHECKING:  # the search stack (sympy, math-verify) loads only when `run` runs
@@ -108,15 +108,15 @@ def load_engine(model_path: str, n_ctx: int, threads: int | None) -> Engine:
 
 def _solve(sessions: SessionFactory, engine: Engine, job_id: uuid.UUID,
            settings: Settings) -> str:
-    from worker.service import process_job
+    from worker.service import Requeued, process_job
 
-    # Each claim spends an attempt, so a job that keeps failing transiently ends "failed".
+    # A job handed back runs again at once (its strikes end a job that keeps failing).
     while True:
         try:
             return process_job(sessions=sessions, job_id=job_id, engine=engine,
                                worker_name="embedded", lease_seconds=settings.lease_seconds,
                                max_attempts=settings.max_attempts)
-        except TransientEngineError:
+        except Requeued:
             continue
 
 

@@ -6,11 +6,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import DateTime, and_, bindparam, func, not_, or_, text, update
+from sqlalchemy import DateTime, and_, bindparam, exists, func, insert, not_, or_, text, update
+from sqlalchemy import select as select_columns
 from sqlalchemy.dialects import postgresql
 from sqlmodel import Session, col, select
 
-from db.models import Batch, Job, JobState, utcnow
+from db.blame import charge_for
+from db.models import Batch, Job, JobAttempt, JobCheckpoint, JobState, utcnow
 from db.session import execute_alone, runs_alone
 
 
@@ -30,6 +32,8 @@ class ClaimedJob(Claim):
     gold: str | None = None
     custom_id: str | None = None
     config: dict[str, Any] = field(default_factory=dict)
+    stalls: int = 0  # shared interruptions without progress (db.attempts)
+    resumable: bool = False  # an earlier attempt saved a checkpoint
 
 
 def _claim_statement() -> Any:
@@ -41,16 +45,19 @@ def _claim_statement() -> Any:
         col(Job.state) == JobState.queued,
         and_(col(Job.state) == JobState.running, col(Job.lease_until) < now),
     )
+    # Only a job claimed before can have a checkpoint: the first claim never looks.
+    has_checkpoint = and_(col(Job.attempts) > 1,
+                          exists().where(col(JobCheckpoint.job_id) == Job.id))
     return (
         update(Job)
         .where(col(Job.id) == bindparam("job_id"), claimable,
-               col(Job.attempts) < bindparam("max_attempts"))
+               col(Job.strikes) < bindparam("max_attempts"))
         .where(_batch_cancelled().is_(False))
         .values(state=JobState.running, attempts=Job.attempts + 1,
                 lease_until=bindparam("lease_until"), worker=bindparam("worker"),
-                started_at=now, error=None)
+                started_at=now, error=None, alone=False)
         .returning(col(Job.attempts), col(Job.problem), col(Job.gold), col(Job.custom_id),
-                   batch_config)
+                   batch_config, col(Job.stalls), has_checkpoint)
     )
 
 
@@ -58,7 +65,7 @@ def claim_job(
     *, session: Session, job_id: uuid.UUID, worker: str, lease_seconds: int, max_attempts: int
 ) -> ClaimedJob | None:
     """Take a queued job (or one whose lease expired) for this worker, or None if another
-    worker holds it, it is final, its batch is cancelled, or it ran out of attempts.
+    worker holds it, it is final, its batch is cancelled, or it ran out of strikes.
     One statement, one round trip: the UPDATE returns what the search needs, the batch's
     config included. On Postgres, outside a transaction of the caller's, it commits on its
     own (db.session.execute_alone), without waiting for the disk (see RELAXED_COMMIT)."""
@@ -72,8 +79,9 @@ def claim_job(
         session.commit()
     if not rows:
         return None
-    attempt, problem, gold, custom_id, config = rows[0][:5]
-    return ClaimedJob(job_id, attempt, problem, gold, custom_id, config)
+    attempt, problem, gold, custom_id, config, stalls, resumable = rows[0][:7]
+    return ClaimedJob(job_id, attempt, problem, gold, custom_id, config, stalls,
+                      bool(resumable))
 
 
 # A column for the RETURNING of a worker's write on Postgres: its transaction then commits
@@ -89,7 +97,7 @@ def claim_job(
 RELAXED_COMMIT = "set_config('synchronous_commit', 'off', true)"
 
 
-def _owned(claim: Claim) -> list[Any]:
+def owned(claim: Claim) -> list[Any]:
     return [
         col(Job.id) == claim.job_id,
         col(Job.state) == JobState.running,
@@ -122,7 +130,7 @@ def finish_job(
     """Move our running job to a final state (in the caller's transaction; no commit)."""
     result = session.exec(
         update(Job)
-        .where(*_owned(claim))
+        .where(*owned(claim))
         .values(state=state, error=error, lease_until=None, finished_at=utcnow(), **values)
     )
     return result.rowcount == 1
@@ -133,56 +141,57 @@ def _batch_cancelled() -> Any:
     return select(Batch.cancel_requested).where(Batch.id == Job.batch_id).scalar_subquery()
 
 
-def release_job(*, session: Session, claim: Claim, error: str, max_attempts: int) -> bool:
-    """Give a job back to the queue after a transient failure; True if requeued. On its
-    last attempt it fails instead, and in a cancelled batch it is cancelled: a queued job
-    that no claim can take would wait for ever."""
-    if _cancel_if_batch_cancelled(session, [*_owned(claim)]):
-        session.commit()
-        return False
-    out_of_attempts = claim.attempt >= max_attempts
-    session.exec(
-        update(Job)
-        .where(*_owned(claim))
-        .values(
-            state=JobState.failed if out_of_attempts else JobState.queued,
-            error=error,
-            lease_until=None,
-            finished_at=utcnow() if out_of_attempts else None,
-        )
-    )
-    session.commit()
-    return not out_of_attempts
-
-
 def reap_expired(
     *, session: Session, max_attempts: int, now: datetime | None = None
 ) -> list[uuid.UUID]:
-    """Requeue running jobs whose lease expired (their worker died) and fail those out of
-    attempts, in the caller's transaction (no commit). Returns the ids to enqueue again."""
+    """Requeue running jobs whose lease expired (their worker died), charged by the blame
+    rule (db.blame), and fail those out of strikes, in the caller's transaction (no
+    commit); each lost attempt joins the job's history. Returns the ids to enqueue again.
+    Rows are locked as read (SKIP LOCKED): reapers on many workers split them."""
     now = now or utcnow()
     expired = and_(col(Job.state) == JobState.running, col(Job.lease_until) < now)
-    _cancel_if_batch_cancelled(session, [expired], now)
-    session.exec(
-        update(Job)
-        .where(expired, col(Job.attempts) >= max_attempts)
-        .values(
-            state=JobState.failed,
-            error="worker lost: lease expired on the last attempt",
-            finished_at=now,
-            lease_until=None,
-        )
-    )
-    requeued = session.exec(
-        update(Job)
-        .where(expired, col(Job.attempts) < max_attempts)
-        .values(state=JobState.queued, error="worker lost: lease expired", lease_until=None)
-        .returning(col(Job.id))
-    ).scalars()
-    return list(requeued)
+    cancel_if_batch_cancelled(session, [expired], now)
+    progress = exists().where(col(JobCheckpoint.job_id) == Job.id,
+                              col(JobCheckpoint.attempt) == Job.attempts)
+    rows = session.execute(
+        select_columns(col(Job.id), col(Job.attempts), col(Job.alone), col(Job.strikes),
+                       col(Job.worker), col(Job.started_at), progress)
+        .where(expired).with_for_update(skip_locked=True, of=Job)
+    ).all()
+    requeued, history = [], []
+    for job_id, attempt, alone, strikes, worker, started_at, progressed in rows:
+        charge = charge_for(outcome="lost", progress=progressed, alone=alone)
+        out = charge == "strike" and strikes + 1 >= max_attempts
+        message = _loss_message(charge, out, strikes + 1, max_attempts)
+        session.exec(update(Job).where(col(Job.id) == job_id, col(Job.attempts) == attempt)
+                     .values(state=JobState.failed if out else JobState.queued,
+                             strikes=Job.strikes + int(charge == "strike"),
+                             stalls=Job.stalls + int(charge == "stall"), alone=False,
+                             lease_until=None, error=message,
+                             failure="worker_lost" if out else None,
+                             finished_at=now if out else None))
+        history.append({"job_id": job_id, "attempt": attempt, "worker": worker,
+                        "started_at": started_at, "ended_at": now, "outcome": "lost",
+                        "charge": charge, "progress": progressed, "message": message})
+        if not out:
+            requeued.append(job_id)
+    if history:
+        session.execute(insert(JobAttempt), history)
+    return requeued
 
 
-def _cancel_if_batch_cancelled(
+def _loss_message(charge: str, out: bool, strikes: int, max_attempts: int) -> str:
+    if out:
+        return (f"worker lost {strikes} times while this job ran alone, before its first "
+                "checkpoint: it crashes or hangs its worker")
+    return {
+        "none": "worker lost: lease expired; resumes from its checkpoint",
+        "stall": "worker lost with its other jobs: lease expired (not charged)",
+        "strike": f"worker lost while this job ran alone: strike {strikes} of {max_attempts}",
+    }[charge]
+
+
+def cancel_if_batch_cancelled(
     session: Session, where: list[Any], now: datetime | None = None
 ) -> int:
     """Cancel the running jobs matching `where` whose batch was cancelled; how many."""

@@ -5,7 +5,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, Column, DateTime, Index, Text, UniqueConstraint
+from sqlalchemy import JSON, Column, DateTime, Index, LargeBinary, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 
@@ -57,14 +57,70 @@ class Job(SQLModel, table=True):
     gold: str | None = Field(default=None, sa_column=Column(Text))
     meta: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     state: str = Field(default=JobState.queued, max_length=16, index=True)
-    attempts: int = Field(default=0)
+    attempts: int = Field(default=0, description="claims so far; each claim's fence")
+    # What counts against max_attempts: failures that were the job's own (db.attempts).
+    strikes: int = Field(default=0)
+    # Interruptions shared with other searches in which this job made no progress; past
+    # a few, its next run is alone, where an interruption is a strike.
+    stalls: int = Field(default=0)
+    alone: bool = Field(default=False, description="this attempt runs with no other job")
     lease_until: datetime | None = _when()
     worker: str | None = Field(default=None, max_length=256)
     error: str | None = Field(default=None, sa_column=Column(Text))
+    failure: str | None = Field(default=None, max_length=32,
+                                description="why a failed job failed, as a short reason")
     answer: str | None = Field(default=None, sa_column=Column(Text))
     correct: bool | None = None
     started_at: datetime | None = _when()
     finished_at: datetime | None = _when()
+
+
+class JobAttempt(SQLModel, table=True):
+    """An attempt of a job that ended without its result: what ended it, and whether it
+    was charged to the job. A job's history; its error field only holds the latest."""
+
+    __tablename__ = "job_attempt"
+
+    job_id: uuid.UUID = Field(foreign_key="job.id", primary_key=True, ondelete="CASCADE")
+    attempt: int = Field(primary_key=True)
+    worker: str | None = Field(default=None, max_length=256)
+    started_at: datetime | None = _when()
+    ended_at: datetime = Field(
+        default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False)
+    )
+    outcome: str = Field(max_length=16, description="lost, yielded, outage, transient, failed")
+    charge: str = Field(max_length=8, description="none, stall or strike")
+    progress: bool = Field(description="a checkpoint was saved during the attempt")
+    message: str = Field(sa_column=Column(Text, nullable=False))
+
+
+class JobCheckpoint(SQLModel, table=True):
+    """A run of a search's journal (worker.journal): the engine and verifier calls from
+    index seq on, compressed. A job's rows together are its checkpoint."""
+
+    __tablename__ = "job_checkpoint"
+
+    job_id: uuid.UUID = Field(foreign_key="job.id", primary_key=True, ondelete="CASCADE")
+    seq: int = Field(primary_key=True, description="index of the first call in this row")
+    calls: int
+    attempt: int
+    next_key: str = Field(max_length=32, description="the call about to start at the save")
+    elapsed: float = Field(description="the search's seconds so far, over its attempts")
+    data: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+
+
+class WorkerState(SQLModel, table=True):
+    """What each worker process is doing, for /metrics: running, paused (its engine is
+    unreachable) or draining; seen_at is its last heartbeat."""
+
+    __tablename__ = "worker_state"
+
+    name: str = Field(primary_key=True, max_length=256)
+    state: str = Field(max_length=16)
+    reason: str = Field(default="", sa_column=Column(Text, nullable=False))
+    since: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    seen_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    outages: int = Field(default=0, description="engine outages since the process started")
 
 
 class TraceNode(SQLModel, table=True):
@@ -117,6 +173,11 @@ class JobCostBase(SQLModel):
     # (a served engine without seed support samples unseeded).
     engine_model: str = Field(default="", max_length=512)
     seeded: bool = True
+    # Work lost to interruptions (a worker killed mid-call, a checkpoint that no longer
+    # applied): tokens processed for nothing, cached ones apart; not in the counts above.
+    wasted_tokens: int = 0
+    wasted_cached_tokens: int = 0
+    resumed_calls: int = Field(default=0, description="calls taken from a checkpoint")
 
 
 class JobCost(JobCostBase, table=True):

@@ -11,8 +11,9 @@ from sqlalchemy import event, update
 from sqlmodel import Session, col, func, select
 
 from db import result_store
+from db.attempts import hand_back, mark_alone
 from db.batches import ProblemIn, cancel_batch, create_batch
-from db.jobs import Claim, claim_job, reap_expired, release_job, renew_leases
+from db.jobs import Claim, claim_job, reap_expired, renew_leases
 from db.models import Batch, Candidate, Job, JobCost, JobState, TraceNode, utcnow
 from db.result_store import COPY_MIN_ROWS
 from db.results import store_result
@@ -124,31 +125,41 @@ def test_reap_requeues_jobs_whose_lease_expired(sessions: SessionFactory) -> Non
     assert job_of(sessions, live).state == JobState.running
 
 
-def test_reap_fails_jobs_that_used_their_last_attempt(sessions: SessionFactory) -> None:
-    [job_id] = make_batch(sessions)
-    _claim(sessions, job_id, max_attempts=1)
-    _expire(sessions, job_id)
-    assert _reap(sessions, max_attempts=1) == []
-    job = job_of(sessions, job_id)
-    assert (job.state, job.lease_until) == (JobState.failed, None)
-    assert "lease expired" in (job.error or "")
-
-
-def test_release_requeues_a_job_with_attempts_left(sessions: SessionFactory) -> None:
-    [job_id] = make_batch(sessions)
-    claim = _claim(sessions, job_id)
-    assert claim is not None
-    with sessions() as session:
-        assert release_job(session=session, claim=claim, error="busy", max_attempts=3)
-    assert job_of(sessions, job_id).state == JobState.queued
-
-
-def test_release_on_the_last_attempt_fails_the_job(sessions: SessionFactory) -> None:
+def test_reap_fails_a_job_lost_alone_on_its_last_strike(sessions: SessionFactory) -> None:
     [job_id] = make_batch(sessions)
     claim = _claim(sessions, job_id, max_attempts=1)
     assert claim is not None
     with sessions() as session:
-        assert not release_job(session=session, claim=claim, error="busy", max_attempts=1)
+        assert mark_alone(session=session, claim=claim)
+    _expire(sessions, job_id)
+    assert _reap(sessions, max_attempts=1) == []
+    job = job_of(sessions, job_id)
+    assert (job.state, job.lease_until, job.failure) == (JobState.failed, None, "worker_lost")
+    assert "while this job ran alone" in (job.error or "")
+
+
+def _hand_back(sessions: SessionFactory, claim: Claim, max_attempts: int = 3) -> JobState | None:
+    with sessions() as session:
+        return hand_back(session=session, claim=claim, outcome="transient", message="busy",
+                         progress=False, alone=False, max_attempts=max_attempts)
+
+
+def test_a_transient_failure_of_its_own_requeues_a_job_with_strikes_left(
+    sessions: SessionFactory,
+) -> None:
+    [job_id] = make_batch(sessions)
+    claim = _claim(sessions, job_id)
+    assert claim is not None
+    assert _hand_back(sessions, claim) == JobState.queued
+    job = job_of(sessions, job_id)
+    assert (job.state, job.strikes) == (JobState.queued, 1)
+
+
+def test_a_transient_failure_on_the_last_strike_fails_the_job(sessions: SessionFactory) -> None:
+    [job_id] = make_batch(sessions)
+    claim = _claim(sessions, job_id, max_attempts=1)
+    assert claim is not None
+    assert _hand_back(sessions, claim, max_attempts=1) == JobState.failed
     assert job_of(sessions, job_id).state == JobState.failed
 
 
@@ -166,13 +177,12 @@ def test_reap_cancels_an_expired_job_of_a_cancelled_batch(sessions: SessionFacto
     assert job_of(sessions, job_id).state == JobState.cancelled
 
 
-def test_release_cancels_a_job_of_a_cancelled_batch(sessions: SessionFactory) -> None:
+def test_a_hand_back_cancels_a_job_of_a_cancelled_batch(sessions: SessionFactory) -> None:
     [job_id] = make_batch(sessions)
     claim = _claim(sessions, job_id)
     assert claim is not None
     _cancel(sessions, job_id)
-    with sessions() as session:
-        assert not release_job(session=session, claim=claim, error="busy", max_attempts=3)
+    assert _hand_back(sessions, claim) == JobState.cancelled
     assert job_of(sessions, job_id).state == JobState.cancelled
 
 

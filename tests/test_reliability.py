@@ -24,13 +24,14 @@ from tests.utils.jobs import count_rows, job_of, make_batch
 from tests.utils.recording import RecordingEngine
 from ttcq.settings import Settings
 from worker.celery_app import make_celery
+from worker.crew import Crew
 from worker.engines.base import Completion, GenerationRequest, TransientEngineError
 from worker.engines.llamacpp import LlamaCppEngine
-from worker.leases import JobCancelled
+from worker.leases import JobCancelled, lease_board
 from worker.main import check_model
 from worker.queue import enqueue_jobs
 from worker.reaper import reap_once, resend_lost
-from worker.service import SessionFactory, hold_lease, process_job
+from worker.service import Requeued, SessionFactory, hold_lease, process_job
 from worker.tasks import register_tasks
 
 Hook = Callable[[], None]
@@ -120,15 +121,18 @@ def test_transient_error_on_the_last_attempt_fails_the_job(
     assert _process(sessions, job_id, restarting, max_attempts=1) == "failed"
     job = job_of(sessions, job_id)
     assert (job.state, job.error) == (JobState.failed, "transient: server restarting")
+    assert job.failure == "transient"
 
 
 def test_transient_error_with_attempts_left_requeues_and_raises(
     sessions: SessionFactory, engine: LlamaCppEngine
 ) -> None:
     [job_id] = make_batch(sessions)
-    with pytest.raises(TransientEngineError):
+    with pytest.raises(Requeued):
         _process(sessions, job_id, HookedEngine(engine, _server_restarting))
-    assert job_of(sessions, job_id).state == JobState.queued
+    job = job_of(sessions, job_id)
+    # Without an engine watch (no served engine) the failure is the job's own: a strike.
+    assert (job.state, job.strikes, job.failure) == (JobState.queued, 1, None)
 
 
 def _queued_messages(redis_url: str) -> dict[str, list[dict[str, object]]]:
@@ -203,8 +207,9 @@ def test_solve_task_retries_while_the_database_is_unreachable(
         return sessions()
 
     app = make_celery(Settings(database_url=db_url, redis_url=redis_url))
-    solve = register_tasks(app, settings=Settings(database_url=db_url),
-                           engine_factory=lambda: engine, sessions=flaky_sessions)
+    crew = Crew(lease_board(flaky_sessions, 300, 1.0), flaky_sessions)
+    solve = register_tasks(app, settings=Settings(database_url=db_url), crew=crew,
+                           engine_factory=lambda: engine)
     # Eagerly applied, a retry runs again at once, in this thread.
     assert solve.apply(args=[str(job_id)]).get() == "succeeded"
     app.close()

@@ -4,7 +4,8 @@ A worker with dozens of searches in flight would otherwise run a renewal thread 
 database round trip per job every second. Here each running job holds a Lease on a shared
 board; the board's thread renews every held lease in one statement and marks the ones the
 database did not renew (the job was handed to another worker, or its batch cancelled) as
-lost. A search learns of that, or of its time limit, at its next engine call (check())."""
+lost. A search learns of that, of its time limit, or that it is told to yield (its worker
+drains, its engine is down, a job must run alone) at its next engine call (check())."""
 
 import logging
 import threading
@@ -12,6 +13,7 @@ import time
 from collections.abc import Callable, Hashable
 from contextlib import AbstractContextManager
 from functools import lru_cache
+from typing import Literal
 
 from sqlmodel import Session
 
@@ -31,11 +33,22 @@ class JobTimedOut(Exception):
     """The search ran past its time limit (a thread cannot be killed: it stops itself)."""
 
 
+class JobYielded(Exception):
+    """The search stops at a step boundary and its job goes back to the queue, uncharged:
+    outcome "yielded" (a drain, room for a job that runs alone) or "outage" (the engine
+    answers nobody)."""
+
+    def __init__(self, outcome: Literal["yielded", "outage"], reason: str):
+        super().__init__(reason)
+        self.outcome, self.reason = outcome, reason
+
+
 class Lease:
     def __init__(self, board: "LeaseBoard", claim: Claim, time_limit: float | None):
         self.board, self.claim = board, claim
         self.deadline = time.monotonic() + time_limit if time_limit else None
         self.lost = threading.Event()
+        self.told: JobYielded | None = None
 
     def __enter__(self) -> "Lease":
         self.board.add(self)
@@ -49,6 +62,9 @@ class Lease:
             raise JobCancelled()
         if self.deadline is not None and time.monotonic() > self.deadline:
             raise JobTimedOut()
+        told = self.told or self.board.draining
+        if told is not None:
+            raise JobYielded(told.outcome, told.reason)
 
 
 class LeaseBoard:
@@ -57,9 +73,50 @@ class LeaseBoard:
         self._leases: set[Lease] = set()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
+        self._solo: Lease | None = None
+        # Set while the worker drains: every search, and any that starts, yields.
+        self.draining: JobYielded | None = None
+
+    def tell_all(self, outcome: Literal["yielded", "outage"], reason: str) -> None:
+        """Every search on the board yields at its next step boundary."""
+        with self._lock:
+            for lease in self._leases:
+                lease.told = JobYielded(outcome, reason)
+
+    def drain(self, reason: str) -> None:
+        self.draining = JobYielded("yielded", reason)
+
+    def held(self) -> int:
+        with self._lock:
+            return len(self._leases)
+
+    def alone(self, lease: Lease, poll: float = 0.05) -> "Solo":
+        """Make lease the only one on the board: the others yield at their next step
+        boundary, and any added meanwhile yields at once. Returns once they are gone."""
+        return Solo(self, lease, poll)
+
+    def _take_solo(self, lease: Lease) -> bool:
+        with self._lock:
+            if self._solo is not None:
+                return False
+            self._solo = lease
+            for other in self._leases - {lease}:
+                other.told = JobYielded("yielded", "making room for a job that runs alone")
+            return True
+
+    def _others(self, lease: Lease) -> int:
+        with self._lock:
+            return len(self._leases - {lease})
+
+    def _end_solo(self, lease: Lease) -> None:
+        with self._lock:
+            if self._solo is lease:
+                self._solo = None
 
     def add(self, lease: Lease) -> None:
         with self._lock:
+            if self._solo is not None:
+                lease.told = JobYielded("yielded", "making room for a job that runs alone")
             self._leases.add(lease)
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="ttcq-leases",
@@ -94,6 +151,28 @@ class LeaseBoard:
         for lease in held:
             if lease.claim.job_id not in renewed:
                 lease.lost.set()
+
+
+class Solo:
+    """A job running alone on its board (db.blame: a job that stalled too often)."""
+
+    def __init__(self, board: LeaseBoard, lease: Lease, poll: float):
+        self.board, self.lease, self.poll = board, lease, poll
+
+    def __enter__(self) -> "Solo":
+        if not self.board._take_solo(self.lease):
+            raise JobYielded("yielded", "another job of this worker runs alone")
+        try:
+            while self.board._others(self.lease):
+                self.lease.check()  # its own lease may be lost meanwhile
+                time.sleep(self.poll)
+        except BaseException:
+            self.board._end_solo(self.lease)
+            raise
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.board._end_solo(self.lease)
 
 
 @lru_cache(maxsize=64)

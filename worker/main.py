@@ -10,10 +10,15 @@ from celery import Celery
 from ttcq.settings import Settings, get_settings
 from worker.backends import check_served_engine, make_engine
 from worker.celery_app import DEFAULT_QUEUE, make_celery
+from worker.crew import Crew
+from worker.drain import install_drain
 from worker.engines.base import EngineError
 from worker.engines.llamacpp import default_model_path, describe_build
+from worker.intake import install_intake
+from worker.leases import lease_board
 from worker.reaper import install_reaper
-from worker.tasks import EngineFactory, register_tasks
+from worker.service import CHECK_INTERVAL_SECONDS
+from worker.tasks import EngineFactory, database_sessions, register_tasks
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(processName)s %(name)s: %(message)s"
 
@@ -23,11 +28,17 @@ def create_worker_app(
     *,
     engine_factory: EngineFactory | None = None,
 ) -> Celery:
-    """The Celery app of a worker: the solve task, and a reaper running beside it."""
+    """The Celery app of a worker: the solve task, a reaper running beside it, and the
+    crew its searches share (leases, the engine watch, the intake, the drain)."""
     settings = settings or get_settings()
     app = make_celery(settings)
-    register_tasks(app, settings=settings, engine_factory=engine_factory)
-    install_reaper(app, settings=settings)
+    sessions = database_sessions(settings.database_url)
+    every = min(CHECK_INTERVAL_SECONDS, settings.lease_seconds / 3)
+    crew = Crew(lease_board(sessions, settings.lease_seconds, every), sessions)
+    register_tasks(app, settings=settings, crew=crew, engine_factory=engine_factory)
+    install_intake(app, crew.intake)
+    install_drain(app, crew)
+    install_reaper(app, settings=settings, on_round=crew.beat)
     return app
 
 

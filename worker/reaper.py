@@ -8,6 +8,7 @@ import logging
 import threading
 import uuid
 from collections import defaultdict
+from collections.abc import Callable
 
 from celery import Celery, bootsteps
 from sqlalchemy.pool import NullPool
@@ -69,10 +70,12 @@ class Reaper:
     """Calls reap_once every interval on a daemon thread until stopped."""
 
     def __init__(
-        self, *, app: Celery, sessions: SessionFactory, interval: float, max_attempts: int
+        self, *, app: Celery, sessions: SessionFactory, interval: float, max_attempts: int,
+        on_round: Callable[[], None] | None = None,
     ):
         self._app, self._sessions, self._interval = app, sessions, interval
         self._max_attempts = max_attempts
+        self._on_round = on_round
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="ttcq-reaper", daemon=True)
 
@@ -90,6 +93,8 @@ class Reaper:
                 reap_once(sessions=self._sessions, app=self._app,
                           max_attempts=self._max_attempts)
                 resend_lost(sessions=self._sessions, app=self._app)
+                if self._on_round is not None:
+                    self._on_round()
             except Exception:  # the database or Redis is away: try again next round
                 logger.exception("reaper round failed")
 
@@ -102,7 +107,8 @@ def reaper_sessions(url: str) -> SessionFactory:
 
 
 def install_reaper(
-    app: Celery, *, settings: Settings, sessions: SessionFactory | None = None
+    app: Celery, *, settings: Settings, sessions: SessionFactory | None = None,
+    on_round: Callable[[], None] | None = None,
 ) -> None:
     """Run a Reaper in every worker started from app, for as long as the worker runs.
     A worker bootstep rather than the worker_ready signal: steps belong to one app (signals
@@ -115,6 +121,6 @@ def install_reaper(
         def create(self, parent: object) -> Reaper:
             return Reaper(app=app, sessions=reaper_sessions_,
                           interval=settings.reaper_interval_seconds,
-                          max_attempts=settings.max_attempts)
+                          max_attempts=settings.max_attempts, on_round=on_round)
 
     app.steps["worker"].add(ReaperStep)

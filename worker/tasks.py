@@ -14,12 +14,11 @@ from db.session import get_engine
 from ttcq.settings import Settings
 from worker.backends import make_engine, make_served_verifiers
 from worker.celery_app import SOLVE_TASK
-from worker.engines.base import Engine, TransientEngineError
-from worker.service import Outcome, SessionFactory, process_job
+from worker.crew import Crew
+from worker.engines.base import Engine
+from worker.service import Outcome, Requeued, SessionFactory, process_job
 
 EngineFactory = Callable[[], Engine]
-# Failures that pass: an engine restarting, the database unreachable for a while.
-RETRIED = (TransientEngineError, OperationalError)
 BACKOFF_BASE_SECONDS = 5
 BACKOFF_MAX_SECONDS = 300
 
@@ -41,22 +40,31 @@ def register_tasks(
     app: Celery,
     *,
     settings: Settings,
+    crew: Crew,
     engine_factory: EngineFactory | None = None,
-    sessions: SessionFactory | None = None,
 ) -> Task:
     """Register the solve task on app. The engine is built once per process, on first use
-    (after the prefork pool forked: llama.cpp state does not survive a fork)."""
-    engine = cache(engine_factory or partial(make_engine, settings))
+    (after the prefork pool forked: llama.cpp state does not survive a fork); a served
+    engine is watched for outages (worker.outage)."""
+
+    @cache
+    def engine() -> Engine:
+        built = (engine_factory or partial(make_engine, settings))()
+        if settings.engine != "llamacpp":
+            crew.watch_engine(built)
+        return built
+
     served = cache(partial(make_served_verifiers, settings))
     solve_job = partial(
         process_job,
-        sessions=sessions or database_sessions(settings.database_url),
+        sessions=crew.sessions,
         lease_seconds=settings.lease_seconds,
         max_attempts=settings.max_attempts,
         time_limit=settings.task_time_limit,  # a thread pool's hard limit (worker/main.py)
+        crew=crew,
     )
 
-    # No max_retries: the claim caps engine failures at max_attempts, and giving up on a
+    # No max_retries: the claim caps a job's strikes at max_attempts, and giving up on a
     # database outage would leave the job 'queued' with no message.
     # shared=False: a shared task would be added to every app created later in the process
     # (each test's app would run the first app's closure, engine and all).
@@ -66,9 +74,15 @@ def register_tasks(
         try:
             outcome = solve_job(job_id=uuid.UUID(job_id), engine=engine(),
                                 worker_name=worker_name, served=served())
-        except RETRIED as error:
-            # The row is 'queued' (released, or never claimed), which the reaper leaves alone:
-            # this retry is its one message. If still leased, the retry's claim loses.
+        except Requeued as requeued:
+            # The row is 'queued' again, which the reaper leaves alone: this retry is its
+            # one message, at once unless the failure was the job's own.
+            countdown = backoff_seconds(task.request.retries) if requeued.backoff else 0
+            logger.info("job %s: handed back to the queue", job_id)
+            raise task.retry(exc=requeued, countdown=countdown) from None
+        except OperationalError as error:
+            # The database is away. If the job is still leased, the retry's claim loses
+            # and the lease's expiry brings it back.
             logger.warning("job %s: %s, retrying", job_id, error)
             raise task.retry(exc=error, countdown=backoff_seconds(task.request.retries)) from error
         logger.info("job %s: %s", job_id, outcome)
