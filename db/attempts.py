@@ -81,11 +81,12 @@ def retry_failed(*, session: Session, batch_id: uuid.UUID) -> list[uuid.UUID]:
 def failures_by_reason(*, session: Session, batch_id: uuid.UUID) -> dict[str, int]:
     """A batch's failed jobs counted by their short reason."""
     rows = session.exec(
-        select(func.coalesce(Job.failure, "unknown"), func.count())
+        select(Job.failure, func.count())
         .where(and_(col(Job.batch_id) == batch_id, col(Job.state) == JobState.failed))
-        .group_by(func.coalesce(Job.failure, "unknown"))
+        .group_by(col(Job.failure))
     ).all()
-    return {str(reason): int(count) for reason, count in rows}
+    # Jobs that failed before reasons were recorded have none.
+    return {str(reason or "unknown"): int(count) for reason, count in rows}
 
 
 def attempt_history(*, session: Session, job_id: uuid.UUID) -> list[JobAttempt]:

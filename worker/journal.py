@@ -67,6 +67,7 @@ class Journal:
     replayed_seconds: float = 0.0  # generate calls' (a verifier's usage has its own)
     wasted: Usage = field(default_factory=Usage)
     saves: int = 0  # checkpoints written by this attempt: its progress
+    made: list[CallKind] = field(default_factory=list)  # this attempt's live calls
     _unsaved: list[Call] = field(default_factory=list)
     _saved: int = 0  # calls [0, _saved) are in the checkpoint
 
@@ -91,11 +92,12 @@ class Journal:
         self._before_live(key)
         start = time.perf_counter()
         result = make()
-        made = Call(kind, key, result, time.perf_counter() - start)
+        call = Call(kind, key, result, time.perf_counter() - start)
         if key == self.lost_call:
-            self.wasted.add(made.usage())
+            self.wasted.add(call.usage())
         self.lost_call = None  # only the first live call can be the lost one
-        self._unsaved.append(made)
+        self._unsaved.append(call)
+        self.made.append(kind)
         return result
 
     def _diverge(self) -> None:
