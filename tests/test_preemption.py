@@ -3,6 +3,8 @@ mid-search resumes from its checkpoint and stores the uninterrupted result with 
 lost counted apart; the blame rule (stalls, running alone, strikes); a drain and an engine
 outage hand jobs back uncharged; failed jobs run again with their history kept."""
 
+import threading
+import time
 import uuid
 from collections.abc import Callable, Sequence
 from datetime import timedelta
@@ -14,7 +16,7 @@ from sqlmodel import col, func, select
 
 from db.attempts import attempt_history, failures_by_reason, retry_failed
 from db.batches import ProblemIn, create_batch
-from db.jobs import reap_expired
+from db.jobs import claim_job, reap_expired
 from db.models import Candidate, Job, JobCheckpoint, JobCost, JobState, TraceNode, utcnow
 from db.workers import live_workers
 from tests.utils.jobs import job_of
@@ -27,7 +29,7 @@ from worker.engines.base import (
 )
 from worker.ground_truth.engine import GroundTruthEngine
 from worker.ground_truth.task import make_dataset
-from worker.leases import LeaseBoard
+from worker.leases import JobYielded, Lease, LeaseBoard
 from worker.search.config import make_config
 from worker.service import Requeued, SessionFactory, process_job
 
@@ -203,11 +205,6 @@ def test_a_job_that_progressed_is_never_charged_for_a_loss(sessions: SessionFact
 def test_a_job_that_must_run_alone_waits_for_the_others_to_yield(
     sessions: SessionFactory,
 ) -> None:
-    import threading
-
-    from db.jobs import claim_job
-    from worker.leases import JobYielded, Lease
-
     [job_id, other_id] = _batch(sessions, count=2)
     with sessions() as session:
         session.exec(update(Job).where(col(Job.id) == job_id).values(stalls=2))
@@ -281,8 +278,6 @@ def test_an_engine_outage_hands_jobs_back_uncharged_and_waits_for_the_engine(
     engine.down = False
     deadline = utcnow() + timedelta(seconds=10)
     while crew.watch.down and utcnow() < deadline:
-        import time
-
         time.sleep(0.05)
     assert not crew.intake.paused and not crew.watch.down
     with sessions() as session:
@@ -333,4 +328,5 @@ def test_failed_jobs_run_again_with_their_history_kept(sessions: SessionFactory)
     with sessions() as session:
         [failure] = attempt_history(session=session, job_id=bad)
         assert failures_by_reason(session=session, batch_id=batch_id) == {}
-    assert (failure.outcome, failure.message) == ("failed", "ground truth: HTTP 400: prompt too long")
+    assert failure.outcome == "failed"
+    assert failure.message == "ground truth: HTTP 400: prompt too long"
