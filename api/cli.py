@@ -96,6 +96,10 @@ def _print_batch(batch: dict[str, Any]) -> None:
     click.echo(f"batch {batch['id']}  {batch['strategy']}  n={batch['config'].get('n')}  "
                f"{batch['done']}/{batch['total']} done  {graded}")
     click.echo("  " + "  ".join(f"{state}={count}" for state, count in batch["counts"].items()))
+    if batch.get("failures"):
+        reasons = sorted(batch["failures"].items(), key=lambda item: -item[1])
+        click.echo("  failed by reason: " + "  ".join(f"{r}={n}" for r, n in reasons)
+                   + f"  (run them again: ttcq retry {batch['id']})")
 
 
 @main.command()
@@ -163,6 +167,19 @@ def requeue(batch_id: str, api_url: str | None, token: str | None) -> None:
 
 
 @main.command()
+@click.argument("batch_id")
+@client_options
+def retry(batch_id: str, api_url: str | None, token: str | None) -> None:
+    """Run a batch's failed jobs again, with fresh attempts (their history is kept, and a
+    search that saved a checkpoint resumes from it)."""
+    with api_client(api_url, token) as client:
+        before = client.batch(batch_id)["counts"]["failed"]
+        batch = client.retry(batch_id)
+    click.echo(f"{before} failed jobs queued again", err=True)
+    _print_batch(batch)
+
+
+@main.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", type=int, default=8000, show_default=True)
 def api(host: str, port: int) -> None:
@@ -179,8 +196,21 @@ def api(host: str, port: int) -> None:
                    "on a served engine [TTCQ_IN_FLIGHT, default 32]")
 @click.option("--queue", default=DEFAULT_QUEUE, show_default=True)
 @click.option("--loglevel", default="INFO", show_default=True)
-def worker(concurrency: int | None, queue: str, loglevel: str) -> None:
-    """Run a Celery worker that solves queued jobs."""
+@click.option("--drain", is_flag=True,
+              help="instead of running one: tell the running workers of this machine (or "
+                   "--name) to hand their jobs back at their next step and exit")
+@click.option("--name", "names", multiple=True,
+              help="with --drain: a worker's name (celery@HOST), as `ttcq worker` logs it")
+def worker(concurrency: int | None, queue: str, loglevel: str, drain: bool,
+           names: tuple[str, ...]) -> None:
+    """Run a Celery worker that solves queued jobs (SIGTERM drains it: its searches hand
+    their jobs back at their next step, checkpointed, and it exits)."""
+    if drain:
+        from worker.drain import drain_workers
+
+        for line in drain_workers(list(names)):
+            click.echo(line)
+        return
     from worker.main import run_worker  # imported here: it loads the task modules
 
     run_worker(concurrency=concurrency, queue=queue, loglevel=loglevel)

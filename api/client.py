@@ -76,6 +76,10 @@ class Client:
         result: dict[str, Any] = self._request("POST", f"/v1/batches/{batch_id}/requeue")
         return result
 
+    def retry(self, batch_id: str) -> dict[str, Any]:
+        result: dict[str, Any] = self._request("POST", f"/v1/batches/{batch_id}/retry")
+        return result
+
     def batches(self, limit: int = 50) -> list[dict[str, Any]]:
         """The caller's batches, newest first."""
         result: list[dict[str, Any]] = self._request("GET", "/v1/batches",

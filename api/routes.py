@@ -35,7 +35,7 @@ from api.deps import CeleryDep, OwnerDep, SessionDep, SettingsDep
 from api.json_body import BodyError, read_submission
 from api.records import BadField, DatasetError, ErrorLog, Limits, check_text, to_problems
 from api.schemas import BatchCreate, BatchOptions, BatchPublic, JobDetail, JobPublic
-from db import batches, jobs, queries_api, results
+from db import attempts, batches, jobs, queries_api, results
 from db.batches import ProblemIn
 from db.models import Batch
 from db.session import session_scope
@@ -263,6 +263,23 @@ def requeue_batch(
     return _public(session, batch)
 
 
+@router.post("/batches/{batch_id}/retry", tags=["batches"])
+def retry_batch(
+    batch_id: uuid.UUID, session: SessionDep, celery: CeleryDep, owner: OwnerDep
+) -> BatchPublic:
+    """Run the batch's failed jobs again, with fresh attempts: no dataset to submit again.
+    Each job's attempt history keeps what its failures said; a search that saved a
+    checkpoint resumes from it."""
+    batch = _owned_batch(session, batch_id, owner)
+    job_ids = attempts.retry_failed(session=session, batch_id=batch.id)
+    try:
+        enqueue_jobs(celery, job_ids, priority=batch.priority, queue=queue_for(batch.model))
+    except OperationalError:
+        # The jobs are queued in Postgres: a worker's reaper sends them once Redis answers.
+        return _public(session, batch, warning=QUEUE_DOWN)
+    return _public(session, batch)
+
+
 @router.get(
     "/batches/{batch_id}/results",
     tags=["batches"],
@@ -302,6 +319,7 @@ def read_job(job_id: uuid.UUID, session: SessionDep, owner: OwnerDep) -> JobDeta
     return JobDetail.model_validate(
         {
             **JobPublic.model_validate(job).model_dump(),
+            "attempt_history": attempts.attempt_history(session=session, job_id=job.id),
             "cost": queries_api.job_cost(session=session, job_id=job.id),
             "candidates": results.job_candidates(session=session, job_id=job.id),
             "trace": results.job_trace(session=session, job_id=job.id),

@@ -51,6 +51,12 @@ class BatchPublic(BaseModel):
     graded: int = Field(description="succeeded jobs with a gold answer")
     correct: int
     accuracy: float | None = Field(description="correct / graded so far; null before any")
+    failures: dict[str, int] = Field(
+        default_factory=dict,
+        description="failed jobs by reason: search (the search raised), engine (the server "
+                    "refused the job's request), transient (its engine errors recurred "
+                    "while others succeeded), time_limit, worker_lost and engine_lost "
+                    "(its worker or engine was lost each time it ran alone), store")
     warning: str | None = Field(default=None, description="why a submission answered 202")
 
     @classmethod
@@ -61,7 +67,7 @@ class BatchPublic(BaseModel):
             cancel_requested=batch.cancel_requested, config=batch.config,
             total=batch.total_jobs, done=progress.done, counts=progress.counts,
             graded=progress.graded, correct=progress.correct, accuracy=progress.accuracy,
-            warning=warning,
+            failures=progress.failures, warning=warning,
         )
 
 
@@ -112,15 +118,32 @@ class JobPublic(_FromRow):
     meta: dict[str, Any]
     state: str
     attempts: int
+    strikes: int = Field(description="failures charged to the job (at most max attempts)")
+    stalls: int = Field(description="losses shared with other jobs, before any progress")
     worker: str | None
     error: str | None
+    failure: str | None
     answer: str | None
     correct: bool | None
     started_at: datetime | None
     finished_at: datetime | None
 
 
+class AttemptPublic(_FromRow):
+    """An attempt that ended without the job's result."""
+
+    attempt: int
+    worker: str | None
+    started_at: datetime | None
+    ended_at: datetime
+    outcome: str = Field(description="lost, yielded, outage, transient or failed")
+    charge: str = Field(description="none, stall or strike")
+    progress: bool = Field(description="whether it saved a checkpoint")
+    message: str
+
+
 class JobDetail(JobPublic):
+    attempt_history: list[AttemptPublic]
     cost: CostPublic | None
     candidates: list[CandidatePublic]
     trace: list[TraceNodePublic]

@@ -6,9 +6,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from sqlalchemy import func, text
+from sqlalchemy import select as select_columns
 from sqlmodel import Session, col, select
 
-from db.models import FINAL_STATES, Batch, Job, JobCost, JobState
+from db.models import FINAL_STATES, Batch, Job, JobAttempt, JobCost, JobState
 
 
 @dataclass
@@ -18,6 +19,7 @@ class Progress:
     counts: dict[str, int] = field(default_factory=lambda: {s.value: 0 for s in JobState})
     graded: int = 0
     correct: int = 0
+    failures: dict[str, int] = field(default_factory=dict)  # failed jobs by short reason
 
     @property
     def total(self) -> int:
@@ -39,16 +41,21 @@ def batch_progress(
     progress = {batch_id: Progress() for batch_id in batch_ids}
     if not batch_ids:
         return progress
+    # Only failed jobs have a failure reason: grouping by it adds a row per reason, no more.
     query = (
-        select(Job.batch_id, Job.state, Job.correct, func.count())
+        select_columns(col(Job.batch_id), col(Job.state), col(Job.correct), col(Job.failure),
+                       func.count())
         .where(col(Job.batch_id).in_(batch_ids))
-        .group_by(col(Job.batch_id), col(Job.state), col(Job.correct))
+        .group_by(col(Job.batch_id), col(Job.state), col(Job.correct), col(Job.failure))
     )
-    for batch_id, state, correct, count in session.exec(query):
+    for batch_id, state, correct, failure, count in session.execute(query):
         entry = progress[batch_id]
         entry.counts[state] += count
         entry.graded += count if correct is not None else 0
         entry.correct += count if correct else 0
+        if state == JobState.failed:
+            reason = failure or "unknown"
+            entry.failures[reason] = entry.failures.get(reason, 0) + count
     return progress
 
 
@@ -68,6 +75,13 @@ def jobs_by_state(*, session: Session) -> dict[str, int]:
     for state, count in session.exec(select(Job.state, func.count()).group_by(Job.state)):
         counts[state] = count
     return counts
+
+
+def interruptions_by_outcome(*, session: Session) -> dict[tuple[str, str], int]:
+    """Attempts that ended without a result, all batches, by (outcome, charge)."""
+    query = select(JobAttempt.outcome, JobAttempt.charge, func.count()).group_by(
+        col(JobAttempt.outcome), col(JobAttempt.charge))
+    return {(outcome, charge): count for outcome, charge, count in session.exec(query)}
 
 
 def ping(*, session: Session) -> None:

@@ -13,8 +13,12 @@ import redis
 from fastapi import FastAPI
 from sqlmodel import col, select
 
+from db.attempts import fail_job
+from db.jobs import claim_job
 from db.models import Batch, Job
+from db.workers import set_worker_state
 from tests.utils.api_factories import (
+    BOB,
     MAX_PROBLEM_CHARS,
     MAX_PROBLEMS,
     api_settings,
@@ -302,3 +306,57 @@ def test_unreachable_queue_leaves_the_batch_to_the_reaper_and_answers_202(
     assert len(resend_lost(sessions=sessions, app=working)) == len(PROBLEMS)
     working.close()
     assert queued_messages(redis_url) == len(PROBLEMS)
+
+
+def _fail(sessions: SessionFactory, job_id: uuid.UUID, failure: str, message: str) -> None:
+    with sessions() as session:
+        claim = claim_job(session=session, job_id=job_id, worker="w", lease_seconds=60,
+                          max_attempts=3)
+        assert claim is not None
+        assert fail_job(session=session, claim=claim, failure=failure, message=message,
+                        progress=False, worker="w")
+
+
+def test_retry_queues_failed_jobs_again_and_the_history_keeps_why_they_failed(
+    client: httpx.Client, sessions: SessionFactory, redis_url: str
+) -> None:
+    batch = submit(client)
+    first, second, third = job_ids(sessions, batch["id"])
+    store_solution(sessions, first, ["5"])
+    _fail(sessions, second, "engine", "sglang /generate: HTTP 400: prompt too long")
+    _fail(sessions, third, "time_limit", "time limit of 3600 s exceeded")
+    shown = client.get(f"/v1/batches/{batch['id']}").json()
+    assert shown["failures"] == {"engine": 1, "time_limit": 1}
+    redis.Redis.from_url(redis_url).flushdb()
+    retried = client.post(f"/v1/batches/{batch['id']}/retry")
+    assert retried.status_code == 200
+    assert (retried.json()["counts"]["queued"], retried.json()["failures"]) == (2, {})
+    assert queued_messages(redis_url) == 2  # the failed ones, not the solved one
+    detail = client.get(f"/v1/jobs/{second}").json()
+    assert (detail["state"], detail["error"], detail["strikes"]) == ("queued", None, 0)
+    [attempt] = detail["attempt_history"]
+    assert (attempt["outcome"], attempt["message"]) == (
+        "failed", "sglang /generate: HTTP 400: prompt too long")
+
+
+def test_retry_of_someone_elses_batch_is_not_found(
+    client: httpx.Client, api: tuple[FastAPI, str]
+) -> None:
+    batch = submit(client)
+    other = httpx.post(f"{api[1]}/v1/batches/{batch['id']}/retry",
+                       headers=auth(BOB))
+    assert other.status_code == 404
+
+
+def test_metrics_show_each_live_workers_state_and_interrupted_attempts(
+    client: httpx.Client, sessions: SessionFactory
+) -> None:
+    batch = submit(client)
+    _fail(sessions, job_ids(sessions, batch["id"])[0], "search", "boom")
+    with sessions() as session:
+        set_worker_state(session=session, name="celery@gpu1/7", state="paused",
+                         reason="engine unreachable", outages=2)
+    text = client.get("/metrics").text
+    assert 'ttcq_worker_state{state="paused",worker="celery@gpu1/7"} 1.0' in text
+    assert 'ttcq_worker_engine_outages{worker="celery@gpu1/7"} 2.0' in text
+    assert 'ttcq_job_interruptions{charge="strike",outcome="failed"} 1.0' in text

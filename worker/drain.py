@@ -10,11 +10,15 @@ the parent passes the drain on to them with SIGUSR2."""
 import logging
 import os
 import signal
+import socket
+import time
+from collections.abc import Iterator
 from typing import Any
 
 from celery import Celery, bootsteps
 from celery.signals import worker_process_init
 
+from worker.celery_app import make_celery
 from worker.crew import Crew
 
 logger = logging.getLogger(__name__)
@@ -52,3 +56,30 @@ def drain(worker: Any, crew: Crew) -> None:
             os.kill(pid, DRAIN_SIGNAL)
         except ProcessLookupError:
             pass
+
+
+DRAIN_WAIT_SECONDS = 600
+
+
+def drain_workers(names: list[str], wait: float = DRAIN_WAIT_SECONDS) -> Iterator[str]:
+    """Tell running workers (by name; none: every worker of this machine) to drain, as
+    SIGTERM would, and wait until they have exited; yields what happens, line by line."""
+    app = make_celery()
+    try:
+        targets = names or [n for n in _live(app) if n.endswith("@" + socket.gethostname())]
+        if not targets:
+            yield "no running worker to drain"
+            return
+        yield f"draining {', '.join(targets)}"
+        app.control.shutdown(destination=targets)
+        deadline = time.monotonic() + wait
+        while (left := [n for n in _live(app) if n in targets]) and time.monotonic() < deadline:
+            time.sleep(1)
+        yield (f"still running after {wait:.0f} s: {', '.join(left)}" if left
+               else "drained: their jobs are back in the queue")
+    finally:
+        app.close()
+
+
+def _live(app: Celery) -> list[str]:
+    return [name for reply in app.control.ping(timeout=1.0) or [] for name in reply]

@@ -3,6 +3,7 @@
 import argparse
 import logging
 import os
+import socket
 import sys
 
 from celery import Celery
@@ -96,6 +97,9 @@ def run_worker(concurrency: int | None = None, queue: str = DEFAULT_QUEUE,
     app = create_worker_app(settings, engine_factory=(lambda: shared) if shared else None)
     logging.getLogger(__name__).info("pool: %s, %d jobs at once", pool, size)
     worker = app.Worker(
+        # A name of its own, so that several workers on one machine can be told apart
+        # (`ttcq worker --drain --name ...`).
+        hostname=f"ttcq{os.getpid()}@{socket.gethostname()}",
         concurrency=size,
         queues=[queue],
         loglevel=loglevel,
