@@ -1,132 +1,319 @@
-"""Soak with many problems in flight: two thread-pool worker processes (`python -m
-worker.main`, 32 searches each) solve a batch on the real SGLang server while one of them,
-chosen at random, is SIGKILLed every few seconds and started again. At the end every job
-must have succeeded exactly once: one cost row, its candidates stored once, no job lost.
+"""Preemption soak: two thread-pool workers with 32 searches in flight each solve a batch
+while one of them, at random, is SIGKILLed every 15 s (no notice: an OOM, a lost node)
+and one is SIGTERMed every 40 s (a spot notice: it drains), each started again at once,
+with the default max attempts. Every job must succeed exactly once (a --poison job must
+fail, alone, with its reason). Measured: tokens the engine processed again because of
+the interruptions ÷ the batch's tokens, and the time from a SIGTERM until the jobs the
+drained worker held run elsewhere.
 
-    .venv/bin/python bench/in_flight_soak.py [--problems 128] [--kill-every 15]
+    .venv/bin/python bench/in_flight_soak.py --engine double [--poison]   # latency-bound double
+    .venv/bin/python bench/in_flight_soak.py --engine sglang               # real SGLang, CPU
+    .venv/bin/python bench/in_flight_soak.py --server-restart              # SGLang down 60 s
 
-Writes bench/results/in_flight_soak.json."""
+The double is tests/utils/double_worker.py (a TEST DOUBLE: the ground-truth engine held
+0.2 s per call, as a GPU server with spare batch capacity). Results are merged into
+bench/results/in_flight_soak.json under the scenario's name."""
 
 import argparse
 import json
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).parents[1]
 sys.path.insert(0, str(ROOT))
 
+import httpx  # noqa: E402
 from bench_db import REDIS_URL, bench_database  # noqa: E402
 from sqlalchemy import func  # noqa: E402
 from sqlmodel import Session, col, select  # noqa: E402
 
 from db.batches import ProblemIn, create_batch  # noqa: E402
-from db.models import Candidate, Job, JobCost, JobState  # noqa: E402
+from db.models import Job, JobAttempt, JobCost, JobState  # noqa: E402
 from db.session import get_engine  # noqa: E402
-from tests.utils.servers import server_paths, sglang_server  # noqa: E402
+from tests.utils.double_worker import POISON  # noqa: E402
+from tests.utils.servers import RunningServer, server_paths, sglang_server  # noqa: E402
 from ttcq.settings import Settings  # noqa: E402
 from worker.celery_app import make_celery  # noqa: E402
+from worker.ground_truth.task import make_dataset  # noqa: E402
 from worker.queue import enqueue_jobs  # noqa: E402
+from worker.search.config import make_config  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
-CONFIG = {"strategy": "best_of_n", "verifier": "checker", "n": 2, "max_tokens": 32}
+LOGS = RESULTS / "logs"
 IN_FLIGHT = 32
+CONFIGS = {  # searches of several steps, so that checkpoints matter
+    "double": {"strategy": "beam_search", "n": 8, "beam_width": 4, "verifier": "self_judge"},
+    "sglang": {"strategy": "beam_search", "n": 4, "beam_width": 2, "verifier": "checker",
+               "max_tokens": 96, "max_step_tokens": 32},
+}
 
 
-def start_worker(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+LEDGER = LOGS / "soak_double_tokens.txt"  # the double's count of processed tokens
+
+
+def start_worker(env: dict[str, str], engine: str, log: Path) -> subprocess.Popen[bytes]:
+    module = (["-m", "tests.utils.double_worker", "--latency", "0.2", "--ledger", str(LEDGER)]
+              if engine == "double" else ["-m", "worker.main"])
     with log.open("ab") as out:
-        return subprocess.Popen(
-            [sys.executable, "-m", "worker.main", "--concurrency", str(IN_FLIGHT)], cwd=ROOT,
-            env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        return subprocess.Popen([sys.executable, *module, "--concurrency", str(IN_FLIGHT)],
+                                cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True)
 
 
-def counts(db_url: str, ids: list[Any]) -> dict[str, int]:
+def make_jobs(db_url: str, engine: str, problems: int, poison: bool) -> list[uuid.UUID]:
+    if engine == "double":
+        data = make_dataset(problems, seed=1)
+        rows = [ProblemIn(i + 1, r["problem"], r["answer"]) for i, r in enumerate(data)]
+    else:
+        rows = [ProblemIn(i + 1, f"What is {i + 12} + {3 * i + 7}?", str(4 * i + 19))
+                for i in range(problems)]
+    if poison:
+        rows[len(rows) // 3] = ProblemIn(len(rows) // 3 + 1, f"{POISON}: crashes its worker")
     with Session(get_engine(db_url)) as session:
-        rows = session.exec(select(Job.state, func.count()).where(
-            col(Job.id).in_(ids)).group_by(Job.state)).all()
-    return {str(state): int(n) for state, n in rows}
-
-
-def soak(db_url: str, server_url: str, problems: int, kill_every: float) -> dict[str, Any]:
-    rows = [ProblemIn(line=i + 1, problem=f"What is {i + 12} + {3 * i + 7}?", gold=str(4 * i + 19))
-            for i in range(problems)]
-    with Session(get_engine(db_url)) as session:
-        _, ids = create_batch(session=session, owner="bench", problems=rows, config=CONFIG)
-    env = {**os.environ, "TTCQ_DATABASE_URL": db_url, "TTCQ_REDIS_URL": REDIS_URL,
-           "TTCQ_ENGINE": "sglang", "TTCQ_ENGINE_URL": server_url, "TTCQ_LEASE_SECONDS": "5",
-           "TTCQ_REAPER_INTERVAL_SECONDS": "1", "TTCQ_TASK_TIME_LIMIT": "300",
-           "TTCQ_VISIBILITY_TIMEOUT": "600",
-           # Every kill takes all of a worker's searches: a job may be hit many times, and
-           # what is tested is that it is never lost or stored twice, not the attempt limit.
-           "TTCQ_MAX_ATTEMPTS": "50"}
+        _, ids = create_batch(session=session, owner="bench", problems=rows,
+                              config=make_config(**CONFIGS[engine]).model_dump())
     app = make_celery(Settings(database_url=db_url, redis_url=REDIS_URL))
     app.connection_for_write().default_channel.client.flushdb()  # the bench's own Redis db
     enqueue_jobs(app, ids)
     app.close()
-    log = RESULTS / "logs" / "in_flight_soak_workers.log"
-    log.parent.mkdir(parents=True, exist_ok=True)
-    log.write_bytes(b"")
-    rng = random.Random(7)
-    workers = [start_worker(env, log), start_worker(env, log)]
-    kills, running_at_kill, start = 0, [], time.monotonic()
-    try:
-        while counts(db_url, ids).get(JobState.succeeded.value, 0) < problems:
-            if time.monotonic() - start > 3000:
-                raise RuntimeError(f"soak did not finish: {counts(db_url, ids)}")
-            time.sleep(kill_every)
-            done = counts(db_url, ids).get(JobState.succeeded.value, 0)
-            if done >= problems * 0.9:
-                continue  # let the tail finish; the reaper still has leases to reclaim
-            victim = rng.randrange(len(workers))
-            running_at_kill.append(counts(db_url, ids).get(JobState.running.value, 0))
-            os.killpg(workers[victim].pid, signal.SIGKILL)
-            workers[victim].wait()
-            kills += 1
-            workers[victim] = start_worker(env, log)
-    finally:
-        for worker in workers:
+    return ids
+
+
+def states(db_url: str) -> dict[str, int]:
+    with Session(get_engine(db_url)) as session:
+        rows = session.exec(select(Job.state, func.count()).group_by(Job.state)).all()
+    return {str(state): int(n) for state, n in rows}
+
+
+def running_on(db_url: str, pid: int) -> set[uuid.UUID]:
+    with Session(get_engine(db_url)) as session:
+        rows = session.exec(select(Job.id).where(Job.state == JobState.running,
+                                                 col(Job.worker).like(f"ttcq{pid}@%"))).all()
+    return set(rows)
+
+
+def moved_on(db_url: str, ids: set[uuid.UUID], pid: int) -> bool:
+    """Every one of ids is final, or running on a worker other than pid's."""
+    with Session(get_engine(db_url)) as session:
+        rows = session.exec(select(Job.state, Job.worker).where(col(Job.id).in_(ids))).all()
+    return all(state in ("succeeded", "failed") or
+               (state == "running" and not (worker or "").startswith(f"ttcq{pid}@"))
+               for state, worker in rows)
+
+
+class Chaos:
+    """Two workers; SIGKILL one every kill_every s, SIGTERM one every term_every s; a
+    worker that dies on its own (the poison) is started again."""
+
+    def __init__(self, env: dict[str, str], engine: str, db_url: str):
+        self.env, self.engine, self.db_url = env, engine, db_url
+        self.log = LOGS / f"soak_{engine}_workers.log"
+        self.log.write_bytes(b"")
+        self.workers = [start_worker(env, engine, self.log) for _ in range(2)]
+        self.rng = random.Random(7)
+        self.kills = self.terms = self.crashes = 0
+        self.moved_seconds: list[float] = []
+        self.exit_seconds: list[float] = []
+
+    def restart_dead(self) -> None:
+        for i, worker in enumerate(self.workers):
+            if worker.poll() is not None:
+                self.crashes += 1
+                self.workers[i] = start_worker(self.env, self.engine, self.log)
+
+    def kill(self) -> None:
+        i = self.rng.randrange(2)
+        os.killpg(self.workers[i].pid, signal.SIGKILL)
+        self.workers[i].wait()
+        self.kills += 1
+        self.workers[i] = start_worker(self.env, self.engine, self.log)
+
+    def term(self) -> None:
+        i = self.rng.randrange(2)
+        victim = self.workers[i]
+        held = running_on(self.db_url, victim.pid)
+        start = time.monotonic()
+        os.kill(victim.pid, signal.SIGTERM)
+        victim.wait(timeout=300)
+        self.exit_seconds.append(round(time.monotonic() - start, 2))
+        self.workers[i] = start_worker(self.env, self.engine, self.log)
+        while held and not moved_on(self.db_url, held, victim.pid):
+            time.sleep(0.1)
+        self.moved_seconds.append(round(time.monotonic() - start, 2))
+        self.terms += 1
+
+    def stop(self) -> None:
+        for worker in self.workers:
             if worker.poll() is None:
                 os.killpg(worker.pid, signal.SIGKILL)
             worker.wait()
-    seconds = time.monotonic() - start
+
+
+def soak(db_url: str, engine: str, env: dict[str, str], ids: list[uuid.UUID],
+         kill_every: float, term_every: float) -> dict[str, Any]:
+    chaos = Chaos(env, engine, db_url)
+    start = time.monotonic()
+    next_kill, next_term = start + kill_every, start + term_every
+    try:
+        while sum(states(db_url).get(s, 0) for s in ("succeeded", "failed")) < len(ids):
+            if time.monotonic() - start > 3600:
+                raise RuntimeError(f"soak did not finish: {states(db_url)}")
+            chaos.restart_dead()
+            if states(db_url).get("succeeded", 0) < 0.9 * len(ids):  # let the tail finish
+                if time.monotonic() > next_kill:
+                    chaos.kill()
+                    next_kill += kill_every
+                if time.monotonic() > next_term:
+                    chaos.term()
+                    next_term += term_every
+            time.sleep(0.2)
+    finally:
+        chaos.stop()
+    return {"seconds": round(time.monotonic() - start, 1), "sigkills": chaos.kills,
+            "sigterms": chaos.terms, "crashes": chaos.crashes,
+            "sigterm_to_exit_s": chaos.exit_seconds,
+            "sigterm_to_jobs_running_elsewhere_s": chaos.moved_seconds}
+
+
+def outcome(db_url: str, ids: list[uuid.UUID], processed: int | None) -> dict[str, Any]:
     with Session(get_engine(db_url)) as session:
-        cost_rows = session.exec(select(func.count()).select_from(JobCost).where(
-            col(JobCost.job_id).in_(ids))).one()
-        candidates = session.exec(select(func.count()).select_from(Candidate).where(
-            col(Candidate.job_id).in_(ids))).one()
-        attempts = session.exec(select(Job.attempts, func.count()).where(
-            col(Job.id).in_(ids)).group_by(Job.attempts)).all()
-    return {
-        "problems": problems, "in_flight_per_worker": IN_FLIGHT, "workers": 2,
-        "kills": kills, "jobs_running_at_kills": running_at_kill,
-        "seconds": round(seconds, 1), "states": counts(db_url, ids),
-        "cost_rows": int(cost_rows), "candidates": int(candidates),
-        "expected_candidates": problems * int(CONFIG["n"]),  # type: ignore[call-overload]
-        "jobs_by_attempts": {int(a): int(n) for a, n in attempts},
+        costs = session.exec(select(JobCost).where(col(JobCost.job_id).in_(ids))).all()
+        failed = session.exec(select(Job.failure, Job.error).where(
+            Job.state == JobState.failed)).all()
+        history = session.exec(select(JobAttempt.outcome, JobAttempt.charge, func.count())
+                               .group_by(JobAttempt.outcome, JobAttempt.charge)).all()
+        strikes = session.exec(select(func.count()).select_from(Job).where(
+            Job.strikes > 0, Job.state == JobState.succeeded)).one()
+    stored = sum(c.prompt_tokens + c.completion_tokens + c.verifier_tokens for c in costs)
+    wasted = sum(c.wasted_tokens for c in costs)
+    result = {
+        "problems": len(ids), "states": states(db_url), "cost_rows": len(costs),
+        "succeeded_jobs_with_strikes": strikes,
+        "failed": [{"failure": f, "error": (e or "")[:160]} for f, e in failed],
+        "attempts_by_outcome": {f"{o}/{c}": n for o, c, n in history},
+        "batch_tokens": stored, "wasted_tokens_counted": wasted,
+        "wasted_over_batch": round(wasted / stored, 4) if stored else None,
+        "resumed_calls": sum(c.resumed_calls for c in costs),
     }
+    if processed is not None:  # what the engine itself says it processed
+        result["engine_processed_tokens"] = processed
+        result["regenerated_over_batch"] = round((processed - stored) / stored, 4)
+    return result
+
+
+def server_tokens(server: RunningServer) -> int:
+    """Prompt and generated tokens the SGLang server has processed (its /metrics)."""
+    text = httpx.get(server.url + "/metrics", timeout=10).text
+    total = 0.0
+    for name in ("sglang:prompt_tokens_total", "sglang:generation_tokens_total"):
+        total += sum(float(v) for v in re.findall(rf"^{name}{{[^}}]*}} (\S+)$", text, re.M))
+    return int(total)
+
+
+def run_soak(engine: str, problems: int, poison: bool, kill_every: float,
+             term_every: float) -> dict[str, Any]:
+    with bench_database("ttcq_bench_soak") as db_url:
+        env = {**os.environ, "TTCQ_DATABASE_URL": db_url, "TTCQ_REDIS_URL": REDIS_URL,
+               "TTCQ_LEASE_SECONDS": "10", "TTCQ_REAPER_INTERVAL_SECONDS": "2"}
+        env.pop("TTCQ_MAX_ATTEMPTS", None)  # the default attempts
+        ids = make_jobs(db_url, engine, problems, poison)
+        if engine == "double":
+            LEDGER.write_text("")
+            result = soak(db_url, engine, env, ids, kill_every, term_every)
+            processed = sum(int(line) for line in LEDGER.read_text().split())
+            result.update(outcome(db_url, ids, processed))
+            return result
+        policy = server_paths()["TTCQ_POLICY_MODEL_DIR"]
+        with sglang_server(policy, LOGS / "soak-sglang.log",
+                           extra=("--max-total-tokens", "131072")) as server:
+            env.update({"TTCQ_ENGINE": "sglang", "TTCQ_ENGINE_URL": server.url})
+            before = server_tokens(server)
+            result = soak(db_url, engine, env, ids, kill_every, term_every)
+            processed = server_tokens(server) - before
+        result.update(outcome(db_url, ids, processed))
+        return result
+
+
+def run_server_restart(problems: int, down: float) -> dict[str, Any]:
+    """The real SGLang server SIGKILLed mid-batch and started again `down` s later."""
+    with bench_database("ttcq_bench_restart") as db_url:
+        env = {**os.environ, "TTCQ_DATABASE_URL": db_url, "TTCQ_REDIS_URL": REDIS_URL}
+        env.pop("TTCQ_MAX_ATTEMPTS", None)
+        ids = make_jobs(db_url, "sglang", problems, poison=False)
+        policy = server_paths()["TTCQ_POLICY_MODEL_DIR"]
+        log = LOGS / "restart_worker.log"
+        log.write_bytes(b"")
+        with sglang_server(policy, LOGS / "restart-sglang.log") as server:
+            env.update({"TTCQ_ENGINE": "sglang", "TTCQ_ENGINE_URL": server.url})
+            worker = start_worker(env, "sglang", log)
+            try:
+                while states(db_url).get("succeeded", 0) < problems // 4:
+                    time.sleep(0.5)
+                killed = time.monotonic()
+                server.kill()
+                time.sleep(down)
+                server.start_again()
+                back = time.monotonic()
+                first_new = first_claim_after(db_url, back)
+                while sum(states(db_url).get(s, 0) for s in ("succeeded", "failed")) < problems:
+                    time.sleep(0.5)
+            finally:
+                os.killpg(worker.pid, signal.SIGKILL)
+                worker.wait()
+        result = {"down_s": down, "server_start_s": round(back - killed - down, 1),
+                  "server_back_to_first_new_job_s": first_new}
+        result.update(outcome(db_url, ids, None))
+        return result
+
+
+def first_claim_after(db_url: str, since: float) -> float:
+    """Seconds from `since` (monotonic) until a job is claimed again."""
+    from db.models import utcnow
+
+    wall = utcnow()
+    while True:
+        with Session(get_engine(db_url)) as session:
+            claimed = session.exec(select(func.count()).select_from(Job).where(
+                col(Job.started_at) >= wall, Job.state != JobState.queued)).one()
+        if claimed:
+            return round(time.monotonic() - since, 1)
+        time.sleep(0.1)
 
 
 def main() -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--problems", type=int, default=128)
+    parser.add_argument("--engine", choices=["double", "sglang"], default="double")
+    parser.add_argument("--problems", type=int, default=None)
+    parser.add_argument("--poison", action="store_true")
     parser.add_argument("--kill-every", type=float, default=15.0)
+    parser.add_argument("--term-every", type=float, default=40.0)
+    parser.add_argument("--server-restart", action="store_true")
+    parser.add_argument("--down", type=float, default=60.0)
     args = parser.parse_args()
-    with bench_database("ttcq_bench_soak") as db_url:
-        policy = server_paths()["TTCQ_POLICY_MODEL_DIR"]
-        with sglang_server(policy, RESULTS / "logs" / "soak-sglang.log") as server:
-            result = soak(db_url, server.url, args.problems, args.kill_every)
-    result["nothing_lost_or_duplicated"] = (
-        result["states"] == {JobState.succeeded.value: result["problems"]}
-        and result["cost_rows"] == result["problems"]
-        and result["candidates"] == result["expected_candidates"])
-    (RESULTS / "in_flight_soak.json").write_text(json.dumps(result, indent=2) + "\n")
-    return result
+    LOGS.mkdir(parents=True, exist_ok=True)
+    if args.server_restart:
+        name, result = "sglang_restart", run_server_restart(args.problems or 48, args.down)
+    else:
+        problems = args.problems or (512 if args.engine == "double" else 128)
+        name = f"{args.engine}{'_poison' if args.poison else ''}"
+        result = run_soak(args.engine, problems, args.poison, args.kill_every,
+                          args.term_every)
+    path = RESULTS / "in_flight_soak.json"
+    merged = json.loads(path.read_text()) if path.exists() else {}
+    if "problems" in merged:  # the single-scenario file this replaced
+        merged = {}
+    merged[name] = result
+    path.write_text(json.dumps(merged, indent=2) + "\n")
+    return {name: result}
 
 
 if __name__ == "__main__":
-    print(json.dumps(main()))
+    print(json.dumps(main(), indent=2))

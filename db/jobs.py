@@ -217,6 +217,12 @@ def queued_ids_of_model(*, session: Session, model: str) -> list[uuid.UUID]:
     return list(session.exec(query))
 
 
+def queued_among(*, session: Session, job_ids: list[uuid.UUID]) -> list[uuid.UUID]:
+    """The ones of job_ids that are queued."""
+    query = select(Job.id).where(col(Job.id).in_(job_ids), Job.state == JobState.queued)
+    return list(session.exec(query))
+
+
 def batch_routes(
     *, session: Session, job_ids: list[uuid.UUID]
 ) -> dict[uuid.UUID, tuple[int, str]]:

@@ -30,7 +30,7 @@ from worker.engines.llamacpp import LlamaCppEngine
 from worker.leases import JobCancelled, lease_board
 from worker.main import check_model
 from worker.queue import enqueue_jobs
-from worker.reaper import reap_once, resend_lost
+from worker.reaper import reap_once, redeliver_stuck, resend_lost
 from worker.service import Requeued, SessionFactory, hold_lease, process_job
 from worker.tasks import register_tasks
 
@@ -300,3 +300,29 @@ def test_one_thread_renews_every_running_jobs_lease(sessions: SessionFactory) ->
     after = [job_of(sessions, j).lease_until for j in job_ids]
     assert all(a is not None and b is not None and a > b
                for a, b in zip(after, before, strict=True))
+
+
+def test_a_message_taken_by_a_worker_that_died_before_claiming_is_delivered_again(
+    sessions: SessionFactory, db_url: str, redis_url: str
+) -> None:
+    taken, solved = make_batch(sessions, problems=2)
+    app: Celery = make_celery(Settings(database_url=db_url, redis_url=redis_url))
+    enqueue_jobs(app, [taken, solved])
+    client = redis.Redis.from_url(redis_url)
+    # A worker took both messages (kombu's unacknowledged set) and died before claiming
+    # the first; the second job it had finished.
+    [key] = _queued_messages(redis_url)
+    for tag in ("dead-1", "dead-2"):
+        raw = json.loads(client.rpop(key) or b"")
+        client.hset("unacked", tag, json.dumps([raw, "", "ttcq"]))
+        client.zadd("unacked_index", {tag: time.time() - 60})
+    with sessions() as session:
+        session.exec(update(Job).where(col(Job.id) == solved).values(state=JobState.succeeded))
+        session.commit()
+    assert redeliver_stuck(sessions=sessions, app=app, older_than=10) == [taken]
+    assert client.hlen("unacked") == 1 and client.llen(key) == 1  # only the queued one
+    [message] = _queued_messages(redis_url)[key]
+    assert message["headers"]["argsrepr"] == repr([str(taken)])  # type: ignore[index]
+    assert redeliver_stuck(sessions=sessions, app=app, older_than=10) == []
+    client.close()
+    app.close()

@@ -18,6 +18,7 @@ from typing import Any
 from celery import Celery, bootsteps
 from celery.signals import worker_process_init
 
+from ttcq.settings import Settings
 from worker.celery_app import make_celery
 from worker.crew import Crew
 
@@ -61,10 +62,11 @@ def drain(worker: Any, crew: Crew) -> None:
 DRAIN_WAIT_SECONDS = 600
 
 
-def drain_workers(names: list[str], wait: float = DRAIN_WAIT_SECONDS) -> Iterator[str]:
+def drain_workers(names: list[str], settings: Settings | None = None,
+                  wait: float = DRAIN_WAIT_SECONDS) -> Iterator[str]:
     """Tell running workers (by name; none: every worker of this machine) to drain, as
     SIGTERM would, and wait until they have exited; yields what happens, line by line."""
-    app = make_celery()
+    app = make_celery(settings)
     try:
         targets = names or [n for n in _live(app) if n.endswith("@" + socket.gethostname())]
         if not targets:

@@ -8,6 +8,8 @@ place of the ids and copied per job; tests compare it with what `send_task` writ
 run it through a real worker. Other brokers get `send_task` per job."""
 
 import base64
+import json
+import time
 import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -143,3 +145,46 @@ def pending_messages(app: Celery, queue: str) -> int:
         except ChannelError:  # no list at all: nothing waiting
             waiting = 0
         return int(waiting) + int(channel.client.hlen(channel.unacked_key))
+
+
+def stuck_deliveries(app: Celery, older_than: float) -> dict[str, uuid.UUID]:
+    """Solve messages delivered over older_than seconds ago and never acknowledged, by
+    delivery tag, with their job ids. A live worker claims a job within milliseconds of
+    its message (or holds it for a retry's countdown); one that died in between leaves
+    the message with Redis, unacknowledged, until the visibility timeout (above the task
+    time limit: an hour by default)."""
+    with app.connection_for_write() as connection:
+        channel = connection.default_channel
+        if not isinstance(channel, RedisChannel):
+            return {}
+        client = channel.client
+        tags = client.zrangebyscore(channel.unacked_index_key, 0, time.time() - older_than)
+        if not tags:
+            return {}
+        stuck = {}
+        for tag, raw in zip(tags, client.hmget(channel.unacked_key, tags), strict=True):
+            job_id = _job_of(raw) if raw else None
+            if job_id is not None:
+                stuck[tag.decode() if isinstance(tag, bytes) else tag] = job_id
+        return stuck
+
+
+def _job_of(raw: bytes) -> uuid.UUID | None:
+    """The job id a solve message in kombu's unacked hash carries, or None."""
+    try:
+        message = json.loads(raw)[0]
+        if message["headers"].get("task") != SOLVE_TASK:
+            return None
+        args = json.loads(base64.b64decode(message["body"]))[0]
+        return uuid.UUID(args[0])
+    except (ValueError, KeyError, IndexError, TypeError):
+        return None
+
+
+def redeliver(app: Celery, tags: Iterable[str]) -> None:
+    """Put unacknowledged messages back on their queues (as kombu does at the visibility
+    timeout)."""
+    with app.connection_for_write() as connection:
+        qos = connection.default_channel.qos
+        for tag in tags:
+            qos.restore_by_tag(tag)

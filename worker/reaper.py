@@ -14,12 +14,27 @@ from celery import Celery, bootsteps
 from sqlalchemy.pool import NullPool
 from sqlmodel import Session, create_engine
 
-from db.jobs import batch_routes, queued_counts_by_model, queued_ids_of_model, reap_expired
+from db.jobs import (
+    batch_routes,
+    queued_among,
+    queued_counts_by_model,
+    queued_ids_of_model,
+    reap_expired,
+)
 from ttcq.settings import Settings
-from worker.queue import enqueue_jobs, pending_messages, queue_for
+from worker.queue import (
+    enqueue_jobs,
+    pending_messages,
+    queue_for,
+    redeliver,
+    stuck_deliveries,
+)
 from worker.service import SessionFactory
 
 logger = logging.getLogger(__name__)
+# A message unacknowledged this long whose job is still queued was taken by a worker that
+# died before claiming it (a live one claims within milliseconds).
+STUCK_AFTER_SECONDS = 10.0
 
 
 def reap_once(
@@ -58,6 +73,25 @@ def resend_lost(*, sessions: SessionFactory, app: Celery) -> list[uuid.UUID]:
     return resent
 
 
+def redeliver_stuck(*, sessions: SessionFactory, app: Celery, older_than: float
+                    ) -> list[uuid.UUID]:
+    """Send again the messages of queued jobs that a worker took and died with before it
+    could claim them (worker.queue.stuck_deliveries): otherwise they would wait for the
+    visibility timeout. A message held for a retry's countdown may go out early: the job
+    runs once either way."""
+    stuck = stuck_deliveries(app, older_than)
+    if not stuck:
+        return []
+    with sessions() as session:
+        queued = set(queued_among(session=session, job_ids=list(stuck.values())))
+    tags = [tag for tag, job_id in stuck.items() if job_id in queued]
+    redeliver(app, tags)
+    if tags:
+        logger.warning("redelivered %d messages taken by a worker that died before "
+                       "claiming their jobs", len(tags))
+    return [stuck[tag] for tag in tags]
+
+
 def _enqueue_by_route(app: Celery, routes: dict[uuid.UUID, tuple[int, str]]) -> None:
     by_route: dict[tuple[int, str], list[uuid.UUID]] = defaultdict(list)
     for job_id, route in routes.items():
@@ -93,6 +127,8 @@ class Reaper:
                 reap_once(sessions=self._sessions, app=self._app,
                           max_attempts=self._max_attempts)
                 resend_lost(sessions=self._sessions, app=self._app)
+                redeliver_stuck(sessions=self._sessions, app=self._app,
+                                older_than=STUCK_AFTER_SECONDS)
                 if self._on_round is not None:
                     self._on_round()
             except Exception:  # the database or Redis is away: try again next round

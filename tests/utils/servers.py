@@ -53,6 +53,19 @@ class RunningServer:
     process: subprocess.Popen[bytes]
     log: Path
     model: str  # the name requests use (vLLM) or the served path (SGLang)
+    argv: tuple[str, ...] = ()
+    env: tuple[tuple[str, str], ...] = ()
+    ready: tuple[str, float] = ("/", 60.0)  # the path that answers 200 when ready; timeout
+
+    def kill(self) -> None:
+        """SIGKILL the server and its children, as an OOM or a lost node would."""
+        os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(30)
+
+    def start_again(self) -> None:
+        """Start the same server on the same port (after kill) and wait until it is ready."""
+        self.process = _popen(list(self.argv), dict(self.env), self.log)
+        _wait_ready(self, self.argv[2], *self.ready)
 
     def log_tail(self, lines: int = 30) -> str:
         return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
@@ -67,14 +80,20 @@ class RunningServer:
                 self.process.wait(10)
 
 
+def _popen(argv: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("ab") as out:
+        return subprocess.Popen(argv, env={**os.environ, **env, "HF_HUB_OFFLINE": "1"},
+                                stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+                                preexec_fn=_die_with_parent)
+
+
 def _launch(argv: list[str], env: dict[str, str], log: Path, url: str, model: str,
             ready_path: str, timeout: float) -> RunningServer:
-    log.parent.mkdir(parents=True, exist_ok=True)
-    with log.open("wb") as out:
-        process = subprocess.Popen(argv, env={**os.environ, **env, "HF_HUB_OFFLINE": "1"},
-                                   stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-                                   preexec_fn=_die_with_parent)
-    server = RunningServer(url, process, log, model)
+    if log.exists():
+        log.unlink()
+    server = RunningServer(url, _popen(argv, env, log), log, model, tuple(argv),
+                           tuple(env.items()), (ready_path, timeout))
     try:
         _wait_ready(server, argv[2], ready_path, timeout)
     except BaseException:  # a test's timeout too: never leave a server behind
