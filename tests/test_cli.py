@@ -15,6 +15,8 @@ from sqlalchemy import inspect
 from sqlmodel import col, select
 
 from api.cli import main
+from db.attempts import fail_job
+from db.jobs import claim_job
 from db.models import Job
 from db.session import get_engine
 from tests.utils.api_factories import ALICE, api_settings, auth, running_api, store_solution
@@ -207,3 +209,23 @@ def test_recipes_are_shipped() -> None:
 def test_shipped_recipes_are_valid_configs(recipe: Path) -> None:
     config = make_config(**load_recipe(recipe))
     assert f"strategy: {config.strategy}" in recipe.read_text()
+
+
+def test_status_shows_failures_by_reason_and_retry_runs_them_again(
+    url: str, dataset: Path, sessions: SessionFactory
+) -> None:
+    batch_id = submitted(url, dataset)
+    first, _ = jobs_of(sessions)
+    with sessions() as session:
+        claim = claim_job(session=session, job_id=first, worker="w", lease_seconds=60,
+                          max_attempts=3)
+        assert claim is not None
+        fail_job(session=session, claim=claim, failure="time_limit",
+                 message="time limit of 3600 s exceeded", progress=False)
+    shown = ttcq(url, "status", batch_id)
+    assert "failed by reason: time_limit=1" in shown.stdout
+    assert f"ttcq retry {batch_id}" in shown.stdout
+    retried = ttcq(url, "retry", batch_id)
+    assert retried.exit_code == 0, retried.output
+    assert "1 failed jobs queued again" in retried.stderr
+    assert "failed=0" in retried.stdout and "failed by reason" not in retried.stdout
