@@ -111,7 +111,8 @@ def moved_on(db_url: str, ids: set[uuid.UUID], pid: int) -> bool:
 
 class Chaos:
     """Two workers; SIGKILL one every kill_every s, SIGTERM one every term_every s; a
-    worker that dies on its own (the poison) is started again."""
+    worker that dies on its own (the poison) is started again. For each SIGTERM, the
+    seconds until the worker exited and until every job it held runs elsewhere."""
 
     def __init__(self, env: dict[str, str], engine: str, db_url: str):
         self.env, self.engine, self.db_url = env, engine, db_url
@@ -122,6 +123,7 @@ class Chaos:
         self.kills = self.terms = self.crashes = 0
         self.moved_seconds: list[float] = []
         self.exit_seconds: list[float] = []
+        self.draining: list[tuple[float, int, set[uuid.UUID]]] = []  # when, pid, held jobs
 
     def restart_dead(self) -> None:
         for i, worker in enumerate(self.workers):
@@ -145,10 +147,15 @@ class Chaos:
         victim.wait(timeout=300)
         self.exit_seconds.append(round(time.monotonic() - start, 2))
         self.workers[i] = start_worker(self.env, self.engine, self.log)
-        while held and not moved_on(self.db_url, held, victim.pid):
-            time.sleep(0.1)
-        self.moved_seconds.append(round(time.monotonic() - start, 2))
+        self.draining.append((start, victim.pid, held))
         self.terms += 1
+
+    def follow_drains(self) -> None:
+        for entry in list(self.draining):
+            start, pid, held = entry
+            if moved_on(self.db_url, held, pid):
+                self.moved_seconds.append(round(time.monotonic() - start, 2))
+                self.draining.remove(entry)
 
     def stop(self) -> None:
         for worker in self.workers:
@@ -167,6 +174,7 @@ def soak(db_url: str, engine: str, env: dict[str, str], ids: list[uuid.UUID],
             if time.monotonic() - start > 3600:
                 raise RuntimeError(f"soak did not finish: {states(db_url)}")
             chaos.restart_dead()
+            chaos.follow_drains()
             if states(db_url).get("succeeded", 0) < 0.9 * len(ids):  # let the tail finish
                 if time.monotonic() > next_kill:
                     chaos.kill()

@@ -9,6 +9,7 @@ from typing import cast
 
 import bulk_submit
 import busy_cpu
+import checkpoint_cost
 import control_plane
 import prefix_reuse
 import report_speed
@@ -72,6 +73,12 @@ REPORT_COLUMNS = [
     ("fetched rows s", "fetched_rows_s"), ("db/records", "database_over_result_records"),
     ("db/rows", "database_over_fetched_rows"), ("drawing s", "draw_s"),
 ]
+CHECKPOINT_COLUMNS = [
+    ("jobs", "jobs"), ("calls/job", "calls_per_job"), ("saves/job", "saves_per_job"),
+    ("writes/save", "postgres_writes_per_save"), ("bytes/save", "bytes_per_save"),
+    ("ms/save", "ms_per_save"), ("ms/job", "ms_per_job_with_checkpoints"),
+    ("ms/job without", "ms_per_job_without"), ("with/without", "with_over_without"),
+]
 STAGE_COLUMNS = [
     ("side", "side"), ("wall", "wall"), ("submit", "submit"), ("claim", "claim"),
     ("search", "search"), ("store", "store"), ("task other", "task_other"),
@@ -104,6 +111,7 @@ def main() -> None:
     reuse = prefix_reuse.main()
     storage = trace_storage.main()
     control = control_plane.main()
+    checkpoints = checkpoint_cost.main()
     submit = bulk_submit.main()
     export = results_export.main()
     busy = busy_cpu.main()
@@ -121,6 +129,9 @@ def main() -> None:
     print()
     print(table("Control plane: microseconds per problem", stage_rows(control[0]),
                 STAGE_COLUMNS))
+    print()
+    print(table("Checkpoints (beam search N=16, instant engine: only ttcq's work is timed)",
+                [checkpoints], CHECKPOINT_COLUMNS))
     print()
     print(table("Bulk submit through the API (JSONL upload and JSON body)", submit,
                 SUBMIT_COLUMNS))

@@ -326,3 +326,19 @@ def test_a_message_taken_by_a_worker_that_died_before_claiming_is_delivered_agai
     assert redeliver_stuck(sessions=sessions, app=app, older_than=10) == []
     client.close()
     app.close()
+
+
+def test_a_handed_back_job_goes_to_the_front_of_its_queue(
+    sessions: SessionFactory, db_url: str, redis_url: str
+) -> None:
+    waiting, handed_back = make_batch(sessions, problems=2)
+    app: Celery = make_celery(Settings(database_url=db_url, redis_url=redis_url))
+    enqueue_jobs(app, [waiting])
+    enqueue_jobs(app, [handed_back], first=True)
+    app.close()
+    client = redis.Redis.from_url(redis_url)
+    [key] = _queued_messages(redis_url)
+    popped = [json.loads(client.rpop(key) or b"") for _ in range(2)]  # as a worker pops
+    client.close()
+    assert [m["headers"]["argsrepr"] for m in popped] == [repr([str(handed_back)]),
+                                                         repr([str(waiting)])]

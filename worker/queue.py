@@ -42,14 +42,18 @@ def celery_priority(priority: int) -> int:
 
 
 def enqueue_jobs(
-    app: Celery, job_ids: Iterable[uuid.UUID], *, priority: int = 0, queue: str = DEFAULT_QUEUE
+    app: Celery, job_ids: Iterable[uuid.UUID], *, priority: int = 0, queue: str = DEFAULT_QUEUE,
+    first: bool = False,
 ) -> int:
-    """Send one solve message per job, in order; returns how many. Raises kombu's
-    OperationalError when the broker is unreachable (some messages may be out by then)."""
+    """Send one solve message per job, in order; returns how many. With first, they go to
+    the front of their queue (at their priority): jobs handed back mid-search finish
+    before new ones start. Raises kombu's OperationalError when the broker is unreachable
+    (some messages may be out by then)."""
     with app.producer_or_acquire() as producer:
         producer.maybe_declare(app.amqp.queues[queue])
         if isinstance(producer.channel, RedisChannel):
-            return _push_to_redis(app, producer, job_ids, queue, celery_priority(priority))
+            return _push_to_redis(app, producer, job_ids, queue, celery_priority(priority),
+                                  first)
         return _send_one_by_one(app, producer, job_ids, queue, celery_priority(priority))
 
 
@@ -65,7 +69,8 @@ def _send_one_by_one(
 
 
 def _push_to_redis(
-    app: Celery, producer: Producer, job_ids: Iterable[uuid.UUID], queue: str, priority: int
+    app: Celery, producer: Producer, job_ids: Iterable[uuid.UUID], queue: str, priority: int,
+    first: bool = False,
 ) -> int:
     channel: RedisChannel = producer.channel
     template = message_template(app, channel, queue, priority)
@@ -73,8 +78,10 @@ def _push_to_redis(
     count = 0
     try:
         with channel.conn_or_acquire() as client, client.pipeline(transaction=False) as pipe:
+            # Workers pop from the right end: LPUSH queues behind the rest, RPUSH in front.
+            push = pipe.rpush if first else pipe.lpush
             for pushes, chunk in enumerate(_chunks(job_ids, MESSAGES_PER_PUSH), start=1):
-                pipe.lpush(key, *template.fill_all(chunk))
+                push(key, *template.fill_all(chunk))
                 count += len(chunk)
                 if pushes % PUSHES_PER_ROUND_TRIP == 0:
                     pipe.execute()

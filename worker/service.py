@@ -31,7 +31,7 @@ from worker.search.registry import run_search
 from worker.search.types import Problem, SearchResult
 from worker.verifiers.factory import ServedVerifiers, make_verifier
 
-Outcome = Literal["succeeded", "failed", "cancelled", "skipped", "lost"]
+Outcome = Literal["succeeded", "failed", "cancelled", "skipped", "lost", "requeued"]
 HandBack = Literal["yielded", "outage", "transient"]
 SessionFactory = Callable[[], AbstractContextManager[Session]]
 # How often a running job touches its row (lease renewal and the cancellation check).

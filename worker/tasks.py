@@ -10,12 +10,14 @@ from celery import Celery, Task
 from sqlalchemy.exc import OperationalError
 from sqlmodel import Session
 
+from db.jobs import batch_routes
 from db.session import get_engine
 from ttcq.settings import Settings
 from worker.backends import make_engine, make_served_verifiers
 from worker.celery_app import SOLVE_TASK
 from worker.crew import Crew
 from worker.engines.base import Engine
+from worker.queue import enqueue_jobs, queue_for
 from worker.service import Outcome, Requeued, SessionFactory, process_job
 
 EngineFactory = Callable[[], Engine]
@@ -28,6 +30,15 @@ logger = logging.getLogger(__name__)
 def backoff_seconds(retries: int) -> int:
     """Exponential backoff: 5 s, 10 s, 20 s … capped at five minutes."""
     return int(min(BACKOFF_BASE_SECONDS * 2**retries, BACKOFF_MAX_SECONDS))
+
+
+def send_first(app: Celery, sessions: SessionFactory, job_id: uuid.UUID) -> None:
+    """A handed-back job's message, at the front of its model's queue at its batch's
+    priority: it has a checkpoint to resume from, and should finish before new jobs start.
+    (Should Redis refuse, the reaper re-sends queued jobs whose message is missing.)"""
+    with sessions() as session:
+        priority, model = batch_routes(session=session, job_ids=[job_id])[job_id]
+    enqueue_jobs(app, [job_id], priority=priority, queue=queue_for(model), first=True)
 
 
 def database_sessions(url: str) -> SessionFactory:
@@ -75,11 +86,14 @@ def register_tasks(
             outcome = solve_job(job_id=uuid.UUID(job_id), engine=engine(),
                                 worker_name=worker_name, served=served())
         except Requeued as requeued:
-            # The row is 'queued' again, which the reaper leaves alone: this retry is its
-            # one message, at once unless the failure was the job's own.
-            countdown = backoff_seconds(task.request.retries) if requeued.backoff else 0
-            logger.info("job %s: handed back to the queue", job_id)
-            raise task.retry(exc=requeued, countdown=countdown) from None
+            # The row is 'queued' again, which the reaper leaves alone: its one message is
+            # sent now, after this one is acknowledged.
+            if requeued.backoff:  # the failure was the job's own: it waits its turn
+                raise task.retry(exc=requeued,
+                                 countdown=backoff_seconds(task.request.retries)) from None
+            send_first(app, crew.sessions, uuid.UUID(job_id))
+            logger.info("job %s: handed back to the front of the queue", job_id)
+            return "requeued"
         except OperationalError as error:
             # The database is away. If the job is still leased, the retry's claim loses
             # and the lease's expiry brings it back.

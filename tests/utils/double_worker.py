@@ -26,8 +26,9 @@ POISON = "POISON"
 
 class LatencyBoundEngine(GroundTruthEngine):
     """TEST DOUBLE: the ground-truth engine, each call held for `latency` seconds. With a
-    ledger path, every answered call appends the tokens it processed (prompt, cached
-    ones included, and completion) as a line: what a server's counters would say."""
+    ledger path, every call appends the tokens it processed (prompt, cached ones
+    included, and completion) as a line, as it starts: a server's counters would count a
+    call whose client was killed while it ran too."""
 
     def __init__(self, latency: float, ledger: str = ""):
         super().__init__()
@@ -36,16 +37,16 @@ class LatencyBoundEngine(GroundTruthEngine):
     def generate(self, requests: Sequence[GenerationRequest]) -> list[list[Completion]]:
         if any(POISON in self.detokenize(r.prompt_ids) for r in requests):
             os.kill(os.getpid(), signal.SIGKILL)
-        time.sleep(self.latency)
         out = super().generate(requests)
         self._count(sum(c.prompt_tokens + c.completion_tokens for s in out for c in s))
+        time.sleep(self.latency)
         return out
 
     def next_token_logprobs(self, prompts: Sequence[Sequence[int]],
                             token_ids: Sequence[int]) -> list[TokenLogprobs]:
-        time.sleep(self.latency)
         out = super().next_token_logprobs(prompts, token_ids)
         self._count(sum(r.prompt_tokens + r.completion_tokens for r in out))
+        time.sleep(self.latency)
         return out
 
     def _count(self, tokens: int) -> None:
