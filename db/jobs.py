@@ -217,10 +217,10 @@ def queued_ids_of_model(*, session: Session, model: str) -> list[uuid.UUID]:
     return list(session.exec(query))
 
 
-def queued_among(*, session: Session, job_ids: list[uuid.UUID]) -> list[uuid.UUID]:
-    """The ones of job_ids that are queued."""
-    query = select(Job.id).where(col(Job.id).in_(job_ids), Job.state == JobState.queued)
-    return list(session.exec(query))
+def job_states(*, session: Session, job_ids: list[uuid.UUID]) -> dict[uuid.UUID, JobState]:
+    """The state of each of job_ids that exists."""
+    query = select(Job.id, Job.state).where(col(Job.id).in_(job_ids))
+    return {job_id: JobState(state) for job_id, state in session.exec(query)}
 
 
 def batch_routes(

@@ -188,6 +188,18 @@ def _job_of(raw: bytes) -> uuid.UUID | None:
         return None
 
 
+def forget(app: Celery, tags: Iterable[str]) -> None:
+    """Drop unacknowledged messages (as an acknowledgement would)."""
+    tags = list(tags)
+    if not tags:
+        return
+    with app.connection_for_write() as connection:
+        channel = connection.default_channel
+        with channel.client.pipeline() as pipe:
+            pipe.zrem(channel.unacked_index_key, *tags).hdel(channel.unacked_key, *tags)
+            pipe.execute()
+
+
 def redeliver(app: Celery, tags: Iterable[str]) -> None:
     """Put unacknowledged messages back on their queues (as kombu does at the visibility
     timeout)."""

@@ -16,14 +16,16 @@ from sqlmodel import Session, create_engine
 
 from db.jobs import (
     batch_routes,
-    queued_among,
+    job_states,
     queued_counts_by_model,
     queued_ids_of_model,
     reap_expired,
 )
+from db.models import FINAL_STATES, JobState
 from ttcq.settings import Settings
 from worker.queue import (
     enqueue_jobs,
+    forget,
     pending_messages,
     queue_for,
     redeliver,
@@ -75,21 +77,26 @@ def resend_lost(*, sessions: SessionFactory, app: Celery) -> list[uuid.UUID]:
 
 def redeliver_stuck(*, sessions: SessionFactory, app: Celery, older_than: float
                     ) -> list[uuid.UUID]:
-    """Send again the messages of queued jobs that a worker took and died with before it
-    could claim them (worker.queue.stuck_deliveries): otherwise they would wait for the
-    visibility timeout. A message held for a retry's countdown may go out early: the job
-    runs once either way."""
+    """Messages a worker took and never acknowledged (worker.queue.stuck_deliveries):
+    those of queued jobs go back on their queues (the worker died before claiming them;
+    otherwise they would wait for the visibility timeout), those of finished jobs are
+    dropped (they would only be skipped, and they hide lost messages from resend_lost's
+    count). A job still running keeps its message. A message held for a retry's countdown
+    may go out early: the job runs once either way. Returns the jobs sent again."""
     stuck = stuck_deliveries(app, older_than)
     if not stuck:
         return []
     with sessions() as session:
-        queued = set(queued_among(session=session, job_ids=list(stuck.values())))
-    tags = [tag for tag, job_id in stuck.items() if job_id in queued]
-    redeliver(app, tags)
-    if tags:
+        states = job_states(session=session, job_ids=list(set(stuck.values())))
+    again = [tag for tag, job_id in stuck.items() if states.get(job_id) == JobState.queued]
+    done = [tag for tag, job_id in stuck.items()
+            if states.get(job_id, JobState.succeeded) in FINAL_STATES]
+    redeliver(app, again)
+    forget(app, done)
+    if again:
         logger.warning("redelivered %d messages taken by a worker that died before "
-                       "claiming their jobs", len(tags))
-    return [stuck[tag] for tag in tags]
+                       "claiming their jobs", len(again))
+    return [stuck[tag] for tag in again]
 
 
 def _enqueue_by_route(app: Celery, routes: dict[uuid.UUID, tuple[int, str]]) -> None:
@@ -126,9 +133,9 @@ class Reaper:
             try:
                 reap_once(sessions=self._sessions, app=self._app,
                           max_attempts=self._max_attempts)
-                resend_lost(sessions=self._sessions, app=self._app)
                 redeliver_stuck(sessions=self._sessions, app=self._app,
                                 older_than=STUCK_AFTER_SECONDS)
+                resend_lost(sessions=self._sessions, app=self._app)
                 if self._on_round is not None:
                     self._on_round()
             except Exception:  # the database or Redis is away: try again next round
