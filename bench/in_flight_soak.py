@@ -51,8 +51,10 @@ LOGS = RESULTS / "logs"
 IN_FLIGHT = 32
 CONFIGS = {  # searches of several steps, so that checkpoints matter
     "double": {"strategy": "beam_search", "n": 8, "beam_width": 4, "verifier": "self_judge"},
-    "sglang": {"strategy": "beam_search", "n": 4, "beam_width": 2, "verifier": "checker",
-               "max_tokens": 96, "max_step_tokens": 32},
+    # Steps short enough for the 2-core CPU server to finish a search's first one within
+    # a worker's life (one of two killed every 15 s): about 6 s with 64 searches at once.
+    "sglang": {"strategy": "beam_search", "n": 2, "beam_width": 2, "verifier": "checker",
+               "max_tokens": 64, "max_step_tokens": 16},
 }
 
 

@@ -31,7 +31,8 @@ def hand_back(
     out = charge == "strike" and strikes + 1 >= max_attempts
     session.exec(update(Job).where(*owned(claim)).values(
         state=JobState.failed if out else JobState.queued,
-        strikes=Job.strikes + int(charge == "strike"), stalls=Job.stalls + int(charge == "stall"),
+        strikes=Job.strikes + int(charge == "strike"),
+        stalls=0 if progress else Job.stalls + int(charge == "stall"),
         alone=False, lease_until=None, error=message,
         failure=_failure_of(outcome) if out else None,
         finished_at=utcnow() if out else None))

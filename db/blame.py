@@ -4,9 +4,10 @@ A job has max_attempts strikes, not max_attempts runs. An interruption shared wi
 searches (the worker died or was preempted, its engine went away, it was drained) says
 nothing about this job, so it is never a strike:
 
-- an attempt that saved a checkpoint made progress: its interruption costs nothing;
+- an attempt that saved a checkpoint made progress: its interruption costs nothing, and
+  the job's count of stalls starts again;
 - one that made none, among other jobs, is a *stall*: also free, but after STALLS_ALONE
-  stalls the job's next run is *alone* (its worker runs nothing else meanwhile);
+  stalls in a row the job's next run is *alone* (its worker runs nothing else meanwhile);
 - one that made none while alone is a *strike*: nothing else could have caused it.
 
 So a poison job (it crashes its worker, or its engine, before any progress) fails after

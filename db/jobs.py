@@ -166,7 +166,8 @@ def reap_expired(
         session.exec(update(Job).where(col(Job.id) == job_id, col(Job.attempts) == attempt)
                      .values(state=JobState.failed if out else JobState.queued,
                              strikes=Job.strikes + int(charge == "strike"),
-                             stalls=Job.stalls + int(charge == "stall"), alone=False,
+                             stalls=0 if progressed else Job.stalls + int(charge == "stall"),
+                             alone=False,
                              lease_until=None, error=message,
                              failure="worker_lost" if out else None,
                              finished_at=now if out else None))

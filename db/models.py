@@ -58,10 +58,10 @@ class Job(SQLModel, table=True):
     meta: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     state: str = Field(default=JobState.queued, max_length=16, index=True)
     attempts: int = Field(default=0, description="claims so far; each claim's fence")
-    # What counts against max_attempts: failures that were the job's own (db.attempts).
+    # What counts against max_attempts: failures that were the job's own (db.blame).
     strikes: int = Field(default=0)
-    # Interruptions shared with other searches in which this job made no progress; past
-    # a few, its next run is alone, where an interruption is a strike.
+    # Interruptions shared with other searches, in a row, in which this job made no
+    # progress; past a few, its next run is alone, where an interruption is a strike.
     stalls: int = Field(default=0)
     alone: bool = Field(default=False, description="this attempt runs with no other job")
     lease_until: datetime | None = _when()

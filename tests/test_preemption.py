@@ -330,3 +330,13 @@ def test_failed_jobs_run_again_with_their_history_kept(sessions: SessionFactory)
         assert failures_by_reason(session=session, batch_id=batch_id) == {}
     assert failure.outcome == "failed"
     assert failure.message == "ground truth: HTTP 400: prompt too long"
+
+
+def test_progress_starts_the_count_of_stalls_again(sessions: SessionFactory) -> None:
+    [job_id] = _batch(sessions)
+    _die(sessions, job_id, HookedEngine({1: _died}))  # no progress, among others: a stall
+    assert job_of(sessions, job_id).stalls == 1
+    _die(sessions, job_id, HookedEngine({2: _died}))  # one step done first
+    assert job_of(sessions, job_id).stalls == 0
+    _die(sessions, job_id, HookedEngine({1: _died}))
+    assert (job_of(sessions, job_id).stalls, job_of(sessions, job_id).alone) == (1, False)
