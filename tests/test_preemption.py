@@ -340,3 +340,22 @@ def test_progress_starts_the_count_of_stalls_again(sessions: SessionFactory) -> 
     assert job_of(sessions, job_id).stalls == 0
     _die(sessions, job_id, HookedEngine({1: _died}))
     assert (job_of(sessions, job_id).stalls, job_of(sessions, job_id).alone) == (1, False)
+
+
+def test_a_second_job_that_must_run_alone_yields_and_leaves_the_intake_paused(
+    sessions: SessionFactory,
+) -> None:
+    first_id, second_id = _batch(sessions, count=2)
+    with sessions() as session:
+        first, second = (claim_job(session=session, job_id=j, worker="w", lease_seconds=LEASE,
+                                   max_attempts=3) for j in (first_id, second_id))
+    assert first is not None and second is not None
+    crew = _crew(sessions)
+    with Lease(crew.board, first, None) as alone, crew.alone(alone):
+        assert crew.intake.paused
+        with Lease(crew.board, second, None) as other:
+            with pytest.raises(JobYielded, match="another job of this worker runs alone"):
+                with crew.alone(other):
+                    pass
+            assert crew.intake.paused  # the first still runs alone
+    assert not crew.intake.paused

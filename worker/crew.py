@@ -39,12 +39,15 @@ class Crew:
 
     @contextmanager
     def alone(self, lease: Lease) -> Iterator[None]:
-        """Run lease's job with no other in this worker (db.blame)."""
+        """Run lease's job with no other in this worker (db.blame); raises JobYielded if
+        another job runs alone here already."""
+        self.board.take_solo(lease)
         self.intake.pause("a job runs alone")
         try:
-            with self.board.alone(lease):
-                yield
+            self.board.wait_alone(lease)
+            yield
         finally:
+            self.board.end_solo(lease)
             self.intake.resume("a job runs alone")
 
     def _engine_down(self, why: str) -> None:

@@ -24,7 +24,7 @@ class Intake:
             self._consumer = consumer
             self._queues = [q.name for q in consumer.task_consumer.queues]
             if self._reasons:
-                self._on_loop(self._cancel)
+                self._on_loop()
 
     @property
     def paused(self) -> bool:
@@ -36,7 +36,7 @@ class Intake:
             self._reasons.add(reason)
             if first and self._consumer is not None:
                 logger.warning("taking no messages: %s", reason)
-                self._on_loop(self._cancel)
+                self._on_loop()
 
     def resume(self, reason: str) -> None:
         with self._lock:
@@ -45,26 +45,27 @@ class Intake:
             self._reasons.discard(reason)
             if not self._reasons and self._consumer is not None:
                 logger.warning("taking messages again (%s is over)", reason)
-                self._on_loop(self._add)
+                self._on_loop()
 
-    def _on_loop(self, action: Any) -> None:
-        """Consumer calls belong on its event loop's thread; without a loop, call here."""
+    def _on_loop(self) -> None:
+        """Consumer calls belong on its event loop's thread (without a loop: here). The
+        loop runs what it is handed in no set order, so what it runs is not "cancel" or
+        "add" but "match the consumer to the reasons as they are then"."""
         hub = getattr(self._consumer, "hub", None)
         if hub is not None:
-            hub.call_soon(action)
+            hub.call_soon(self._match)
         else:
-            action()
+            self._match()
 
-    def _cancel(self) -> None:
+    def _match(self) -> None:
+        paused = bool(self._reasons)
+        consumer = self._consumer
         for queue in self._queues:
-            if self._consumer.task_consumer.consuming_from(queue):
-                self._consumer.cancel_task_queue(queue)
-
-    def _add(self) -> None:
-        if self._reasons:
-            return  # paused again before the loop got here
-        for queue in self._queues:
-            self._consumer.add_task_queue(queue)
+            consuming = consumer.task_consumer.consuming_from(queue)
+            if paused and consuming:
+                consumer.cancel_task_queue(queue)
+            elif not paused and not consuming:
+                consumer.add_task_queue(queue)
 
 
 def install_intake(app: Celery, intake: Intake) -> None:

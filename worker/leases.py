@@ -90,25 +90,27 @@ class LeaseBoard:
         with self._lock:
             return len(self._leases)
 
-    def alone(self, lease: Lease, poll: float = 0.05) -> "Solo":
+    def take_solo(self, lease: Lease) -> None:
         """Make lease the only one on the board: the others yield at their next step
-        boundary, and any added meanwhile yields at once. Returns once they are gone."""
-        return Solo(self, lease, poll)
-
-    def _take_solo(self, lease: Lease) -> bool:
+        boundary, and any added meanwhile yields at once (then wait_alone). Raises
+        JobYielded if another lease holds the board alone."""
         with self._lock:
             if self._solo is not None:
-                return False
+                raise JobYielded("yielded", "another job of this worker runs alone")
             self._solo = lease
             for other in self._leases - {lease}:
                 other.told = JobYielded("yielded", "making room for a job that runs alone")
-            return True
 
-    def _others(self, lease: Lease) -> int:
-        with self._lock:
-            return len(self._leases - {lease})
+    def wait_alone(self, lease: Lease, poll: float = 0.05) -> None:
+        """Until the others have left the board (lease's own check still applies)."""
+        while True:
+            with self._lock:
+                if not self._leases - {lease}:
+                    return
+            lease.check()
+            time.sleep(poll)
 
-    def _end_solo(self, lease: Lease) -> None:
+    def end_solo(self, lease: Lease) -> None:
         with self._lock:
             if self._solo is lease:
                 self._solo = None
@@ -151,28 +153,6 @@ class LeaseBoard:
         for lease in held:
             if lease.claim.job_id not in renewed:
                 lease.lost.set()
-
-
-class Solo:
-    """A job running alone on its board (db.blame: a job that stalled too often)."""
-
-    def __init__(self, board: LeaseBoard, lease: Lease, poll: float):
-        self.board, self.lease, self.poll = board, lease, poll
-
-    def __enter__(self) -> "Solo":
-        if not self.board._take_solo(self.lease):
-            raise JobYielded("yielded", "another job of this worker runs alone")
-        try:
-            while self.board._others(self.lease):
-                self.lease.check()  # its own lease may be lost meanwhile
-                time.sleep(self.poll)
-        except BaseException:
-            self.board._end_solo(self.lease)
-            raise
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self.board._end_solo(self.lease)
 
 
 @lru_cache(maxsize=64)

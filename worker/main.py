@@ -24,18 +24,24 @@ from worker.tasks import EngineFactory, database_sessions, register_tasks
 LOG_FORMAT = "%(asctime)s %(levelname)s %(processName)s %(name)s: %(message)s"
 
 
+def make_crew(settings: Settings) -> Crew:
+    """What a worker's searches share: their lease board, its intake, its engine watch."""
+    sessions = database_sessions(settings.database_url)
+    every = min(CHECK_INTERVAL_SECONDS, settings.lease_seconds / 3)
+    return Crew(lease_board(sessions, settings.lease_seconds, every), sessions)
+
+
 def create_worker_app(
     settings: Settings | None = None,
     *,
     engine_factory: EngineFactory | None = None,
+    crew: Crew | None = None,
 ) -> Celery:
     """The Celery app of a worker: the solve task, a reaper running beside it, and the
     crew its searches share (leases, the engine watch, the intake, the drain)."""
     settings = settings or get_settings()
     app = make_celery(settings)
-    sessions = database_sessions(settings.database_url)
-    every = min(CHECK_INTERVAL_SECONDS, settings.lease_seconds / 3)
-    crew = Crew(lease_board(sessions, settings.lease_seconds, every), sessions)
+    crew = crew or make_crew(settings)
     register_tasks(app, settings=settings, crew=crew, engine_factory=engine_factory)
     install_intake(app, crew.intake)
     install_drain(app, crew)
