@@ -193,7 +193,10 @@ def soak(db_url: str, engine: str, env: dict[str, str], ids: list[uuid.UUID],
             "sigterm_to_jobs_running_elsewhere_s": chaos.moved_seconds}
 
 
-def outcome(db_url: str, ids: list[uuid.UUID], processed: int | None) -> dict[str, Any]:
+def outcome(db_url: str, ids: list[uuid.UUID], processed: tuple[int, int] | None
+            ) -> dict[str, Any]:
+    """What was stored, and, given what the engine says it processed (all tokens, and
+    those it served from its cache), what the interruptions made it process again."""
     with Session(get_engine(db_url)) as session:
         costs = session.exec(select(JobCost).where(col(JobCost.job_id).in_(ids))).all()
         failed = session.exec(select(Job.failure, Job.error).where(
@@ -203,6 +206,7 @@ def outcome(db_url: str, ids: list[uuid.UUID], processed: int | None) -> dict[st
         strikes = session.exec(select(func.count()).select_from(Job).where(
             Job.strikes > 0, Job.state == JobState.succeeded)).one()
     stored = sum(c.prompt_tokens + c.completion_tokens + c.verifier_tokens for c in costs)
+    stored_cached = sum(c.cached_tokens + c.verifier_cached_tokens for c in costs)
     wasted = sum(c.wasted_tokens for c in costs)
     result = {
         "problems": len(ids), "states": states(db_url), "cost_rows": len(costs),
@@ -214,18 +218,27 @@ def outcome(db_url: str, ids: list[uuid.UUID], processed: int | None) -> dict[st
         "resumed_calls": sum(c.resumed_calls for c in costs),
     }
     if processed is not None:  # what the engine itself says it processed
-        result["engine_processed_tokens"] = processed
-        result["regenerated_over_batch"] = round((processed - stored) / stored, 4)
+        total, cached = processed
+        result["engine_processed_tokens"] = total
+        result["regenerated_over_batch"] = round((total - stored) / stored, 4)
+        if cached:  # what it computed: its cache hits apart, on both sides
+            computed, stored_computed = total - cached, stored - stored_cached
+            result["engine_computed_tokens"] = computed
+            result["recomputed_over_batch_computed"] = round(
+                (computed - stored_computed) / stored_computed, 4)
     return result
 
 
-def server_tokens(server: RunningServer) -> int:
-    """Prompt and generated tokens the SGLang server has processed (its /metrics)."""
+def server_tokens(server: RunningServer) -> tuple[int, int]:
+    """Prompt and generated tokens the SGLang server has processed, and the prompt tokens
+    of those it served from its radix cache (its /metrics)."""
     text = httpx.get(server.url + "/metrics", timeout=10).text
-    total = 0.0
-    for name in ("sglang:prompt_tokens_total", "sglang:generation_tokens_total"):
-        total += sum(float(v) for v in re.findall(rf"^{name}{{[^}}]*}} (\S+)$", text, re.M))
-    return int(total)
+
+    def counter(name: str) -> float:
+        return sum(float(v) for v in re.findall(rf"^{name}{{[^}}]*}} (\S+)$", text, re.M))
+
+    total = counter("sglang:prompt_tokens_total") + counter("sglang:generation_tokens_total")
+    return int(total), int(counter("sglang:cached_tokens_total"))
 
 
 def run_soak(engine: str, problems: int, poison: bool, kill_every: float,
@@ -239,7 +252,7 @@ def run_soak(engine: str, problems: int, poison: bool, kill_every: float,
             LEDGER.write_text("")
             result = soak(db_url, engine, env, ids, kill_every, term_every)
             processed = sum(int(line) for line in LEDGER.read_text().split())
-            result.update(outcome(db_url, ids, processed))
+            result.update(outcome(db_url, ids, (processed, 0)))
             return result
         policy = server_paths()["TTCQ_POLICY_MODEL_DIR"]
         with sglang_server(policy, LOGS / "soak-sglang.log",
@@ -247,8 +260,8 @@ def run_soak(engine: str, problems: int, poison: bool, kill_every: float,
             env.update({"TTCQ_ENGINE": "sglang", "TTCQ_ENGINE_URL": server.url})
             before = server_tokens(server)
             result = soak(db_url, engine, env, ids, kill_every, term_every)
-            processed = server_tokens(server) - before
-        result.update(outcome(db_url, ids, processed))
+            after = server_tokens(server)
+        result.update(outcome(db_url, ids, (after[0] - before[0], after[1] - before[1])))
         return result
 
 

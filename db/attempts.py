@@ -112,10 +112,3 @@ def fail_job(
                        started_at=started_at)
     session.commit()
     return done
-
-
-def previous_outcome(*, session: Session, claim: Claim) -> str | None:
-    """How the attempt before this claim ended, from the history (None: not recorded)."""
-    query = select(JobAttempt.outcome).where(JobAttempt.job_id == claim.job_id,
-                                             JobAttempt.attempt == claim.attempt - 1)
-    return session.exec(query).first()

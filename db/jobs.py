@@ -32,8 +32,9 @@ class ClaimedJob(Claim):
     gold: str | None = None
     custom_id: str | None = None
     config: dict[str, Any] = field(default_factory=dict)
-    stalls: int = 0  # shared interruptions without progress (db.attempts)
+    stalls: int = 0  # shared interruptions in a row without progress (db.blame)
     resumable: bool = False  # an earlier attempt saved a checkpoint
+    after_loss: bool = False  # the attempt before this one was lost (its worker died)
 
 
 def _claim_statement() -> Any:
@@ -48,6 +49,9 @@ def _claim_statement() -> Any:
     # Only a job claimed before can have a checkpoint: the first claim never looks.
     has_checkpoint = and_(col(Job.attempts) > 1,
                           exists().where(col(JobCheckpoint.job_id) == Job.id))
+    after_loss = and_(col(Job.attempts) > 1, exists().where(
+        col(JobAttempt.job_id) == Job.id, col(JobAttempt.attempt) == Job.attempts - 1,
+        col(JobAttempt.outcome) == "lost"))
     return (
         update(Job)
         .where(col(Job.id) == bindparam("job_id"), claimable,
@@ -57,7 +61,7 @@ def _claim_statement() -> Any:
                 lease_until=bindparam("lease_until"), worker=bindparam("worker"),
                 started_at=now, error=None, alone=False)
         .returning(col(Job.attempts), col(Job.problem), col(Job.gold), col(Job.custom_id),
-                   batch_config, col(Job.stalls), has_checkpoint)
+                   batch_config, col(Job.stalls), has_checkpoint, after_loss)
     )
 
 
@@ -79,9 +83,9 @@ def claim_job(
         session.commit()
     if not rows:
         return None
-    attempt, problem, gold, custom_id, config, stalls, resumable = rows[0][:7]
+    attempt, problem, gold, custom_id, config, stalls, resumable, after_loss = rows[0][:8]
     return ClaimedJob(job_id, attempt, problem, gold, custom_id, config, stalls,
-                      bool(resumable))
+                      bool(resumable), bool(after_loss))
 
 
 # A column for the RETURNING of a worker's write on Postgres: its transaction then commits

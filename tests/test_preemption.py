@@ -359,3 +359,14 @@ def test_a_second_job_that_must_run_alone_yields_and_leaves_the_intake_paused(
                     pass
             assert crew.intake.paused  # the first still runs alone
     assert not crew.intake.paused
+
+
+def test_a_job_lost_before_its_first_checkpoint_counts_its_first_call_as_wasted(
+    sessions: SessionFactory,
+) -> None:
+    [job_id] = _batch(sessions)
+    _die(sessions, job_id, HookedEngine({1: _died}))
+    again = HookedEngine()
+    assert _process(sessions, job_id, again) == "succeeded"
+    cost = _cost(sessions, job_id)
+    assert cost.resumed_calls == 0 and cost.wasted_tokens == again.tokens[0] > 0

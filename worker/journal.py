@@ -32,6 +32,9 @@ from worker.engines.wrapper import EngineWrapper
 from worker.verifiers.base import Verifier, VerifierOutput
 
 CallKind = Literal["generate", "score"]
+# As lost_call: the first live call, whatever it is (a search lost before its first save
+# starts again from nothing, with the same request as before).
+FIRST_CALL = "first"
 
 
 @dataclass(frozen=True)
@@ -93,7 +96,7 @@ class Journal:
         start = time.perf_counter()
         result = make()
         call = Call(kind, key, result, time.perf_counter() - start)
-        if key == self.lost_call:
+        if self.lost_call in (key, FIRST_CALL):
             self.wasted.add(call.usage())
         self.lost_call = None  # only the first live call can be the lost one
         self._unsaved.append(call)

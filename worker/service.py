@@ -12,7 +12,7 @@ from typing import Literal
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlmodel import Session
 
-from db.attempts import fail_job, hand_back, mark_alone, previous_outcome
+from db.attempts import fail_job, hand_back, mark_alone
 from db.blame import must_run_alone
 from db.checkpoints import drop_checkpoint, load_checkpoint, save_checkpoint
 from db.jobs import Claim, ClaimedJob, claim_job, finish_job
@@ -22,7 +22,7 @@ from db.results import store_result
 from worker.crew import Crew
 from worker.engines.base import Engine, EngineError, EngineInfo, TransientEngineError
 from worker.engines.metered import MeteredEngine
-from worker.journal import Call, Journal, decode_calls, encode_calls
+from worker.journal import FIRST_CALL, Call, Journal, decode_calls, encode_calls
 from worker.leases import JobCancelled, JobTimedOut, JobYielded, Lease, lease_board
 from worker.outage import EngineWatch
 from worker.search.config import SearchConfig
@@ -176,15 +176,16 @@ class Attempt:
 
     def _journal(self, lease: Lease) -> Journal:
         """The search's journal: what an earlier attempt recorded, and a save at every
-        step boundary. If the last attempt was lost mid-call, its call is known."""
-        recorded, lost_call = [], None
+        step boundary. If the last attempt was lost, the call it was making was lost with
+        it: the one its last save named, or, with no checkpoint, its first."""
+        recorded: list[Call] = []
+        lost_call = FIRST_CALL if self.claim.after_loss else None
         if self.claim.resumable:
             with self.sessions() as session:
                 stored = load_checkpoint(session=session, job_id=self.claim.job_id)
-                before = previous_outcome(session=session, claim=self.claim)
             if stored is not None:
                 recorded = [call for blob in stored.blobs for call in decode_calls(blob)]
-                lost_call = stored.next_key if before == "lost" else None
+                lost_call = stored.next_key if self.claim.after_loss else None
                 self.elapsed_before = stored.elapsed
         return Journal(recorded, save=self._save, guard=lease.check, lost_call=lost_call)
 
