@@ -14,10 +14,10 @@ from worker.search.config import (
     Aggregation,
     ConfigError,
     Selection,
-    StrategyName,
     VerifierName,
     load_recipe,
 )
+from worker.search.names import StrategyName
 from worker.search.policy import (
     DEFAULT_POLICY,
     PolicyError,

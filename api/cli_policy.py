@@ -58,12 +58,13 @@ def fit_command(batch_ids: tuple[str, ...], output: Path, db_url: str | None, pr
 
 
 def _fit_locally(url: str, ids: list[Any], **options: Any) -> Policy:
-    from db.policy_data import stored_batches
-    from worker.search.policy_fit import FitError, fit_policy
+    from db.policy_data import batch_records
+    from worker.search.policy_fit import FitError, fit_policy, stored
 
     with _database(url) as session:
         try:
-            batches = stored_batches(session=session, batch_ids=ids, samples=options["probe"])
+            batches = [stored(b) for b in batch_records(session=session, batch_ids=ids,
+                                                         samples=options["probe"])]
         except LookupError as error:
             raise click.BadParameter(str(error), param_hint="BATCH") from None
     try:

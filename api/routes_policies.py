@@ -9,9 +9,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from api.deps import OwnerDep, SessionDep
 from api.routes_reports import MAX_REPORT_BATCHES, owned_batch
-from db.policy_data import stored_batches
+from db.policy_data import batch_records
 from worker.search.policy import Policy
-from worker.search.policy_fit import FitError, fit_policy
+from worker.search.policy_fit import FitError, fit_policy, stored
 
 router = APIRouter(prefix="/v1")
 
@@ -38,7 +38,8 @@ def fit(body: PolicyFit, session: SessionDep, owner: OwnerDep) -> Policy:
     ids = list(dict.fromkeys(body.batch_ids))
     for batch_id in ids:
         owned_batch(session, batch_id, owner)
-    runs = stored_batches(session=session, batch_ids=ids, samples=body.probe)
+    runs = [stored(b) for b in batch_records(session=session, batch_ids=ids,
+                                             samples=body.probe)]
     try:
         return fit_policy(runs, probe=body.probe, bins=body.bins, target_tokens=body.tokens,
                           difficulty=body.difficulty)

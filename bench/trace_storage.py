@@ -28,11 +28,11 @@ from db.batches import ProblemIn, create_batch
 from db.jobs import claim_job
 from db.models import JobCostBase, TraceNode
 from db.result_store import COPY_MIN_ROWS, store_rows
-from db.results import result_rows
 from db.session import get_engine
 from worker.search.config import SearchConfig, make_config
 from worker.search.registry import run_search
 from worker.search.types import SearchResult
+from worker.stored import solved_job
 
 RESULTS = Path(__file__).parent / "results"
 TRACES = [(16, 8), (64, 16), (256, 40)]  # (N, max_depth) of the beam searches stored
@@ -60,7 +60,7 @@ def new_jobs(url: str, config: SearchConfig, count: int) -> list[uuid.UUID]:
 
 def tables_of(job_id: uuid.UUID, result: SearchResult) -> Tables:
     """The rows exactly as the worker builds them for store_result."""
-    return result_rows(job_id, "48", result, JobCostBase())
+    return solved_job(job_id, "48", result, JobCostBase()).tables()
 
 
 def ttcq_store(url: str, job_id: uuid.UUID, result: SearchResult) -> float:

@@ -3,18 +3,36 @@ and the first samples' answers and scores (worker.search.policy_fit fits the pol
 
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import select as select_columns
 from sqlmodel import Session, col
 
 from db.models import Batch, BudgetPoint, Candidate, Job, JobCost, JobState
-from worker.search.policy_fit import Sample, StoredBatch, StoredJob
 
 
-def stored_batches(
+@dataclass
+class JobRecord:
+    """One graded problem of a batch, keyed by its text."""
+
+    generation_tokens: int  # prompt + completion (cached included)
+    verifier_tokens: int
+    points: dict[int, bool] = field(default_factory=dict)  # budget n -> correct
+    # The first samples: (canonical answer or None, correct, aggregated score or None).
+    samples: list[tuple[str | None, bool, float | None]] = field(default_factory=list)
+
+
+@dataclass
+class BatchRecord:
+    name: str
+    config: dict[str, Any]
+    jobs: dict[str, JobRecord]  # problem text -> its record
+
+
+def batch_records(
     *, session: Session, batch_ids: Sequence[uuid.UUID], samples: int
-) -> list[StoredBatch]:
+) -> list[BatchRecord]:
     """The batches in the order given; a problem is keyed by its text, so batches of one
     dataset line up. Only succeeded jobs with a graded final answer are read."""
     out = []
@@ -22,19 +40,19 @@ def stored_batches(
         batch = session.get(Batch, batch_id)
         if batch is None:
             raise LookupError(f"no batch {batch_id}")
-        out.append(StoredBatch(batch.name or str(batch_id), dict(batch.config),
+        out.append(BatchRecord(batch.name or str(batch_id), dict(batch.config),
                                _jobs(session, batch_id, samples)))
     return out
 
 
-def _jobs(session: Session, batch_id: uuid.UUID, samples: int) -> dict[str, StoredJob]:
+def _jobs(session: Session, batch_id: uuid.UUID, samples: int) -> dict[str, JobRecord]:
     graded = (col(Job.batch_id) == batch_id, col(Job.state) == JobState.succeeded,
               col(Job.correct).is_not(None))
     generation: Any = col(JobCost.prompt_tokens) + col(JobCost.completion_tokens)
     query = (select_columns(col(Job.id), col(Job.problem), generation,
                             col(JobCost.verifier_tokens))
              .join(JobCost, col(JobCost.job_id) == Job.id).where(*graded))
-    jobs = {job_id: (problem, StoredJob(int(gen), int(ver)))
+    jobs = {job_id: (problem, JobRecord(int(gen), int(ver)))
             for job_id, problem, gen, ver in session.exec(query)}  # type: ignore[call-overload]
     points = (select_columns(col(BudgetPoint.job_id), col(BudgetPoint.n),
                              col(BudgetPoint.correct))
@@ -50,8 +68,8 @@ def _jobs(session: Session, batch_id: uuid.UUID, samples: int) -> dict[str, Stor
     rows = session.exec(first)  # type: ignore[call-overload]
     for job_id, canonical, finish, correct, score in rows:
         stopped = finish == "stop"
-        jobs[job_id][1].samples.append(Sample(canonical if stopped else None, bool(correct),
-                                              score if stopped else None))
+        jobs[job_id][1].samples.append((canonical if stopped else None, bool(correct),
+                                        score if stopped else None))
     return dict(jobs.values())
 
 

@@ -4,7 +4,7 @@ and reading results back."""
 import uuid
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
-from functools import lru_cache
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection, Table
@@ -14,78 +14,38 @@ from db.bulk import insert_ignoring_conflicts
 from db.jobs import Claim, finish_job
 from db.models import BudgetPoint, Candidate, Job, JobCost, JobCostBase, JobState, TraceNode
 from db.result_store import store_rows
-from worker.search.types import SearchResult
+
+Row = dict[str, Any]
 
 
-def result_rows(
-    job_id: uuid.UUID, gold: str | None, result: SearchResult, cost: JobCostBase
-) -> dict[Table, list[dict[str, Any]]]:
-    """Rows per table for one solved job."""
-    nodes = [
-        {
-            "job_id": job_id, "node_id": n.id, "parent_id": n.parent_id, "depth": n.depth,
-            "kind": n.kind, "status": n.status, "text": _text(n.text),
-            "prompt_tokens": n.prompt_tokens, "cached_tokens": n.cached_tokens,
-            "completion_tokens": n.completion_tokens, "step_score": n.step_score,
-            "agg_score": n.agg_score,
+@dataclass(frozen=True)
+class SolvedJob:
+    """A solved job as rows, as the worker hands it over (worker.stored builds it): the
+    final answer and its grade, trace nodes, candidates, budget curve and cost. Keys are
+    the tables' column names; each row carries its job_id."""
+
+    answer: str | None
+    correct: bool | None
+    nodes: list[Row]
+    candidates: list[Row]
+    curve: list[Row]
+    cost: Row
+
+    def tables(self) -> dict[Table, list[Row]]:
+        """Rows per table, model output as Postgres keeps it."""
+        return {
+            _table(TraceNode): _clean(self.nodes, ("text",)),
+            _table(Candidate): _clean(self.candidates, ("text", "answer", "canonical")),
+            _table(BudgetPoint): _clean(self.curve, ("answer",)),
+            _table(JobCost): [self.cost],
         }
-        for n in result.trace.nodes
-    ]
-    candidates = [
-        {
-            "job_id": job_id, "idx": c.index, "grp": c.group, "leaf_node_id": c.leaf_id,
-            "text": _text(c.text), "finish": c.finish, "answer": _text(c.answer),
-            "canonical": _text(c.canonical),
-            "extraction": c.extraction, "step_scores": c.step_scores, "score": c.score,
-            "selected": c.selected,
-            "correct": _grade(gold, c.answer if c.finished else None),
-        }
-        for c in result.candidates
-    ]
-    by_index = {c["idx"]: c for c in candidates}
-    curve = [
-        {
-            "job_id": job_id, "n": n, "candidate_idx": idx,
-            "answer": by_index[idx]["answer"] if by_index[idx]["finish"] == "stop" else None,
-            "correct": by_index[idx]["correct"],
-        }
-        for n, idx in result.curve.items()
-    ]
-    return {
-        _table(TraceNode): nodes,
-        _table(Candidate): candidates,
-        _table(BudgetPoint): curve,
-        _table(JobCost): [{"job_id": job_id, **cost.model_dump()}],
-    }
 
 
-@lru_cache(maxsize=4096)
-def _grade(gold: str | None, answer: str | None) -> bool | None:
-    """Cached: a job's candidates mostly agree, and math-verify takes tens of µs a call.
-    Imported here: grading loads sympy and math-verify, which readers of results (the
-    API, the CLI) need not pay for."""
-    from worker.search.answers import is_correct
-
-    return is_correct(gold, answer)
-
-
-def _text(value: str | None) -> str | None:
-    """Model output as Postgres stores it: text columns refuse the NUL character."""
-    return value.replace("\x00", "\ufffd") if value else value
-
-
-def _table(model: type[SQLModel]) -> Table:
-    return model.__table__  # type: ignore[attr-defined]
-
-
-def store_result(
-    *, session: Session, claim: Claim, gold: str | None, result: SearchResult, cost: JobCostBase
-) -> bool:
+def store_result(*, session: Session, claim: Claim, solved: SolvedJob) -> bool:
     """Mark our job succeeded and write its rows, all or nothing. False (nothing written)
     if the job is no longer ours: a reaper gave it to another worker, or it was cancelled."""
-    finish: dict[str, Any] = {"answer": _text(result.answer),
-                              "correct": _grade(gold, result.answer)}
-    tables = result_rows(claim.job_id, gold, result, cost)
+    finish: dict[str, Any] = {"answer": _text(solved.answer), "correct": solved.correct}
+    tables = solved.tables()
     if session.get_bind().dialect.name == "postgresql":
         return store_rows(session=session, claim=claim, finish=finish, tables=tables)
     if not finish_job(session=session, claim=claim, state=JobState.succeeded, **finish):
@@ -95,6 +55,21 @@ def store_result(
         insert_ignoring_conflicts(session, table, rows)
     session.commit()
     return True
+
+
+def _clean(rows: list[Row], fields: tuple[str, ...]) -> list[Row]:
+    """The rows, those with a NUL in a text field copied without it."""
+    return [{**row, **{f: _text(row[f]) for f in fields}}
+            if any(row[f] and "\x00" in row[f] for f in fields) else row for row in rows]
+
+
+def _text(value: str | None) -> str | None:
+    """Model output as Postgres stores it: text columns refuse the NUL character."""
+    return value.replace("\x00", "\ufffd") if value else value
+
+
+def _table(model: type[SQLModel]) -> Table:
+    return model.__table__  # type: ignore[attr-defined]
 
 
 def job_trace(*, session: Session, job_id: uuid.UUID) -> list[TraceNode]:

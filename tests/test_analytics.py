@@ -4,11 +4,11 @@ from sqlalchemy import text
 
 from db.jobs import claim_job
 from db.models import JobCostBase
-from db.results import store_result
 from tests.utils.jobs import make_batch
 from worker.engines.base import Usage
 from worker.search.types import Candidate, SearchResult, Trace
 from worker.service import SessionFactory
+from worker.stored import store_search_result
 
 
 def _solved(answers: list[str], curve: dict[int, int]) -> SearchResult:
@@ -32,7 +32,8 @@ def _store(sessions: SessionFactory, job_id: object, result: SearchResult, gold:
         claim = claim_job(session=session, job_id=job_id, worker="t",  # type: ignore[arg-type]
                           lease_seconds=60, max_attempts=3)
         assert claim is not None
-        assert store_result(session=session, claim=claim, gold=gold, result=result, cost=cost)
+        assert store_search_result(session=session, claim=claim, gold=gold, result=result,
+                                   cost=cost)
 
 
 def _solve_two(sessions: SessionFactory) -> None:

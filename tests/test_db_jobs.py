@@ -16,10 +16,10 @@ from db.batches import ProblemIn, cancel_batch, create_batch
 from db.jobs import Claim, claim_job, reap_expired, renew_leases
 from db.models import Batch, Candidate, Job, JobCost, JobState, TraceNode, utcnow
 from db.result_store import COPY_MIN_ROWS
-from db.results import store_result
 from db.session import execute_alone, get_engine
 from tests.utils.jobs import PROBLEMS, count_rows, job_of, make_batch, synthetic_result, zero_cost
 from worker.service import SessionFactory
+from worker.stored import store_search_result
 
 LEASE = 60
 
@@ -48,7 +48,7 @@ def _reap(sessions: SessionFactory, max_attempts: int = 3) -> list[uuid.UUID]:
 
 def _store(sessions: SessionFactory, claim: Claim, nodes: int = 3) -> bool:
     with sessions() as session:
-        return store_result(session=session, claim=claim, gold="3",
+        return store_search_result(session=session, claim=claim, gold="3",
                             result=synthetic_result(nodes), cost=zero_cost())
 
 
@@ -295,7 +295,7 @@ def test_scores_json_cannot_write_are_stored(sessions: SessionFactory) -> None:
     result.trace.nodes[1].step_score = float("nan")
     result.candidates[0].score = float("-inf")
     with sessions() as session:
-        assert store_result(session=session, claim=claim, gold="3", result=result,
+        assert store_search_result(session=session, claim=claim, gold="3", result=result,
                             cost=zero_cost())
         node = session.get(TraceNode, (job_id, 1))
         candidate = session.get(Candidate, (job_id, 0))
@@ -312,7 +312,7 @@ def test_a_nul_in_model_output_is_stored_as_a_replacement_character(
     result = synthetic_result()
     result.trace.nodes[1].text = "a\x00b"  # Postgres text columns refuse NUL
     with sessions() as session:
-        assert store_result(session=session, claim=claim, gold="3", result=result,
+        assert store_search_result(session=session, claim=claim, gold="3", result=result,
                             cost=zero_cost())
         node = session.get(TraceNode, (job_id, 1))
         assert node is not None and node.text == "a\ufffdb"

@@ -250,7 +250,7 @@ def test_a_result_that_cannot_be_stored_fails_the_job_at_once(
     def refuse(**_: object) -> bool:
         raise ValueError("unstorable")
 
-    monkeypatch.setattr("worker.service.store_result", refuse)
+    monkeypatch.setattr("worker.service.store_search_result", refuse)
     assert _process(sessions, job_id, RecordingEngine(engine)) == "failed"
     job = job_of(sessions, job_id)
     assert job.state == JobState.failed and "unstorable" in (job.error or "")

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from db.batches import ProblemIn
-from db.policy_data import job_outcomes, stored_batches
+from db.policy_data import batch_records, job_outcomes
 from worker.ground_truth.task import TaskSpec
 from worker.ground_truth_batches import run_batch
 from worker.search.policy import Policy, budget_for_tokens
@@ -34,6 +34,7 @@ from worker.search.policy_fit import (
     fit_rows,
     probe_rows,
 )
+from worker.search.policy_fit import stored as as_stored
 from worker.service import SessionFactory
 
 JUDGED = {"verifier": "self_judge"}
@@ -103,7 +104,8 @@ def fixed_arms(sessions: SessionFactory, batches: dict[str, uuid.UUID]) -> list[
     arms = []
     with sessions() as session:
         for name, batch_id in batches.items():
-            [stored] = stored_batches(session=session, batch_ids=[batch_id], samples=0)
+            [stored] = [as_stored(b) for b in batch_records(
+                session=session, batch_ids=[batch_id], samples=0)]
             for n in sorted({n for job in stored.jobs.values() for n in job.points}):
                 arms.append(Arm(f"{name} n={n}" if not name.startswith("beam") else name,
                                 {p: j.points[n] for p, j in stored.jobs.items()},
@@ -132,7 +134,8 @@ def prepare(sessions: SessionFactory, fit: Sequence[ProblemIn], held_out: Sequen
     held_batches = run_fixed(sessions, held_out, quality)
     with sessions() as session:
         stored, held_stored = (
-            stored_batches(session=session, batch_ids=list(b.values()), samples=PROBE)
+            [as_stored(r) for r in batch_records(session=session, batch_ids=list(b.values()),
+                                                 samples=PROBE)]
             for b in (fit_batches, held_batches))
     return Prepared(stored, fixed_arms(sessions, fit_batches),
                     fixed_arms(sessions, held_batches), held_stored)

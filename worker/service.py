@@ -18,7 +18,6 @@ from db.checkpoints import drop_checkpoint, load_checkpoint, save_checkpoint
 from db.jobs import Claim, ClaimedJob, claim_job, finish_job
 from db.ledger import batch_spend
 from db.models import JobCostBase, JobState
-from db.results import store_result
 from worker.crew import Crew
 from worker.engines.base import Engine, EngineError, EngineInfo, TransientEngineError
 from worker.engines.metered import MeteredEngine
@@ -29,6 +28,7 @@ from worker.search.config import SearchConfig
 from worker.search.policy import allowance
 from worker.search.registry import run_search
 from worker.search.types import Problem, SearchResult
+from worker.stored import store_search_result
 from worker.verifiers.factory import ServedVerifiers, make_verifier
 
 Outcome = Literal["succeeded", "failed", "cancelled", "skipped", "lost", "requeued"]
@@ -210,8 +210,8 @@ class Attempt:
         problem_gold = self.claim.gold
         try:
             with self.sessions() as session:
-                stored = store_result(session=session, claim=self.claim, gold=problem_gold,
-                                      result=result, cost=cost)
+                stored = store_search_result(session=session, claim=self.claim,
+                                             gold=problem_gold, result=result, cost=cost)
                 if stored and (self.journal.saves or self.claim.resumable):
                     drop_checkpoint(session=session, job_id=self.claim.job_id)
         except (OperationalError, InterfaceError):

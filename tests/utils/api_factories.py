@@ -16,12 +16,12 @@ from sqlmodel import select
 from api.app import create_app
 from db.jobs import claim_job
 from db.models import Job, JobCostBase
-from db.results import store_result
 from ttcq.settings import Settings
 from worker.celery_app import DEFAULT_QUEUE
 from worker.engines.base import Usage
 from worker.search.types import Candidate, SearchResult, Trace
 from worker.service import SessionFactory
+from worker.stored import store_search_result
 
 ALICE, BOB = "alice-token", "bob-token"
 MAX_PROBLEM_CHARS = 200
@@ -116,5 +116,5 @@ def store_solution(sessions: SessionFactory, job_id: uuid.UUID, answers: list[st
                           max_attempts=3)
         job = session.get(Job, job_id)
         assert claim is not None and job is not None
-        assert store_result(session=session, claim=claim, gold=job.gold,
+        assert store_search_result(session=session, claim=claim, gold=job.gold,
                             result=_result(answers, selected), cost=cost)

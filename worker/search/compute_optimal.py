@@ -19,8 +19,8 @@ what the probe cost; the probe's answer and bin are in the trace's decision node
 
 from worker.engines.base import Engine
 from worker.search.config import SearchConfig, bin_config
+from worker.search.names import SAMPLING_STRATEGIES
 from worker.search.policy import (
-    SAMPLING_STRATEGIES,
     Policy,
     fitting_budget,
     mean_score,
@@ -29,6 +29,7 @@ from worker.search.policy import (
 from worker.search.run import SearchRun
 from worker.search.sampling import draw_samples, score_samples
 from worker.search.scoring import aggregate
+from worker.search.strategies import run_base_strategy
 from worker.search.types import Aggregation, Candidate, Problem, SearchResult, TraceNode
 from worker.verifiers.base import Verifier
 
@@ -67,10 +68,7 @@ def compute_optimal(
     elif chosen.strategy in SAMPLING_STRATEGIES and probe:
         result = _sample_on(run, probe, chosen)
     else:
-        # Imported here: the registry lists compute_optimal itself.
-        from worker.search.registry import run_search
-
-        result = _graft(run, probe, run_search(problem, chosen, engine, verifier))
+        result = _graft(run, probe, run_base_strategy(problem, chosen, engine, verifier))
     result.strategy = "compute_optimal"
     result.curve = {config.n: result.selected}
     return result

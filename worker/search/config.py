@@ -6,19 +6,13 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from worker.search.names import SAMPLING_STRATEGIES, TREE_STRATEGIES, StrategyName
 from worker.search.policy import DEFAULT_POLICY, Policy, PolicyBin, describe, scaled_budget
 from worker.search.types import Aggregation
 
-StrategyName = Literal[
-    "majority", "best_of_n", "weighted_best_of_n", "beam_search", "dvts", "lookahead",
-    "self_refine", "compute_optimal",
-    "particle_filtering", "rebase",
-]
 VerifierName = Literal["self_judge", "checker", "prm", "orm", "none"]
 Selection = Literal["naive", "weighted", "majority"]
 
-TREE_STRATEGIES = ("beam_search", "dvts", "lookahead")
-SAMPLING_STRATEGIES = ("majority", "best_of_n", "weighted_best_of_n")
 DEFAULT_SELECTION: dict[str, Selection] = {
     "majority": "majority",
     "weighted_best_of_n": "weighted",

@@ -27,9 +27,9 @@ from pydantic import (
     model_validator,
 )
 
+from worker.search.names import SAMPLING_STRATEGIES
 from worker.search.types import Aggregation, Candidate
 
-SAMPLING_STRATEGIES = ("majority", "best_of_n", "weighted_best_of_n")
 Difficulty = Literal["agreement", "verifier"]
 
 

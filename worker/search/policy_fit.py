@@ -23,12 +23,12 @@ from db.policy_data, or from anywhere else).
 """
 
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, NamedTuple
+from typing import Any, Literal, NamedTuple, Protocol
 
+from worker.search.names import SAMPLING_STRATEGIES
 from worker.search.policy import (
-    SAMPLING_STRATEGIES,
     Policy,
     PolicyBin,
     agreement,
@@ -83,6 +83,38 @@ class StoredJob:
         """Its answer at budget n: an early-stopped job's last answer stands beyond it."""
         below = [p for p in self.points if p <= n]
         return self.points[max(below)] if below else False
+
+
+class JobRows(Protocol):
+    """What storage reads of one graded problem (db.policy_data.JobRecord)."""
+
+    @property
+    def generation_tokens(self) -> int: ...
+    @property
+    def verifier_tokens(self) -> int: ...
+    @property
+    def points(self) -> Mapping[int, bool]: ...
+    @property
+    def samples(self) -> Sequence[tuple[str | None, bool, float | None]]: ...
+
+
+class BatchRows(Protocol):
+    """What storage reads of a batch (db.policy_data.BatchRecord)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def config(self) -> Mapping[str, Any]: ...
+    @property
+    def jobs(self) -> Mapping[str, JobRows]: ...
+
+
+def stored(batch: BatchRows) -> "StoredBatch":
+    """A batch as storage read it (db.policy_data.batch_records), for the fit."""
+    jobs = {problem: StoredJob(job.generation_tokens, job.verifier_tokens, dict(job.points),
+                               [Sample(*sample) for sample in job.samples])
+            for problem, job in batch.jobs.items()}
+    return StoredBatch(batch.name, dict(batch.config), jobs)
 
 
 @dataclass

@@ -1,0 +1,97 @@
+"""The import structure holds: storage below the domain, the domain free of Celery and
+SQL, nothing in the product importing tests or the lab, and no module importing itself
+back through others. Read from the source (every import statement, local ones too)."""
+
+import ast
+from collections.abc import Iterator
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PRODUCT = ("api", "db", "worker", "ttcq", "migrations")
+DOMAIN = ("worker/search", "worker/engines", "worker/verifiers")
+
+
+def _modules(*folders: str) -> Iterator[tuple[str, Path]]:
+    for folder in folders:
+        for path in sorted((ROOT / folder).rglob("*.py")):
+            relative = path.relative_to(ROOT).with_suffix("")
+            parts = relative.parts[:-1] if relative.name == "__init__" else relative.parts
+            yield ".".join(parts), path
+
+
+def _imports(path: Path) -> set[str]:
+    """Every module an import statement in path names (absolute imports)."""
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            names |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            names.add(node.module)
+            names |= {f"{node.module}.{alias.name}" for alias in node.names}
+    return names
+
+
+def _offenders(folders: tuple[str, ...], banned: tuple[str, ...]) -> list[str]:
+    return [f"{module} imports {name}"
+            for module, path in _modules(*folders)
+            for name in sorted(_imports(path))
+            if any(name == b or name.startswith(b + ".") for b in banned)]
+
+
+def test_storage_imports_nothing_of_the_worker_or_the_api() -> None:
+    assert _offenders(("db",), ("worker", "api")) == []
+
+
+def test_the_worker_imports_nothing_of_the_api() -> None:
+    assert _offenders(("worker",), ("api",)) == []
+
+
+def test_the_search_domain_knows_no_celery_and_no_sql() -> None:
+    banned = ("celery", "kombu", "sqlalchemy", "sqlmodel", "psycopg", "db")
+    assert _offenders(DOMAIN, banned) == []
+
+
+def test_the_product_imports_no_tests_and_no_lab() -> None:
+    assert _offenders(PRODUCT, ("tests", "lab", "bench")) == []
+
+
+def test_no_module_imports_itself_back() -> None:
+    known = dict(_modules(*PRODUCT))
+    graph = {module: {name for name in _imports(path) if name in known and name != module}
+             for module, path in known.items()}
+    assert _cycles(graph) == []
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components of more than one module (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        on_stack.add(node)
+        for target in graph[node]:
+            if target not in index:
+                visit(target)
+                low[node] = min(low[node], low[target])
+            elif target in on_stack:
+                low[node] = min(low[node], index[target])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                top = stack.pop()
+                on_stack.discard(top)
+                component.append(top)
+                if top == node:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for node in graph:
+        if node not in index:
+            visit(node)
+    return found

@@ -1,0 +1,40 @@
+"""The base strategies: every one but compute_optimal, which chooses among these (and is
+added above them, in worker.search.registry). Each has the signature (problem, config,
+engine, verifier)."""
+
+from collections.abc import Callable
+
+from worker.engines.base import Engine
+from worker.search.beam import beam_search, lookahead_search
+from worker.search.config import SearchConfig
+from worker.search.dvts import dvts
+from worker.search.particles import particle_filtering
+from worker.search.rebase import rebase
+from worker.search.refine import self_refine
+from worker.search.sampling import best_of_n, majority, weighted_best_of_n
+from worker.search.types import Problem, SearchResult
+from worker.verifiers.base import Verifier
+
+Strategy = Callable[[Problem, SearchConfig, Engine, Verifier], SearchResult]
+
+BASE_STRATEGIES: dict[str, Strategy] = {
+    "majority": majority,
+    "best_of_n": best_of_n,
+    "weighted_best_of_n": weighted_best_of_n,
+    "beam_search": beam_search,
+    "dvts": dvts,
+    "lookahead": lookahead_search,
+    "self_refine": self_refine,
+    "particle_filtering": particle_filtering,
+    "rebase": rebase,
+}
+
+
+def run_base_strategy(
+    problem: Problem, config: SearchConfig, engine: Engine, verifier: Verifier
+) -> SearchResult:
+    try:
+        strategy = BASE_STRATEGIES[config.strategy]
+    except KeyError:
+        raise ValueError(f"{config.strategy!r} is not a base strategy") from None
+    return strategy(problem, config, engine, verifier)
