@@ -21,11 +21,11 @@ lint:
 
 bench: install
 	bash scripts/services.sh
-	.venv/bin/python bench/run_all.py
+	.venv/bin/python -m bench.run_all
 
 # The README's report: every strategy on 500 ground-truth problems, then `ttcq report`.
 report-example: install
 	rm -f ground_truth.db
-	.venv/bin/python scripts/ground_truth_demo.py --db sqlite:///ground_truth.db > batches.txt
+	.venv/bin/python -m lab.report_example --db sqlite:///ground_truth.db > batches.txt
 	.venv/bin/ttcq report $$(cat batches.txt) --db sqlite:///ground_truth.db -o report/
 	cp report/accuracy_vs_budget.png docs/report-example.png

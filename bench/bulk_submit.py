@@ -25,10 +25,10 @@ from typing import Any
 import httpx
 import psycopg
 import redis
-from bench_db import REDIS_URL, bench_database, libpq_url
+
+from bench.common import REDIS_URL, bench_database, libpq_url, save_results
 
 ROOT = Path(__file__).parents[1]
-RESULTS = Path(__file__).parent / "results"
 SIZES = (1_000, 10_000, 100_000)
 TOKEN = "bench-token"
 CONFIG = {"strategy": "majority", "n": 4, "verifier": "none"}
@@ -185,8 +185,7 @@ def main() -> list[dict[str, object]]:
             for count in SIZES:
                 rows += measure_size(client, url, Path(folder), count, api.pid)
     redis.Redis.from_url(REDIS_URL).flushdb()
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "bulk_submit.json").write_text(json.dumps(rows, indent=2) + "\n")
+    save_results("bulk_submit", rows)
     for row in rows:
         print(json.dumps(row))
     return rows

@@ -13,7 +13,8 @@ import sys
 import time
 from pathlib import Path
 
-RESULTS = Path(__file__).parent / "results"
+from bench.common import save_results
+
 PROBLEMS = [
     "Tom has 37 apples and buys 18 more. How many apples does he have?",
     "A box holds 12 eggs. How many eggs are in 7 boxes?",
@@ -33,7 +34,6 @@ HOG = "while True: pass"
 
 def child(mode: str) -> None:
     """Solve PROBLEMS once in this process; print seconds per problem as JSON."""
-    sys.path.insert(0, str(Path(__file__).parent.parent))
     from worker.engines.llamacpp import LlamaCppEngine
     from worker.search.config import make_config
     from worker.search.registry import run_search
@@ -59,7 +59,8 @@ def run_case(mode: str, hogs: int) -> list[float]:
     env.update(MODES[mode]["env"])  # type: ignore[arg-type]
     loads = [subprocess.Popen([sys.executable, "-c", HOG]) for _ in range(hogs)]
     try:
-        out = subprocess.run([sys.executable, __file__, "--child", mode], env=env,
+        out = subprocess.run([sys.executable, "-m", "bench.busy_cpu", "--child", mode],
+                             cwd=Path(__file__).parents[1], env=env,
                              capture_output=True, text=True, check=True).stdout
     finally:
         for p in loads:
@@ -92,8 +93,7 @@ def main() -> list[dict[str, object]]:
             "all_busy_over_idle": round(seconds[mode, cores] / idle, 2),
             "idle_over_spinning_idle": round(idle / seconds["spinning", 0], 3),
         })
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "busy_cpu.json").write_text(json.dumps(rows, indent=2) + "\n")
+    save_results("busy_cpu", rows)
     return rows
 
 

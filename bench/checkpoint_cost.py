@@ -3,7 +3,7 @@ answers instantly, so that only ttcq's own work is timed) run through process_jo
 Postgres, once as they run (a checkpoint saved at every step boundary) and once with the
 save left out (the baseline), alternating, in the same run.
 
-    .venv/bin/python bench/checkpoint_cost.py [--jobs 200]
+    .venv/bin/python -m bench.checkpoint_cost [--jobs 200]
 
 Reports the Postgres writes and bytes per step and the time a save adds per step and per
 job. Writes bench/results/checkpoint_cost.json."""
@@ -11,28 +11,22 @@ job. Writes bench/results/checkpoint_cost.json."""
 import argparse
 import json
 import statistics
-import sys
 import time
 import uuid
-from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).parents[1]
-sys.path.insert(0, str(ROOT))
+from sqlalchemy import text
+from sqlmodel import Session, func, select
 
-from bench_db import bench_database  # noqa: E402
-from sqlalchemy import text  # noqa: E402
-from sqlmodel import Session, func, select  # noqa: E402
+from bench.common import bench_database, save_results
+from db.batches import ProblemIn, create_batch
+from db.models import JobCheckpoint, JobCost
+from db.session import get_engine
+from lab.ground_truth.engine import GroundTruthEngine
+from lab.ground_truth.task import make_dataset
+from worker.search.config import make_config
+from worker.service import Attempt, process_job
 
-from db.batches import ProblemIn, create_batch  # noqa: E402
-from db.models import JobCheckpoint, JobCost  # noqa: E402
-from db.session import get_engine  # noqa: E402
-from worker.ground_truth.engine import GroundTruthEngine  # noqa: E402
-from worker.ground_truth.task import make_dataset  # noqa: E402
-from worker.search.config import make_config  # noqa: E402
-from worker.service import Attempt, process_job  # noqa: E402
-
-RESULTS = Path(__file__).parent / "results"
 CONFIG = {"strategy": "beam_search", "n": 16, "beam_width": 4, "verifier": "self_judge"}
 
 
@@ -138,8 +132,7 @@ def main() -> dict[str, Any]:
     args = parser.parse_args()
     with bench_database("ttcq_bench_checkpoint") as db_url:
         result = measure(db_url, args.jobs, args.rounds)
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "checkpoint_cost.json").write_text(json.dumps(result, indent=2) + "\n")
+    save_results("checkpoint_cost", result)
     return result
 
 

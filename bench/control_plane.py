@@ -34,12 +34,12 @@ from types import ModuleType
 from typing import Any
 
 import redis
-from bench_db import REDIS_URL, bench_database
 from celery import Celery
 from celery.signals import task_postrun, task_prerun
-from scripted_engine import ScriptedEngine
 from sqlmodel import Session, func, select
 
+from bench.common import REDIS_URL, bench_database, save_results
+from bench.scripted_engine import ScriptedEngine
 from db.batches import ProblemIn, create_batch
 from db.models import Job
 from db.session import get_engine
@@ -51,7 +51,6 @@ from worker.queue import enqueue_jobs, queue_for
 from worker.search.config import make_config
 
 ROOT = Path(__file__).parents[1]
-RESULTS = Path(__file__).parent / "results"
 PROBLEMS = 500  # per round
 ROUNDS = 3
 CONFIG = make_config(strategy="majority", n=4, verifier="none", max_tokens=64)
@@ -151,13 +150,14 @@ def run_worker(mode: str, database_url: str, redis_url: str, round_size: int) ->
 
 
 class WorkerProcess:
-    """`python bench/control_plane.py --worker MODE`, logging to a temporary file."""
+    """`python -m bench.control_plane --worker MODE`, logging to a temporary file."""
 
     def __init__(self, mode: str, database_url: str, client: redis.Redis, round_size: int):
         self.mode, self.client = mode, client
         self.log = tempfile.NamedTemporaryFile(prefix=f"bench-{mode}-", suffix=".log")
-        command = [sys.executable, __file__, "--worker", mode, "--database-url", database_url,
-                   "--redis-url", REDIS_URL, "--round", str(round_size)]
+        command = [sys.executable, "-m", "bench.control_plane", "--worker", mode,
+                   "--database-url", database_url, "--redis-url", REDIS_URL,
+                   "--round", str(round_size)]
         self.process = subprocess.Popen(command, cwd=ROOT, stdout=self.log,
                                         stderr=subprocess.STDOUT)
 
@@ -302,8 +302,7 @@ def measure(problems: int = PROBLEMS, rounds: int = ROUNDS) -> dict[str, object]
 
 def main() -> list[dict[str, object]]:
     rows = [measure()]
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "control_plane.json").write_text(json.dumps(rows, indent=2) + "\n")
+    save_results("control_plane", rows)
     for row in rows:
         print(json.dumps(row))
     return rows

@@ -5,36 +5,30 @@ latency however many sequences it carries (the ground-truth engine behind a slee
 2-core CPU SGLang server the server's compute is the limit; here only ttcq's own
 concurrency is, so this is the curve a GPU server far from its batch limit would see.
 
-    .venv/bin/python bench/in_flight_latency.py
+    .venv/bin/python -m bench.in_flight_latency
 
 Writes bench/results/in_flight_latency.json."""
 
 import json
-import sys
 import time
 from collections.abc import Sequence
-from pathlib import Path
 
-ROOT = Path(__file__).parents[1]
-sys.path.insert(0, str(ROOT))
+from celery.contrib.testing.worker import start_worker
+from sqlmodel import Session
 
-from bench_db import REDIS_URL, bench_database  # noqa: E402
-from celery.contrib.testing.worker import start_worker  # noqa: E402
-from saturation import wait_done  # noqa: E402
-from sqlmodel import Session  # noqa: E402
+from api.datasets import Limits, to_problems
+from bench.common import REDIS_URL, bench_database, save_results
+from bench.saturation import wait_done
+from db.batches import create_batch
+from db.session import get_engine
+from lab.ground_truth.engine import GroundTruthEngine
+from lab.ground_truth.task import make_dataset
+from ttcq.settings import Settings
+from worker.engines.base import Completion, GenerationRequest, TokenLogprobs
+from worker.main import create_worker_app
+from worker.queue import enqueue_jobs
+from worker.search.config import make_config
 
-from api.datasets import Limits, to_problems  # noqa: E402
-from db.batches import create_batch  # noqa: E402
-from db.session import get_engine  # noqa: E402
-from ttcq.settings import Settings  # noqa: E402
-from worker.engines.base import Completion, GenerationRequest, TokenLogprobs  # noqa: E402
-from worker.ground_truth.engine import GroundTruthEngine  # noqa: E402
-from worker.ground_truth.task import make_dataset  # noqa: E402
-from worker.main import create_worker_app  # noqa: E402
-from worker.queue import enqueue_jobs  # noqa: E402
-from worker.search.config import make_config  # noqa: E402
-
-RESULTS = Path(__file__).parent / "results"
 LATENCY_S = 0.2  # per engine or verifier call, whatever its batch
 IN_FLIGHT = (1, 4, 16, 64)
 PROBLEMS = 128
@@ -85,8 +79,7 @@ def main() -> list[dict[str, object]]:
     for row in rows:
         row["speedup_vs_one"] = round(float(row["problems_per_min"]) / base, 2)  # type: ignore[arg-type]
         row["latency_s_per_call"] = LATENCY_S
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "in_flight_latency.json").write_text(json.dumps(rows, indent=2) + "\n")
+    save_results("in_flight_latency", rows)
     return rows
 
 

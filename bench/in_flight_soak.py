@@ -6,11 +6,11 @@ fail, alone, with its reason). Measured: tokens the engine processed again becau
 the interruptions ÷ the batch's tokens, and the time from a SIGTERM until the jobs the
 drained worker held run elsewhere.
 
-    .venv/bin/python bench/in_flight_soak.py --engine double [--poison]   # latency-bound double
-    .venv/bin/python bench/in_flight_soak.py --engine sglang               # real SGLang, CPU
-    .venv/bin/python bench/in_flight_soak.py --server-restart              # SGLang down 60 s
+    .venv/bin/python -m bench.in_flight_soak --engine double [--poison]   # latency-bound double
+    .venv/bin/python -m bench.in_flight_soak --engine sglang               # real SGLang, CPU
+    .venv/bin/python -m bench.in_flight_soak --server-restart              # SGLang down 60 s
 
-The double is tests/utils/double_worker.py (a TEST DOUBLE: the ground-truth engine held
+The double is lab/double_worker.py (a TEST DOUBLE: the ground-truth engine held
 0.2 s per call, as a GPU server with spare batch capacity). Results are merged into
 bench/results/in_flight_soak.json under the scenario's name."""
 
@@ -27,26 +27,23 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import httpx
+from sqlalchemy import func
+from sqlmodel import Session, col, select
+
+from bench.common import REDIS_URL, RESULTS, bench_database
+from db.batches import ProblemIn, create_batch
+from db.models import Job, JobAttempt, JobCost, JobState
+from db.session import get_engine
+from lab.double_worker import POISON
+from lab.ground_truth.task import make_dataset
+from lab.servers import RunningServer, server_paths, sglang_server
+from ttcq.settings import Settings
+from worker.celery_app import make_celery
+from worker.queue import enqueue_jobs
+from worker.search.config import make_config
+
 ROOT = Path(__file__).parents[1]
-sys.path.insert(0, str(ROOT))
-
-import httpx  # noqa: E402
-from bench_db import REDIS_URL, bench_database  # noqa: E402
-from sqlalchemy import func  # noqa: E402
-from sqlmodel import Session, col, select  # noqa: E402
-
-from db.batches import ProblemIn, create_batch  # noqa: E402
-from db.models import Job, JobAttempt, JobCost, JobState  # noqa: E402
-from db.session import get_engine  # noqa: E402
-from tests.utils.double_worker import POISON  # noqa: E402
-from tests.utils.servers import RunningServer, server_paths, sglang_server  # noqa: E402
-from ttcq.settings import Settings  # noqa: E402
-from worker.celery_app import make_celery  # noqa: E402
-from worker.ground_truth.task import make_dataset  # noqa: E402
-from worker.queue import enqueue_jobs  # noqa: E402
-from worker.search.config import make_config  # noqa: E402
-
-RESULTS = Path(__file__).parent / "results"
 LOGS = RESULTS / "logs"
 IN_FLIGHT = 32
 CONFIGS = {  # searches of several steps, so that checkpoints matter
@@ -62,7 +59,7 @@ LEDGER = LOGS / "soak_double_tokens.txt"  # the double's count of processed toke
 
 
 def start_worker(env: dict[str, str], engine: str, log: Path) -> subprocess.Popen[bytes]:
-    module = (["-m", "tests.utils.double_worker", "--latency", "0.2", "--ledger", str(LEDGER)]
+    module = (["-m", "lab.double_worker", "--latency", "0.2", "--ledger", str(LEDGER)]
               if engine == "double" else ["-m", "worker.main"])
     with log.open("ab") as out:
         return subprocess.Popen([sys.executable, *module, "--concurrency", str(IN_FLIGHT)],

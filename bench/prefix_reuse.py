@@ -10,6 +10,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from bench.common import save_results
 from worker.engines.base import Completion, Engine, GenerationRequest
 from worker.engines.llamacpp import LlamaCppEngine
 from worker.engines.wrapper import EngineWrapper
@@ -19,7 +20,6 @@ from worker.search.types import Problem
 from worker.verifiers.checker import CheckerVerifier
 
 ROOT = Path(__file__).parents[1]
-RESULTS = Path(__file__).parent / "results"
 STRATEGIES = ["beam_search", "dvts", "best_of_n"]
 SETTINGS = {"n": 8, "beam_width": 4, "max_depth": 4, "max_step_tokens": 48, "max_tokens": 192}
 N_PROBLEMS = 3
@@ -102,8 +102,7 @@ def main() -> list[dict[str, object]]:
     # with other work an oversubscribed pool slows decoding by an order of magnitude.
     engine = LlamaCppEngine(n_ctx=2048, n_threads=max(1, (os.cpu_count() or 2) // 2))
     rows = [measure(engine, s) for s in STRATEGIES]
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "prefix_reuse.json").write_text(json.dumps(rows, indent=2) + "\n")
+    save_results("prefix_reuse", rows)
     for row in rows:
         print(json.dumps(row))
     return rows

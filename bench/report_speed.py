@@ -17,12 +17,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench_db import bench_database
 from sqlalchemy import text, update
 from sqlmodel import Session, col
 
 from api.report.data import build_report
 from api.report.draw import draw
+from bench.common import bench_database, save_results
 from db.batches import ProblemIn, create_batch
 from db.bulk import insert_ignoring_conflicts
 from db.models import Batch, BudgetPoint, Job, JobCost, JobCostBase, JobState
@@ -32,7 +32,6 @@ from worker.search.config import make_config
 
 PROBLEMS = 5000
 REPEATS = 5
-RESULTS = Path(__file__).parent / "results" / "report_speed.json"
 CONFIGS = [{"strategy": "majority", "n": 16, "verifier": "none"},
            {"strategy": "best_of_n", "n": 16}, {"strategy": "beam_search", "n": 4}]
 
@@ -123,8 +122,7 @@ def main() -> dict[str, Any]:
         "database_over_fetched_rows": round(median["database"] / median["fetched_rows"], 3),
         "draw_s": round(drawing, 2),
     }
-    RESULTS.parent.mkdir(exist_ok=True)
-    RESULTS.write_text(json.dumps([result], indent=2) + "\n")
+    save_results("report_speed", [result])
     print(json.dumps(result, indent=2))
     return result
 

@@ -22,15 +22,14 @@ from typing import Any
 
 import httpx
 import psycopg
-from bench_db import bench_database, libpq_url
-from bulk_submit import TOKEN, api_process, peak_kib, problem_record
 from sqlmodel import Session
 
+from bench.bulk_submit import TOKEN, api_process, peak_kib, problem_record
+from bench.common import bench_database, libpq_url, save_results
 from db.batches import ProblemIn, create_batch
 from db.session import get_engine
 
 ROOT = Path(__file__).parents[1]
-RESULTS = Path(__file__).parent / "results"
 JOBS = 100_000
 PORT = 8732
 FORMATS = (".jsonl", ".csv", ".parquet")
@@ -91,7 +90,8 @@ def floor_seconds(url: str, batch_id: str) -> tuple[float, int]:
 def export(batch_id: str, suffix: str, folder: Path) -> dict[str, Any]:
     """`ttcq results BATCH -o out.SUFFIX` in a child process; its seconds and peak."""
     out = folder / f"out{suffix}"
-    command = [sys.executable, __file__, "--export", batch_id, "--out", str(out)]
+    command = [sys.executable, "-m", "bench.results_export", "--export", batch_id, "--out",
+               str(out)]
     env = {"TTCQ_API_URL": f"http://127.0.0.1:{PORT}", "TTCQ_API_TOKEN": TOKEN}
     done = subprocess.run(command, cwd=ROOT, env={**os.environ, **env}, capture_output=True,
                           text=True, check=True)
@@ -161,8 +161,7 @@ def measure() -> dict[str, Any]:
 
 def main() -> list[dict[str, Any]]:
     rows = [measure()]
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "results_export.json").write_text(json.dumps(rows, indent=2) + "\n")
+    save_results("results_export", rows)
     for row in rows:
         print(json.dumps(row))
     return rows

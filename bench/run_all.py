@@ -1,23 +1,22 @@
 """`make bench`: every benchmark, each with its baseline measured in the same run; a table
 on stdout and the raw rows in bench/results/*.json."""
 
-import json
 import platform
 import time
-from pathlib import Path
 from typing import cast
 
-import bulk_submit
-import busy_cpu
-import checkpoint_cost
-import control_plane
-import prefix_reuse
-import report_speed
-import results_export
-import search_overhead
-import trace_storage
-
-RESULTS = Path(__file__).parent / "results"
+from bench import (
+    bulk_submit,
+    busy_cpu,
+    checkpoint_cost,
+    control_plane,
+    prefix_reuse,
+    report_speed,
+    results_export,
+    search_overhead,
+    trace_storage,
+)
+from bench.common import save_results
 
 
 def table(title: str, rows: list[dict[str, object]], columns: list[tuple[str, str]]) -> str:
@@ -145,8 +144,7 @@ def main() -> None:
                 REPORT_COLUMNS))
     summary = {"machine": platform.platform(), "python": platform.python_version(),
                "seconds": round(time.time() - started, 1)}
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    save_results("summary", summary)
 
 
 if __name__ == "__main__":

@@ -8,31 +8,27 @@ Strategies: beam search N=8 M=4 and best-of-N N=8 on GSM8K problems, short answe
 
 import json
 import statistics
-import sys
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
+import httpx
+from celery.contrib.testing.worker import start_worker
+from sqlmodel import Session, col, func, select
+
+from bench.common import REDIS_URL, RESULTS, bench_database, save_results
+from db.batches import ProblemIn, create_batch
+from db.models import Job, JobCost, JobState
+from db.session import get_engine
+from lab.servers import server_paths, sglang_server
+from ttcq.settings import Settings
+from worker.engines.sglang import SGLangEngine
+from worker.main import create_worker_app
+from worker.queue import enqueue_jobs
+from worker.search.config import make_config
+
 ROOT = Path(__file__).parents[1]
-sys.path.insert(0, str(ROOT))
-
-import httpx  # noqa: E402
-from bench_db import REDIS_URL, bench_database  # noqa: E402
-from celery.contrib.testing.worker import start_worker  # noqa: E402
-from sqlmodel import Session, col, func, select  # noqa: E402
-
-from db.batches import ProblemIn, create_batch  # noqa: E402
-from db.models import Job, JobCost, JobState  # noqa: E402
-from db.session import get_engine  # noqa: E402
-from tests.utils.servers import server_paths, sglang_server  # noqa: E402
-from ttcq.settings import Settings  # noqa: E402
-from worker.engines.sglang import SGLangEngine  # noqa: E402
-from worker.main import create_worker_app  # noqa: E402
-from worker.queue import enqueue_jobs  # noqa: E402
-from worker.search.config import make_config  # noqa: E402
-
-RESULTS = Path(__file__).parent / "results"
 DATA = ROOT.parent / "shared" / "data" / "gsm8k_test.jsonl"
 IN_FLIGHT = (1, 4, 16, 64)
 PROBLEMS = 64
@@ -136,8 +132,7 @@ def main() -> list[dict[str, object]]:
         base = next(r for r in rows if r["strategy"] == row["strategy"] and r["in_flight"] == 1)
         row["speedup_vs_one"] = round(float(row["problems_per_min"])  # type: ignore[arg-type]
                                       / float(base["problems_per_min"]), 2)  # type: ignore[arg-type]
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "saturation.json").write_text(json.dumps(rows, indent=2) + "\n")
+    save_results("saturation", rows)
     return rows
 
 

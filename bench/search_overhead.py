@@ -10,17 +10,15 @@ import json
 import random
 import time
 from collections.abc import Sequence
-from pathlib import Path
 
-from scripted_engine import ScriptedEngine
-
+from bench.common import save_results
+from bench.scripted_engine import ScriptedEngine
 from worker.engines.base import Completion, GenerationRequest, Usage
 from worker.search.config import SearchConfig, make_config
 from worker.search.registry import run_search
 from worker.search.types import Problem, SearchResult
 from worker.verifiers.base import VerifierOutput
 
-RESULTS = Path(__file__).parent / "results"
 N, BEAM_WIDTH, MAX_DEPTH = 64, 4, 40
 REPEATS = 5
 PIECES = ["We", " multiply", " 16", " by", " 3", " to", " get", " 16", " *", " 3", " =", " 48",
@@ -110,8 +108,7 @@ def measure(strategy: str = "beam_search", beam_width: int = BEAM_WIDTH) -> dict
 
 def main() -> list[dict[str, object]]:
     rows = [measure("beam_search", 4), measure("beam_search", 8), measure("dvts", 4)]
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "search_overhead.json").write_text(json.dumps(rows, indent=2) + "\n")
+    save_results("search_overhead", rows)
     for row in rows:
         print(json.dumps(row))
     return rows

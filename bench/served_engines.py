@@ -8,32 +8,26 @@ on the CPU), through the worker's own path (claim, search, store in Postgres):
   from its own replies) against the totals stored in job_cost."""
 
 import json
-import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).parents[1]
-sys.path.insert(0, str(ROOT))
+from sqlmodel import Session
 
-from bench_db import bench_database  # noqa: E402
-from prefix_reuse import IdealCacheMeter, problems  # noqa: E402
-from sqlmodel import Session  # noqa: E402
+from bench.common import RESULTS, bench_database, save_results
+from bench.prefix_reuse import IdealCacheMeter, problems
+from db.batches import ProblemIn, create_batch
+from db.models import JobCost
+from db.session import get_engine
+from lab.recording import OpenAIRecorder, SGLangRecorder
+from lab.servers import server_paths, sglang_server, vllm_server
+from worker.engines.base import Engine
+from worker.engines.openai import OpenAIEngine
+from worker.engines.sglang import SGLangEngine
+from worker.search.config import make_config
+from worker.service import process_job
+from worker.verifiers.factory import ServedVerifiers
 
-from db.batches import ProblemIn, create_batch  # noqa: E402
-from db.models import JobCost  # noqa: E402
-from db.session import get_engine  # noqa: E402
-from tests.utils.recording import OpenAIRecorder, SGLangRecorder  # noqa: E402
-from tests.utils.servers import server_paths, sglang_server, vllm_server  # noqa: E402
-from worker.engines.base import Engine  # noqa: E402
-from worker.engines.openai import OpenAIEngine  # noqa: E402
-from worker.engines.sglang import SGLangEngine  # noqa: E402
-from worker.search.config import make_config  # noqa: E402
-from worker.service import process_job  # noqa: E402
-from worker.verifiers.factory import ServedVerifiers  # noqa: E402
-
-RESULTS = Path(__file__).parent / "results"
 REUSE = {"n": 8, "beam_width": 4, "max_depth": 4, "max_step_tokens": 48, "max_tokens": 192,
          "verifier": "checker", "seed": 1}
 EXACT = {"n": 4, "beam_width": 2, "max_depth": 3, "max_step_tokens": 32, "max_tokens": 96,
@@ -123,8 +117,7 @@ def main() -> dict[str, list[dict[str, object]]]:
 
             exact += [exact_row(url, "vllm", vllm, s) for s in STRATEGIES]
     result = {"reuse": reuse, "exact": exact}
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "served_engines.json").write_text(json.dumps(result, indent=2) + "\n")
+    save_results("served_engines", result)
     return result
 
 

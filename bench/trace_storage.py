@@ -15,15 +15,14 @@ import json
 import statistics
 import time
 import uuid
-from pathlib import Path
 from typing import Any
 
 import psycopg
-from bench_db import bench_database, libpq_url
-from search_overhead import PROBLEM, STEP_IDS, InstantEngine, InstantVerifier
 from sqlalchemy import Table, func
 from sqlmodel import Session, col, select
 
+from bench.common import bench_database, libpq_url, save_results
+from bench.search_overhead import PROBLEM, STEP_IDS, InstantEngine, InstantVerifier
 from db.batches import ProblemIn, create_batch
 from db.jobs import claim_job
 from db.models import JobCostBase, TraceNode
@@ -34,7 +33,6 @@ from worker.search.registry import run_search
 from worker.search.types import SearchResult
 from worker.stored import solved_job
 
-RESULTS = Path(__file__).parent / "results"
 TRACES = [(16, 8), (64, 16), (256, 40)]  # (N, max_depth) of the beam searches stored
 REPEATS = 5
 TRACE: Table = TraceNode.__table__  # type: ignore[attr-defined]
@@ -143,8 +141,7 @@ def measure(url: str, n: int, depth: int) -> dict[str, object]:
 def main() -> list[dict[str, object]]:
     with bench_database("ttcq_bench_trace") as url:
         rows = [measure(url, n, depth) for n, depth in TRACES]
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "trace_storage.json").write_text(json.dumps(rows, indent=2) + "\n")
+    save_results("trace_storage", rows)
     for row in rows:
         print(json.dumps(row))
     return rows

@@ -13,8 +13,8 @@ from sqlmodel import Session, SQLModel
 
 from db.migrate import upgrade
 from db.session import get_engine
-from tests.utils.recording import SGLangRecorder
-from tests.utils.servers import RunningServer, server_paths, sglang_server
+from lab.recording import SGLangRecorder
+from lab.servers import RunningServer, server_paths, sglang_server
 from worker.engines.llamacpp import LlamaCppEngine
 from worker.engines.sglang import SGLangEngine
 

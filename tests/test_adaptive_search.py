@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 
-from tests.utils.recording import RecordingEngine
+from lab.ground_truth.engine import GroundTruthEngine
+from lab.ground_truth.task import LEVELS, make_dataset
+from lab.ground_truth.verifier import GroundTruthVerifier
+from lab.recording import RecordingEngine
 from worker.engines.base import Engine, Usage
-from worker.ground_truth.engine import GroundTruthEngine
-from worker.ground_truth.task import LEVELS, make_dataset
-from worker.ground_truth.verifier import GroundTruthVerifier
 from worker.search.config import ConfigError, make_config
 from worker.search.particles import resample, softmax_weights
 from worker.search.rebase import balance

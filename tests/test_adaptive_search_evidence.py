@@ -3,16 +3,16 @@ early stopping saves tokens at no loss of accuracy beyond a binomial bound, and 
 filtering beats beam search at equal n where the verifier cannot judge the first steps,
 as the model predicts: particle filtering, REBASE and beam search each measure what a
 numpy simulation of the published algorithm on the task's model (no search code) says
-(bench/adaptive_search.py prints the same numbers)."""
+(-m lab.adaptive_search prints the same numbers)."""
 
 from collections import Counter
 from typing import Any
 
 import pytest
 
-from worker.ground_truth.expected import curve
-from worker.ground_truth.measure import measure, sd_of_difference
-from worker.ground_truth.task import make_dataset
+from lab.ground_truth.expected import curve
+from lab.ground_truth.measure import measure, sd_of_difference
+from lab.ground_truth.task import make_dataset
 
 ROWS = make_dataset(600, seed=5)
 TREE: dict[str, Any] = {"n": 16, "verifier": "prm", "aggregation": "last", "quality": 4.0}

@@ -13,9 +13,9 @@ from sqlmodel import Session, col, select
 from api.datasets import Limits, to_problems
 from db.ledger import BatchSpend, batch_spend
 from db.models import BudgetPoint, Job, JobCost, TraceNode
-from worker.ground_truth.engine import GroundTruthEngine
-from worker.ground_truth.task import make_dataset
-from worker.ground_truth_batches import run_batch, submit
+from lab.ground_truth.engine import GroundTruthEngine
+from lab.ground_truth.task import make_dataset
+from lab.ground_truth_batches import run_batch, submit
 from worker.service import SessionFactory, process_job
 
 ROWS = make_dataset(12, seed=9)

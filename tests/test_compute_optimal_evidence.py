@@ -1,6 +1,6 @@
 """compute_optimal against fixed strategies on the ground-truth task, through process_job
 into Postgres: a policy fitted on one half of a make_dataset split, run on the other
-(worker.compute_optimal_evidence; scripts/compute_optimal_evidence.py prints the table).
+(lab.compute_optimal_evidence; -m lab.compute_optimal prints the table).
 
 What holds, and is asserted: the fitted policy spends what it was fitted for on unseen
 problems (within 10%); at no target is it less accurate than the fixed strategy a user
@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 
 from api.datasets import Limits, to_problems
-from worker.compute_optimal_evidence import Comparison, evaluate, prepare, spend_batch
-from worker.ground_truth.task import LEVELS, make_dataset
+from lab.compute_optimal_evidence import Comparison, evaluate, prepare, spend_batch
+from lab.ground_truth.task import LEVELS, make_dataset
 
 pytestmark = pytest.mark.timeout(900)
 PROBLEMS, QUALITY = 400, 2.0
@@ -102,7 +102,7 @@ def test_the_ledger_holds_the_budget_on_problems_unlike_the_fitted_ones(
 ) -> None:
     """Fitted on all five levels, run on the two hardest only: n alone (expected costs)
     overspends by a third; following the ledger, the batch spends its budget."""
-    # The problems of scripts/compute_optimal_evidence.py's "levels 4-5 only" rows.
+    # The problems of -m lab.compute_optimal's "levels 4-5 only" rows.
     rows = make_dataset(PROBLEMS // 2, {lv: LEVELS[lv] for lv in (4, 5)}, seed=1015)
     hard = list(to_problems(enumerate(rows, start=1), limits=Limits(10_000, len(rows))))
     total = 12_000 * len(hard)

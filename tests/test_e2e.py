@@ -18,8 +18,8 @@ from sqlmodel import select
 from api.app import create_app
 from api.client import Client
 from db.models import Job
+from lab.recording import RecordingEngine, SGLangRecorder
 from tests.utils.jobs import PROBLEMS, stored_tokens, wait_for
-from tests.utils.recording import RecordingEngine, SGLangRecorder
 from ttcq.settings import DEV_TOKEN, Settings
 from worker.engines.llamacpp import LlamaCppEngine
 from worker.engines.sglang import SGLangEngine

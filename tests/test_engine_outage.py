@@ -17,8 +17,8 @@ from sqlmodel import col, select
 
 from db.batches import ProblemIn, create_batch
 from db.models import Candidate, Job, JobAttempt, JobCost, JobState, WorkerState
+from lab.servers import RunningServer
 from tests.utils.jobs import wait_for
-from tests.utils.servers import RunningServer
 from ttcq.settings import Settings
 from worker.celery_app import make_celery
 from worker.queue import enqueue_jobs

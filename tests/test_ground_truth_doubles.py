@@ -8,10 +8,10 @@ from collections import Counter
 
 import pytest
 
+from lab.ground_truth.engine import EOS, REVIEW, GroundTruthEngine
+from lab.ground_truth.task import TaskSpec, make_dataset, sound_path, specs_of, step_text
+from lab.ground_truth.verifier import GroundTruthVerifier
 from worker.engines.base import GenerationRequest, SamplingParams
-from worker.ground_truth.engine import EOS, REVIEW, GroundTruthEngine
-from worker.ground_truth.task import TaskSpec, make_dataset, sound_path, specs_of, step_text
-from worker.ground_truth.verifier import GroundTruthVerifier
 from worker.verifiers.self_judge import SelfJudgeVerifier
 
 SPEC = TaskSpec("t1", 0.6, 3, "42", (("41", 0.7), ("43", 0.3)))

@@ -6,8 +6,8 @@ import math
 import numpy as np
 import pytest
 
-from worker.ground_truth import reference, simulate
-from worker.ground_truth.task import TaskSpec
+from lab.ground_truth import reference, simulate
+from lab.ground_truth.task import TaskSpec
 
 SPEC = TaskSpec("r", 0.7, 3, "1", (("2", 0.6), ("3", 0.4)))
 DRAWS = 200_000

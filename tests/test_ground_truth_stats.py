@@ -1,4 +1,4 @@
-"""ttcq's accuracy curves are right: batches of the ground-truth task (worker.ground_truth)
+"""ttcq's accuracy curves are right: batches of the ground-truth task (lab.ground_truth)
 run through process_job into Postgres, and the curves users read (v_accuracy_by_budget,
 and the report's numbers) match each strategy's reference value at every budget, exact
 where a formula exists and simulated from the model where not, within 3.5 standard
@@ -14,10 +14,10 @@ from sqlalchemy import text
 from api.datasets import Limits, to_problems
 from api.report.data import build_report
 from db.batches import get_batch
-from worker.ground_truth.expected import Expected, curve
-from worker.ground_truth.task import make_dataset
-from worker.ground_truth.verifier import GroundTruthVerifier
-from worker.ground_truth_batches import BUDGETS, RUNS, run_batch
+from lab.ground_truth.expected import Expected, curve
+from lab.ground_truth.task import make_dataset
+from lab.ground_truth.verifier import GroundTruthVerifier
+from lab.ground_truth_batches import BUDGETS, RUNS, run_batch
 from worker.rescoring import rescore_batch
 
 PROBLEMS = 300  # 60 per level

@@ -19,9 +19,9 @@ from sqlmodel import col, select
 
 from db.batches import ProblemIn, create_batch
 from db.models import Candidate, Job, JobCost, JobState
+from lab.recording import SGLangRecorder
+from lab.servers import RunningServer
 from tests.utils.jobs import job_of, wait_for_state
-from tests.utils.recording import SGLangRecorder
-from tests.utils.servers import RunningServer
 from ttcq.settings import Settings
 from worker.celery_app import make_celery
 from worker.engines.sglang import SGLangEngine

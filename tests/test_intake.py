@@ -10,10 +10,10 @@ from celery.contrib.testing.worker import start_worker
 
 from db.batches import ProblemIn, create_batch
 from db.models import JobState
+from lab.ground_truth.engine import GroundTruthEngine
+from lab.ground_truth.task import make_dataset
 from tests.utils.jobs import job_of, wait_for
 from ttcq.settings import Settings
-from worker.ground_truth.engine import GroundTruthEngine
-from worker.ground_truth.task import make_dataset
 from worker.main import create_worker_app, make_crew
 from worker.queue import enqueue_jobs
 from worker.search.config import make_config

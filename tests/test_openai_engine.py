@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
+from lab.recording import OpenAIRecorder
+from lab.servers import RunningServer, server_paths, vllm_server
 from tests.utils.jobs import assert_stored_as_reported, job_of, make_batch
-from tests.utils.recording import OpenAIRecorder
-from tests.utils.servers import RunningServer, server_paths, vllm_server
 from worker.engines.base import EngineError, GenerationRequest, SamplingParams
 from worker.engines.openai import OpenAIEngine
 from worker.service import SessionFactory, process_job

@@ -12,9 +12,9 @@ from sqlmodel import select
 from api.cli import main
 from api.datasets import Limits, to_problems
 from db.models import Batch, Rescore
+from lab.ground_truth.task import make_dataset
+from lab.ground_truth_batches import run_batch
 from tests.utils.api_factories import ALICE, BOB, api_settings, auth, running_api
-from worker.ground_truth.task import make_dataset
-from worker.ground_truth_batches import run_batch
 from worker.rescoring import RescoreError, rescore_batch
 from worker.search.config import ConfigError, make_config
 from worker.search.policy import (

@@ -19,6 +19,8 @@ from db.batches import ProblemIn, create_batch
 from db.jobs import claim_job, reap_expired
 from db.models import Candidate, Job, JobCheckpoint, JobCost, JobState, TraceNode, utcnow
 from db.workers import live_workers
+from lab.ground_truth.engine import GroundTruthEngine
+from lab.ground_truth.task import make_dataset
 from tests.utils.jobs import job_of
 from worker.crew import Crew
 from worker.engines.base import (
@@ -27,8 +29,6 @@ from worker.engines.base import (
     GenerationRequest,
     TransientEngineError,
 )
-from worker.ground_truth.engine import GroundTruthEngine
-from worker.ground_truth.task import make_dataset
 from worker.leases import JobYielded, Lease, LeaseBoard
 from worker.search.config import make_config
 from worker.service import Requeued, SessionFactory, process_job

@@ -1,4 +1,4 @@
-"""Preemption of real worker processes (`python -m tests.utils.double_worker`: a Celery
+"""Preemption of real worker processes (`python -m lab.double_worker`: a Celery
 thread-pool worker whose engine is a latency-bound TEST DOUBLE), with real Redis and
 Postgres: a poison job among healthy ones through repeated whole-worker kills, with the
 default attempts; SIGTERM and `ttcq worker --drain` hand jobs back at once and exit."""
@@ -19,12 +19,12 @@ from sqlmodel import col, select
 from db.attempts import attempt_history
 from db.batches import ProblemIn, create_batch
 from db.models import Job, JobCheckpoint, JobCost, JobState
-from tests.utils.double_worker import POISON
+from lab.double_worker import POISON
+from lab.ground_truth.task import make_dataset
 from tests.utils.jobs import job_of, stored_tokens, wait_for
 from ttcq.settings import Settings
 from worker.celery_app import make_celery
 from worker.drain import drain_workers
-from worker.ground_truth.task import make_dataset
 from worker.queue import enqueue_jobs, pending_messages
 from worker.search.config import make_config
 from worker.service import SessionFactory
@@ -48,7 +48,7 @@ def spawn(db_url: str, redis_url: str, tmp_path: Path) -> Iterator[Spawn]:
     def start(concurrency: int = 32, latency: float = 0.2) -> subprocess.Popen[bytes]:
         with (tmp_path / f"worker{len(started)}.log").open("wb") as out:
             started.append(subprocess.Popen(
-                [sys.executable, "-m", "tests.utils.double_worker", "--concurrency",
+                [sys.executable, "-m", "lab.double_worker", "--concurrency",
                  str(concurrency), "--latency", str(latency)],
                 cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT,
                 start_new_session=True))

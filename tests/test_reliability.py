@@ -20,8 +20,8 @@ from sqlmodel import Session, col
 from db.batches import cancel_batch
 from db.jobs import claim_job
 from db.models import Candidate, Job, JobCost, JobState, utcnow
+from lab.recording import RecordingEngine
 from tests.utils.jobs import count_rows, job_of, make_batch
-from tests.utils.recording import RecordingEngine
 from ttcq.settings import Settings
 from worker.celery_app import make_celery
 from worker.crew import Crew

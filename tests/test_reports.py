@@ -15,9 +15,9 @@ from api.cli import main
 from api.datasets import Limits, to_problems
 from api.embedded import session_factory
 from db.migrate import upgrade
+from lab.ground_truth.task import make_dataset
+from lab.ground_truth_batches import run_batch
 from tests.utils.api_factories import ALICE, BOB, api_settings, auth, running_api
-from worker.ground_truth.task import make_dataset
-from worker.ground_truth_batches import run_batch
 from worker.service import SessionFactory
 
 PROBLEMS = 10

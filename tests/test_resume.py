@@ -7,11 +7,11 @@ from typing import Any
 
 import pytest
 
-from tests.utils.recording import RecordingEngine
+from lab.ground_truth.engine import GroundTruthEngine
+from lab.ground_truth.task import make_dataset
+from lab.recording import RecordingEngine
 from worker.engines.base import Completion, GenerationRequest
 from worker.engines.llamacpp import LlamaCppEngine
-from worker.ground_truth.engine import GroundTruthEngine
-from worker.ground_truth.task import make_dataset
 from worker.journal import Call, Journal, decode_calls, encode_calls, generate_key
 from worker.search.config import make_config
 from worker.search.registry import STRATEGIES, run_search

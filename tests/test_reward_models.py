@@ -7,8 +7,8 @@ from collections.abc import Iterator
 import pytest
 
 from db.models import JobCost
+from lab.servers import RunningServer, server_paths, sglang_server, vllm_server
 from tests.utils.jobs import job_of, make_batch
-from tests.utils.servers import RunningServer, server_paths, sglang_server, vllm_server
 from worker.engines.hf_tokenizer import HFTokenizer
 from worker.engines.http import ServerClient
 from worker.engines.sglang import SGLangEngine

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.utils.recording import RecordingEngine
+from lab.recording import RecordingEngine
 from worker.engines.base import Engine, Usage
 from worker.search.config import make_config
 from worker.search.registry import run_search

@@ -4,7 +4,7 @@ from collections.abc import Sequence
 
 import pytest
 
-from tests.utils.recording import RecordingEngine
+from lab.recording import RecordingEngine
 from worker.engines.base import Completion, Engine, EngineInfo, GenerationRequest, TokenLogprobs
 from worker.search.config import make_config
 from worker.search.refine import CRITIQUE_ASK, REWRITE_ASK

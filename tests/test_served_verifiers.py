@@ -4,8 +4,8 @@ scored as one sequence, a PRM on a server of its own chosen by settings."""
 
 import pytest
 
-from tests.utils.recording import SGLangRecorder
-from tests.utils.servers import RunningServer
+from lab.recording import SGLangRecorder
+from lab.servers import RunningServer
 from ttcq.settings import Settings
 from worker.backends import make_served_verifiers
 from worker.engines.prefix_chains import is_prefix

@@ -7,8 +7,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.utils.recording import SGLangRecorder
-from tests.utils.servers import RunningServer, free_port
+from lab.recording import SGLangRecorder
+from lab.servers import RunningServer, free_port
 from ttcq.settings import Settings
 from worker.backends import check_served_engine
 from worker.engines.base import (

@@ -12,9 +12,9 @@ import pytest
 from sqlmodel import select
 
 from db.models import JobCost, JobState
+from lab.recording import SGLangRecorder
+from lab.servers import RunningServer
 from tests.utils.jobs import assert_stored_as_reported, job_of, make_batch, wait_for_state
-from tests.utils.recording import SGLangRecorder
-from tests.utils.servers import RunningServer
 from ttcq.settings import Settings
 from worker.celery_app import make_celery
 from worker.engines.sglang import SGLangEngine

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests.utils.recording import RecordingEngine
+from lab.recording import RecordingEngine
 from worker.engines.base import (
     Engine,
     Usage,

@@ -11,6 +11,7 @@ from sqlmodel import col
 from db.jobs import claim_job
 from db.models import Job, JobState, TraceNode, utcnow
 from db.results import job_candidates
+from lab.recording import RecordingEngine
 from tests.utils.jobs import (
     count_rows,
     job_of,
@@ -18,7 +19,6 @@ from tests.utils.jobs import (
     stored_tokens,
     wait_for_state,
 )
-from tests.utils.recording import RecordingEngine
 from ttcq.settings import Settings
 from worker.celery_app import make_celery
 from worker.engines.base import Completion, GenerationRequest, TransientEngineError

@@ -9,7 +9,7 @@ from sqlmodel import Session, col, func, select
 
 from db.batches import ProblemIn, create_batch
 from db.models import Candidate, Job, JobCost, JobCostBase, TraceNode
-from tests.utils.recording import RecordingEngine
+from lab.recording import RecordingEngine
 from worker.engines.base import Usage
 from worker.search.config import make_config
 from worker.search.types import Candidate as SearchCandidate

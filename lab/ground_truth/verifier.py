@@ -14,8 +14,8 @@ the later ones at quality q."""
 import hashlib
 from collections.abc import Sequence
 
+from lab.ground_truth.task import TaskSpec, sound_path
 from worker.engines.base import Usage
-from worker.ground_truth.task import TaskSpec, sound_path
 from worker.verifiers.base import VerifierOutput
 
 NEUTRAL = 0.5

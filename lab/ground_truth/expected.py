@@ -12,8 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from worker.ground_truth import reference, simulate
-from worker.ground_truth.task import LEVELS, TaskSpec, make_spec
+from lab.ground_truth import reference, simulate
+from lab.ground_truth.task import LEVELS, TaskSpec, make_spec
 
 SIMULATED_SEARCHES = 40_000  # per level: the reference's own error is far below the test's
 SIMULATED = ("beam_search", "dvts", "lookahead", "particle_filtering", "rebase")

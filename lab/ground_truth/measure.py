@@ -1,14 +1,14 @@
 """Accuracy and cost of one search configuration over rows of the ground-truth task, by
 direct run_search calls on the test doubles (no database): what the adaptive-search
-evidence (bench/adaptive_search.py and its tests) compares."""
+evidence (-m lab.adaptive_search and its tests) compares."""
 
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from worker.ground_truth.engine import GroundTruthEngine
-from worker.ground_truth.verifier import GroundTruthVerifier
+from lab.ground_truth.engine import GroundTruthEngine
+from lab.ground_truth.verifier import GroundTruthVerifier
 from worker.search.answers import is_correct
 from worker.search.config import make_config
 from worker.search.registry import run_search

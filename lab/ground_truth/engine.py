@@ -1,5 +1,5 @@
 """GroundTruthEngine: a TEST DOUBLE of the Engine protocol that writes solutions of the
-ground-truth task (see worker.ground_truth), instantly and reproducibly.
+ground-truth task (see lab.ground_truth), instantly and reproducibly.
 
 - Tokens are characters (id = code point); id 0, the NUL character that no text holds,
   ends a sequence (EOS). A chat is `<|role|>` lines ending with an open assistant turn.
@@ -28,6 +28,8 @@ import re
 from array import array
 from collections.abc import Sequence
 
+from lab.ground_truth.task import SOUND, STEP, TaskSpec, sound_path, step_text
+from lab.ground_truth.verifier import GroundTruthVerifier
 from worker.engines.base import (
     Completion,
     EngineInfo,
@@ -35,8 +37,6 @@ from worker.engines.base import (
     SamplingParams,
     TokenLogprobs,
 )
-from worker.ground_truth.task import SOUND, STEP, TaskSpec, sound_path, step_text
-from worker.ground_truth.verifier import GroundTruthVerifier
 
 EOS = 0
 _TURN = re.compile(r"<\|(system|user|assistant)\|>\n")

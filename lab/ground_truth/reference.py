@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from worker.ground_truth.task import TaskSpec
+from lab.ground_truth.task import TaskSpec
 
 GRID = 400  # score bins for weighted best-of-N (an error of order 1/GRID**2)
 FINE_GRID = 20_001  # points for best-of-N's one-dimensional integral

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import httpx
 
-ROOT = Path(__file__).parent.parent.parent
+ROOT = Path(__file__).parent.parent
 SERVERS_ENV = ROOT / ".venv" / "servers.env"
 SGLANG_READY_SECONDS = 240  # 34-51 s on an idle 2-core machine; CI may be loaded
 VLLM_READY_SECONDS = 600  # 140-155 s idle, mostly one-time compilation
@@ -38,7 +38,7 @@ def server_paths() -> dict[str, str]:
         raise ServerError(f"{SERVERS_ENV} is missing: run `bash scripts/servers/prepare.sh` "
                           "(`make test` does)")
     lines = SERVERS_ENV.read_text().splitlines()
-    return dict(line.split("=", 1) for line in lines if "=" in line)  # type: ignore[misc]
+    return dict(line.split("=", 1) for line in lines if "=" in line)
 
 
 def free_port() -> int:

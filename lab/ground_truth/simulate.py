@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from worker.ground_truth.task import TaskSpec
+from lab.ground_truth.task import TaskSpec
 
 
 @dataclass

@@ -1,24 +1,21 @@
-"""Run the ground-truth task (worker.ground_truth) through ttcq as users' batches run, one
+"""Run the ground-truth task (lab.ground_truth) through ttcq as users' batches run, one
 batch per strategy, and print the batch ids: the input of `ttcq report ... --db URL`.
 
-    .venv/bin/python scripts/ground_truth_demo.py --db sqlite:///ground_truth.db > ids
+    .venv/bin/python -m lab.report_example --db sqlite:///ground_truth.db > ids
     .venv/bin/ttcq report $(cat ids) --db sqlite:///ground_truth.db -o report/
 """
 
 import argparse
-import sys
-from pathlib import Path
+from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from api.datasets import Limits, to_problems  # noqa: E402
-from api.embedded import session_factory  # noqa: E402
-from db.migrate import upgrade  # noqa: E402
-from worker.ground_truth.task import make_dataset  # noqa: E402
-from worker.ground_truth_batches import run_batch  # noqa: E402
+from api.datasets import Limits, to_problems
+from api.embedded import session_factory
+from db.migrate import upgrade
+from lab.ground_truth.task import make_dataset
+from lab.ground_truth_batches import run_batch
 
 VERIFIED = {"verifier": "self_judge"}
-BATCHES = [
+BATCHES: list[dict[str, Any]] = [
     {"strategy": "majority", "n": 16, "verifier": "none"},
     {"strategy": "best_of_n", "n": 16, **VERIFIED},
     {"strategy": "weighted_best_of_n", "n": 16, **VERIFIED},

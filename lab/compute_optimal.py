@@ -4,29 +4,25 @@ target; compute_optimal runs on the held-out half with it; each row compares it 
 fixed strategy a user would have planned from the first half for that target, with the
 best fixed strategy in hindsight (the held-out half's best spending no more mean tokens),
 and with the fixed strategies' frontier when two of them may be mixed
-(worker.compute_optimal_evidence says how tokens are counted and picked).
+(lab.compute_optimal_evidence says how tokens are counted and picked).
 
-    .venv/bin/python scripts/compute_optimal_evidence.py --db sqlite:////tmp/co.db
+    .venv/bin/python -m lab.compute_optimal --db sqlite:////tmp/co.db
 """
 
 import argparse
-import sys
-from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from api.datasets import Limits, to_problems  # noqa: E402
-from api.embedded import session_factory  # noqa: E402
-from db.migrate import upgrade  # noqa: E402
-from worker.compute_optimal_evidence import (  # noqa: E402
+from api.datasets import Limits, to_problems
+from api.embedded import session_factory
+from db.migrate import upgrade
+from lab.compute_optimal_evidence import (
     evaluate,
     known_difficulty,
     prepare,
     spend_batch,
     wilson,
 )
-from worker.ground_truth.task import LEVELS, make_dataset  # noqa: E402
+from lab.ground_truth.task import LEVELS, make_dataset
 
 HEADER = ("| target tok/problem | compute_optimal tok | acc [95% CI] | planned fixed | its tok "
           "| its acc | difference (paired) | hindsight fixed at <= tok | its tok | its acc "

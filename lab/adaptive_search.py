@@ -6,19 +6,15 @@ the test doubles, no database):
 (b) particle filtering against beam search (and REBASE, best-of-N) at equal n=16, where
     the verifier's first steps are a coin (noisy_steps=3 of 4) and where they are not.
 
-    .venv/bin/python bench/adaptive_search.py --problems 600
+    .venv/bin/python -m lab.adaptive_search --problems 600
 """
 
 import argparse
-import sys
 import time
-from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from worker.ground_truth.measure import Measured, measure, sd_of_difference  # noqa: E402
-from worker.ground_truth.task import make_dataset  # noqa: E402
+from lab.ground_truth.measure import Measured, measure, sd_of_difference
+from lab.ground_truth.task import make_dataset
 
 ROUNDS = {"early_stop_round": 4, "early_stop_min": 4}
 # (config, its early-stop share): weighted best-of-N's share is of the score sum.

@@ -2,10 +2,13 @@
 ttcq's migrations and dropped after, and a Redis database the benchmarks own (db 5), so
 that tests running beside them on the same servers are left alone."""
 
+import json
 import os
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
 
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
@@ -37,3 +40,14 @@ def bench_database(prefix: str) -> Iterator[str]:
 def libpq_url(url: str) -> str:
     """The SQLAlchemy URL as plain psycopg takes it (no '+psycopg' driver suffix)."""
     return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def save_results(name: str, data: Any) -> Path:
+    """bench/results/NAME.json, the figures a benchmark measured (committed with it)."""
+    RESULTS.mkdir(exist_ok=True)
+    path = RESULTS / f"{name}.json"
+    path.write_text(json.dumps(data, indent=2) + "\n")
+    return path

@@ -1,28 +1,24 @@
 """How closely ttcq's accuracy curves match the ground-truth task's reference values, on
-as many problems as you like: every strategy of worker.ground_truth_batches.RUNS is run
+as many problems as you like: every strategy of lab.ground_truth_batches.RUNS is run
 through process_job into the database, the report's numbers are read back (the counts
 that `ttcq report` and v_accuracy_by_budget give), and each is printed beside its
 reference with z = (measured - reference) / sd, sd that of a measurement over the problems.
 
-    .venv/bin/python scripts/ground_truth_agreement.py \\
+    .venv/bin/python -m lab.agreement \\
         --db postgresql+psycopg://postgres@127.0.0.1:5432/ttcq_agreement --problems 2000
 """
 
 import argparse
-import sys
 from collections import Counter
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from api.datasets import Limits, to_problems  # noqa: E402
-from api.embedded import session_factory  # noqa: E402
-from api.report.data import build_report  # noqa: E402
-from db.batches import get_batch  # noqa: E402
-from db.migrate import upgrade  # noqa: E402
-from worker.ground_truth.expected import curve  # noqa: E402
-from worker.ground_truth.task import make_dataset  # noqa: E402
-from worker.ground_truth_batches import BUDGETS, RUNS, run_batch  # noqa: E402
+from api.datasets import Limits, to_problems
+from api.embedded import session_factory
+from api.report.data import build_report
+from db.batches import get_batch
+from db.migrate import upgrade
+from lab.ground_truth.expected import curve
+from lab.ground_truth.task import make_dataset
+from lab.ground_truth_batches import BUDGETS, RUNS, run_batch
 
 
 def main() -> None:

@@ -1,4 +1,4 @@
-"""Batches of the ground-truth task (worker.ground_truth), run the way users' batches run:
+"""Batches of the ground-truth task (lab.ground_truth), run the way users' batches run:
 stored with create_batch, and solved one job at a time by worker.service.process_job (the
 path of a Celery worker and of `ttcq run`), with the ground-truth test doubles as the
 engine and, through `self_judge`, the verifier. For tests, benchmarks and the README's
@@ -9,15 +9,15 @@ from collections.abc import Sequence
 from typing import Any
 
 from db.batches import ProblemIn, create_batch
-from worker.ground_truth.engine import GroundTruthEngine
-from worker.ground_truth.verifier import GroundTruthVerifier
+from lab.ground_truth.engine import GroundTruthEngine
+from lab.ground_truth.verifier import GroundTruthVerifier
 from worker.search.config import make_config
 from worker.service import SessionFactory, process_job
 
 OWNER = "local"  # the owner `ttcq run` gives its batches
 
 # Every strategy, and the budgets at which its curve is checked against the references
-# (tests/test_ground_truth_stats.py, scripts/ground_truth_agreement.py).
+# (tests/test_ground_truth_stats.py, -m lab.agreement).
 JUDGED = {"verifier": "self_judge"}
 RUNS: dict[str, dict[str, Any]] = {
     "majority": {"strategy": "majority", "n": 16, "verifier": "none"},

@@ -1,4 +1,4 @@
-"""A real Celery worker process (`python -m tests.utils.double_worker`) whose engine is a
+"""A real Celery worker process (`python -m lab.double_worker`) whose engine is a
 TEST DOUBLE: the ground-truth engine held for a fixed latency per call, as a GPU server
 with spare batch capacity answers (every call takes about the same time, whatever its
 batch). It runs as `ttcq worker` does on a served engine: a thread pool of searches in
@@ -7,7 +7,7 @@ flight, the engine watch, the drain, the reaper; crash and preemption tests kill
 A problem whose text holds POISON kills the process at its first engine call (SIGKILL
 to itself, as a segfault in native code would), every time it runs.
 
-    TTCQ_DATABASE_URL=... TTCQ_REDIS_URL=... python -m tests.utils.double_worker \\
+    TTCQ_DATABASE_URL=... TTCQ_REDIS_URL=... python -m lab.double_worker \\
         --concurrency 32 --latency 0.2"""
 
 import argparse
@@ -18,8 +18,8 @@ import socket
 import time
 from collections.abc import Sequence
 
+from lab.ground_truth.engine import GroundTruthEngine
 from worker.engines.base import Completion, GenerationRequest, TokenLogprobs
-from worker.ground_truth.engine import GroundTruthEngine
 
 POISON = "POISON"
 

@@ -1,7 +1,7 @@
 """A synthetic task whose answer statistics are known, with TEST DOUBLES of an engine and a
 verifier that play it, and reference values of what each search strategy should score.
 
-The model (worker.ground_truth.task): a problem states its own parameters in its text — the
+The model (lab.ground_truth.task): a problem states its own parameters in its text — the
 probability p that a step written from a sound prefix is sound, the number of steps L, the
 gold answer and the wrong answers with their weights. A solution is L steps; each step
 taken from a sound prefix is sound with probability p, and once a step slips the rest of

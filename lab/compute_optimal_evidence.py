@@ -1,4 +1,4 @@
-"""Does compute_optimal pay? On the ground-truth task (worker.ground_truth), split a dataset
+"""Does compute_optimal pay? On the ground-truth task (lab.ground_truth), split a dataset
 in two: fixed strategies run on both halves; a policy is fitted (worker.search.policy_fit)
 on the first half's runs at several token targets; compute_optimal runs on the held-out
 half with each policy. Each is compared, problem by problem (a paired difference), with two
@@ -22,8 +22,8 @@ from typing import Any
 
 from db.batches import ProblemIn
 from db.policy_data import batch_records, job_outcomes
-from worker.ground_truth.task import TaskSpec
-from worker.ground_truth_batches import run_batch
+from lab.ground_truth.task import TaskSpec
+from lab.ground_truth_batches import run_batch
 from worker.search.policy import Policy, budget_for_tokens
 from worker.search.policy_fit import (
     Probe,
