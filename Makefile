@@ -1,5 +1,5 @@
 # The two commands a new machine needs: `make demo` and `make test` (each installs first).
-.PHONY: install demo test lint bench report-example
+.PHONY: install demo test test-fast lint bench report-example
 
 install:
 	bash scripts/install.sh
@@ -14,6 +14,11 @@ test: install
 	bash scripts/services.sh
 	bash scripts/servers/prepare.sh
 	CELERY_TRACE_APP=1 .venv/bin/python -m pytest --cov --cov-report=term-missing:skip-covered
+
+# The edit loop: unit and integration tiers (no SGLang, vLLM, crash or evidence runs).
+test-fast: install
+	bash scripts/services.sh
+	CELERY_TRACE_APP=1 .venv/bin/python -m pytest -m "not servers" -q
 
 lint:
 	.venv/bin/ruff check .

@@ -21,6 +21,27 @@ from worker.engines.sglang import SGLangEngine
 PG_SERVER = os.environ.get("TTCQ_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432")
 REDIS_URL = os.environ.get("TTCQ_TEST_REDIS", "redis://127.0.0.1:6379/15")
 
+# Test tiers, by what a test needs (`make test-fast` runs the first two, `make test` all):
+# unit, no I/O; integration, Postgres, Redis, llama.cpp and Celery in this process;
+# servers, the real SGLang and vLLM servers, worker processes killed and restarted, and
+# the statistical evidence runs. A module marks itself `servers`; the rest is sorted by
+# the fixtures a test takes.
+SERVER_FIXTURES = {"sglang", "sglang_engine", "sglang_recorded", "vllm", "reward_servers"}
+IO_FIXTURES = {"engine", "pg_url", "db_url", "sessions", "fast_sessions", "redis_url"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.get_closest_marker("servers"):
+            continue
+        fixtures = set(getattr(item, "fixturenames", ()))
+        if fixtures & SERVER_FIXTURES:
+            item.add_marker(pytest.mark.servers)
+        elif fixtures & IO_FIXTURES:
+            item.add_marker(pytest.mark.integration)
+        else:
+            item.add_marker(pytest.mark.unit)
+
 
 @pytest.fixture(scope="session")
 def engine() -> LlamaCppEngine:

@@ -14,6 +14,8 @@ from lab.ground_truth.expected import curve
 from lab.ground_truth.measure import measure, sd_of_difference
 from lab.ground_truth.task import make_dataset
 
+pytestmark = pytest.mark.servers
+
 ROWS = make_dataset(600, seed=5)
 TREE: dict[str, Any] = {"n": 16, "verifier": "prm", "aggregation": "last", "quality": 4.0}
 

@@ -18,7 +18,7 @@ from api.datasets import Limits, to_problems
 from lab.compute_optimal_evidence import Comparison, evaluate, prepare, spend_batch
 from lab.ground_truth.task import LEVELS, make_dataset
 
-pytestmark = pytest.mark.timeout(900)
+pytestmark = [pytest.mark.servers, pytest.mark.timeout(900)]
 PROBLEMS, QUALITY = 400, 2.0
 TARGETS = (3000.0, 6000.0, 12000.0, 24000.0)
 

@@ -25,7 +25,7 @@ from worker.queue import enqueue_jobs
 from worker.service import SessionFactory
 
 # The session's server may still be starting; then a minute without it, and its start-up.
-pytestmark = pytest.mark.timeout(1200)
+pytestmark = [pytest.mark.servers, pytest.mark.timeout(1200)]
 REPO = Path(__file__).resolve().parents[1]
 DOWN_SECONDS = 60
 CONFIG = {"strategy": "best_of_n", "verifier": "checker", "n": 2, "max_tokens": 48}

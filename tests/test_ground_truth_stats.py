@@ -20,6 +20,8 @@ from lab.ground_truth.verifier import GroundTruthVerifier
 from lab.ground_truth_batches import BUDGETS, RUNS, run_batch
 from worker.rescoring import rescore_batch
 
+pytestmark = pytest.mark.servers
+
 PROBLEMS = 300  # 60 per level
 QUALITY = 2.0  # the self-judge: a sound step scores Beta(2, 1), an unsound one Beta(1, 2)
 BOUND = 3.5  # standard deviations

@@ -30,7 +30,7 @@ from worker.queue import enqueue_jobs
 from worker.service import SessionFactory, process_job
 
 # A real server starts within the first test that needs it: minutes on a loaded machine.
-pytestmark = pytest.mark.timeout(900)
+pytestmark = [pytest.mark.servers, pytest.mark.timeout(900)]
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = {"strategy": "best_of_n", "verifier": "checker", "n": 2, "max_tokens": 48}

@@ -17,7 +17,7 @@ from worker.service import SessionFactory, process_job
 from worker.verifiers.factory import ServedVerifiers
 
 # A real server starts within the first test that needs it: minutes on a loaded machine.
-pytestmark = pytest.mark.timeout(900)
+pytestmark = [pytest.mark.servers, pytest.mark.timeout(900)]
 
 NAME = "smollm2-135m"
 

@@ -29,7 +29,7 @@ from worker.queue import enqueue_jobs, pending_messages
 from worker.search.config import make_config
 from worker.service import SessionFactory
 
-pytestmark = pytest.mark.timeout(600)
+pytestmark = [pytest.mark.servers, pytest.mark.timeout(600)]
 REPO = Path(__file__).resolve().parents[1]
 BEAM = {"strategy": "beam_search", "n": 4, "beam_width": 2, "verifier": "self_judge"}
 Spawn = Callable[..., subprocess.Popen[bytes]]

@@ -25,6 +25,8 @@ from worker.celery_app import make_celery
 from worker.queue import enqueue_jobs
 from worker.service import SessionFactory
 
+pytestmark = pytest.mark.servers
+
 REPO = Path(__file__).resolve().parents[1]
 N = 4
 Spawn = Callable[[], subprocess.Popen[bytes]]

@@ -17,7 +17,7 @@ from worker.verifiers.factory import ServedVerifiers
 from worker.verifiers.orm import OutcomeRewardModel
 
 # A real server starts within the first test that needs it: minutes on a loaded machine.
-pytestmark = pytest.mark.timeout(900)
+pytestmark = [pytest.mark.servers, pytest.mark.timeout(900)]
 
 QUESTION = "What is 6 * 7?"
 CANDIDATES = [["6 * 7 = 42.\n\n", "The answer is \\boxed{42}."], ["6 * 7 = 48. \\boxed{48}"]]

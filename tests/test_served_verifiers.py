@@ -15,7 +15,7 @@ from worker.verifiers.prm import LMHeadPRM
 from worker.verifiers.token_judge import good_share
 
 # A real server starts within the first test that needs it: minutes on a loaded machine.
-pytestmark = pytest.mark.timeout(900)
+pytestmark = [pytest.mark.servers, pytest.mark.timeout(900)]
 
 QUESTION = "Tom has 3 apples and buys 4 more. How many apples does he have?"
 STEPS = ["Tom starts with 3 apples.\n\n", "He buys 4 more, so 3 + 4 = 7.\n\n",

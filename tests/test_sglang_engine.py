@@ -22,7 +22,7 @@ from worker.engines.llamacpp import LlamaCppEngine
 from worker.engines.sglang import SGLangEngine
 
 # A real server starts within the first test that needs it: minutes on a loaded machine.
-pytestmark = pytest.mark.timeout(900)
+pytestmark = [pytest.mark.servers, pytest.mark.timeout(900)]
 
 SYSTEM = "Solve the problem step by step. Separate the steps with a blank line."
 

@@ -23,7 +23,7 @@ from worker.service import SessionFactory, process_job
 from worker.verifiers.factory import ServedVerifiers
 
 # A real server starts within the first test that needs it: minutes on a loaded machine.
-pytestmark = pytest.mark.timeout(900)
+pytestmark = [pytest.mark.servers, pytest.mark.timeout(900)]
 
 REPO = Path(__file__).resolve().parents[1]
 SHORT = {"n": 4, "beam_width": 2, "max_step_tokens": 24, "max_depth": 3, "max_tokens": 64,
