@@ -34,7 +34,14 @@ from api.datasets import decode_json, detect_format, parse_fields, read_dataset
 from api.deps import CeleryDep, OwnerDep, SessionDep, SettingsDep
 from api.json_body import BodyError, read_submission
 from api.records import BadField, DatasetError, ErrorLog, Limits, check_text, to_problems
-from api.schemas import BatchCreate, BatchOptions, BatchPublic, JobDetail, JobPublic
+from api.schemas import (
+    BatchCreate,
+    BatchOptions,
+    BatchPublic,
+    JobDetail,
+    JobPublic,
+    component_schemas,
+)
 from db import attempts, batches, jobs, queries_api, results
 from db.batches import ProblemIn
 from db.models import Batch
@@ -134,10 +141,16 @@ def _options(values: dict[str, Any]) -> BatchOptions:
         ]) from None
 
 
+# The JSON body is read as a stream (api/json_body.py), not by FastAPI: its schema is given
+# here, and its components added to the spec (api.app).
+BATCH_CREATE_REF, BODY_SCHEMAS = component_schemas(BatchCreate)
+BODY_SCHEMAS.update(component_schemas(SearchConfig)[1])  # the upload form's config
+
+
 @router.post(
     "/batches", status_code=status.HTTP_201_CREATED, tags=["batches"],
     openapi_extra={"requestBody": {"required": True, "content": {
-        "application/json": {"schema": BatchCreate.model_json_schema()}}}},
+        "application/json": {"schema": BATCH_CREATE_REF}}}},
     responses={202: {"description": QUEUE_DOWN},
                400: {"description": "the body or a problem cannot be read (line, field)"},
                422: {"description": "options that do not validate"}},
@@ -175,7 +188,11 @@ def upload_batch(
     file: Annotated[UploadFile, File(description="JSONL, CSV or Parquet")],
     response: Response, session: SessionDep, celery: CeleryDep, owner: OwnerDep,
     settings: SettingsDep,
-    config: Annotated[str, Form(description="SearchConfig fields as a JSON object")] = "{}",
+    config: Annotated[str, Form(
+        description="SearchConfig fields as a JSON object",
+        json_schema_extra={"contentMediaType": "application/json",
+                           "contentSchema": {"$ref": "#/components/schemas/SearchConfig"}},
+    )] = "{}",
     name: Annotated[str, Form(max_length=256)] = "",
     model: Annotated[str, Form(max_length=512)] = "",
     priority: Annotated[int, Form(ge=0, le=9)] = 0,

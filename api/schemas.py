@@ -2,12 +2,15 @@
 
 import uuid
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, GetCoreSchemaHandler, GetJsonSchemaHandler
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import core_schema
 
 from db.models import Batch, JobCostBase
 from db.queries_api import Progress
+from worker.search.config import SearchConfig
 
 PROBLEMS_DOC = (
     "Problem records, as the rows of a dataset file: {problem, gold?, custom_id?, ...} or the "
@@ -16,12 +19,28 @@ PROBLEMS_DOC = (
 )
 
 
+class SearchConfigFields:
+    """A submission's search config: published in the OpenAPI spec as SearchConfig itself
+    (its fields, enums and bounds), read as a mapping and validated by that same model
+    (worker.search.config.make_config) so that a bad field is a 400 naming it."""
+
+    @classmethod
+    def __get_pydantic_core_schema__(cls, source: Any, handler: GetCoreSchemaHandler
+                                     ) -> core_schema.CoreSchema:
+        return core_schema.dict_schema(core_schema.str_schema(), core_schema.any_schema())
+
+    @classmethod
+    def __get_pydantic_json_schema__(cls, schema: core_schema.CoreSchema,
+                                     handler: GetJsonSchemaHandler) -> JsonSchemaValue:
+        return handler(SearchConfig.__pydantic_core_schema__)
+
+
 class BatchOptions(BaseModel):
     """What a submission sets besides its problems; shared by the JSON and upload endpoints."""
 
-    config: dict[str, Any] = Field(
+    config: Annotated[dict[str, Any], SearchConfigFields] = Field(
         default_factory=dict,
-        description="SearchConfig fields (strategy, n, verifier, ...); the rest keep defaults",
+        description="the search: SearchConfig's fields; those left out keep their defaults",
     )
     name: str = Field(default="", max_length=256)
     model: str = Field(default="", max_length=512)
@@ -147,6 +166,15 @@ class JobDetail(JobPublic):
     cost: CostPublic | None
     candidates: list[CandidatePublic]
     trace: list[TraceNodePublic]
+
+
+def component_schemas(model: type[BaseModel]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A model as a reference into the OpenAPI components, and the component schemas it
+    needs (itself and what it refers to): for a request body an endpoint reads itself."""
+    schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+    needed = schema.pop("$defs", {})
+    return {"$ref": f"#/components/schemas/{model.__name__}"}, {**needed,
+                                                                model.__name__: schema}
 
 
 class Health(BaseModel):
