@@ -8,7 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field, GetCoreSchemaHandler, GetJson
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import core_schema
 
-from db.models import Batch, JobCostBase
+from db.models import Batch, CandidateBase, JobBase, JobCostBase, TraceNodeBase
 from db.queries_api import Progress
 from worker.search.config import SearchConfig
 
@@ -94,58 +94,20 @@ class _FromRow(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
 
-class TraceNodePublic(_FromRow):
-    node_id: int
-    parent_id: int | None
-    depth: int
-    kind: str
-    status: str
-    text: str
-    prompt_tokens: int
-    cached_tokens: int
-    completion_tokens: int
-    step_score: float | None
-    agg_score: float | None
+class TraceNodePublic(TraceNodeBase):
+    """A node of a job's search tree."""
 
 
-class CandidatePublic(_FromRow):
-    idx: int
-    grp: int
-    leaf_node_id: int
-    text: str
-    finish: str
-    answer: str | None
-    canonical: str | None
-    extraction: str | None
-    step_scores: list[float]
-    score: float | None
-    selected: bool
-    correct: bool | None
+class CandidatePublic(CandidateBase):
+    """A final candidate of a job."""
 
 
 class CostPublic(JobCostBase):
     """What one job cost (the job_cost row without its key)."""
 
 
-class JobPublic(_FromRow):
-    id: uuid.UUID
-    batch_id: uuid.UUID
-    line: int
-    custom_id: str | None
-    problem: str
-    gold: str | None
-    meta: dict[str, Any]
-    state: str
-    attempts: int
-    strikes: int = Field(description="failures charged to the job (at most max attempts)")
-    stalls: int = Field(description="losses shared with other jobs, before any progress")
-    worker: str | None
-    error: str | None
-    failure: str | None
-    answer: str | None
-    correct: bool | None
-    started_at: datetime | None
-    finished_at: datetime | None
+class JobPublic(JobBase):
+    """A job: its problem, state, attempts and answer."""
 
 
 class AttemptPublic(_FromRow):

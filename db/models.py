@@ -5,8 +5,17 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, Column, DateTime, Index, LargeBinary, Text, UniqueConstraint
-from sqlmodel import Field, SQLModel
+from sqlalchemy import (
+    JSON,
+    Column,
+    DateTime,
+    Index,
+    LargeBinary,
+    PrimaryKeyConstraint,
+    Text,
+    UniqueConstraint,
+)
+from sqlmodel import AutoString, Field, SQLModel
 
 
 def utcnow() -> datetime:
@@ -43,36 +52,43 @@ class Batch(SQLModel, table=True):
     )
 
 
-class Job(SQLModel, table=True):
-    __table_args__ = (
-        UniqueConstraint("batch_id", "line"),
-        Index("ix_job_state_lease", "state", "lease_until"),
-    )
+class JobBase(SQLModel):
+    """A job's fields as the API shows them (JobPublic) and the table stores them (Job)."""
 
     id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
     batch_id: uuid.UUID = Field(foreign_key="batch.id", index=True, ondelete="CASCADE")
     line: int = Field(description="1-based position in the submitted dataset")
     custom_id: str | None = Field(default=None, max_length=256)
-    problem: str = Field(sa_column=Column(Text, nullable=False))
-    gold: str | None = Field(default=None, sa_column=Column(Text))
-    meta: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
-    state: str = Field(default=JobState.queued, max_length=16, index=True)
+    problem: str = Field(sa_type=Text)
+    gold: str | None = Field(default=None, sa_type=Text)
+    meta: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
+    state: JobState = Field(default=JobState.queued, index=True, sa_type=AutoString(16))
     attempts: int = Field(default=0, description="claims so far; each claim's fence")
     # What counts against max_attempts: failures that were the job's own (db.blame).
-    strikes: int = Field(default=0)
+    strikes: int = Field(default=0,
+                         description="failures charged to the job (at most max attempts)")
     # Interruptions shared with other searches, in a row, in which this job made no
     # progress; past a few, its next run is alone, where an interruption is a strike.
-    stalls: int = Field(default=0)
-    alone: bool = Field(default=False, description="this attempt runs with no other job")
-    lease_until: datetime | None = _when()
+    stalls: int = Field(default=0, description="losses shared with other jobs, in a row, "
+                                               "before any progress")
     worker: str | None = Field(default=None, max_length=256)
-    error: str | None = Field(default=None, sa_column=Column(Text))
+    error: str | None = Field(default=None, sa_type=Text)
     failure: str | None = Field(default=None, max_length=32,
                                 description="why a failed job failed, as a short reason")
-    answer: str | None = Field(default=None, sa_column=Column(Text))
+    answer: str | None = Field(default=None, sa_type=Text)
     correct: bool | None = None
-    started_at: datetime | None = _when()
-    finished_at: datetime | None = _when()
+    started_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
+    finished_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
+
+
+class Job(JobBase, table=True):
+    __table_args__ = (
+        UniqueConstraint("batch_id", "line"),
+        Index("ix_job_state_lease", "state", "lease_until"),
+    )
+
+    alone: bool = Field(default=False, description="this attempt runs with no other job")
+    lease_until: datetime | None = _when()
 
 
 class JobAttempt(SQLModel, table=True):
@@ -123,16 +139,15 @@ class WorkerState(SQLModel, table=True):
     outages: int = Field(default=0, description="engine outages since the process started")
 
 
-class TraceNode(SQLModel, table=True):
-    __tablename__ = "trace_node"
+class TraceNodeBase(SQLModel):
+    """A node of a job's search tree (its job_id is the table's)."""
 
-    job_id: uuid.UUID = Field(foreign_key="job.id", primary_key=True, ondelete="CASCADE")
-    node_id: int = Field(primary_key=True)
+    node_id: int
     parent_id: int | None = None
     depth: int
     kind: str = Field(max_length=16)
     status: str = Field(max_length=16)
-    text: str = Field(sa_column=Column(Text, nullable=False))
+    text: str = Field(sa_type=Text)
     prompt_tokens: int = 0
     cached_tokens: int = 0
     completion_tokens: int = 0
@@ -140,20 +155,34 @@ class TraceNode(SQLModel, table=True):
     agg_score: float | None = None
 
 
-class Candidate(SQLModel, table=True):
-    job_id: uuid.UUID = Field(foreign_key="job.id", primary_key=True, ondelete="CASCADE")
-    idx: int = Field(primary_key=True)
+class TraceNode(TraceNodeBase, table=True):
+    __tablename__ = "trace_node"
+    __table_args__ = (PrimaryKeyConstraint("job_id", "node_id"),)
+
+    job_id: uuid.UUID = Field(foreign_key="job.id", ondelete="CASCADE")
+
+
+class CandidateBase(SQLModel):
+    """A final candidate of a job (its job_id is the table's)."""
+
+    idx: int
     grp: int = Field(description="sample, subtree or revision the candidate belongs to")
     leaf_node_id: int
-    text: str = Field(sa_column=Column(Text, nullable=False))
+    text: str = Field(sa_type=Text)
     finish: str = Field(max_length=16)
-    answer: str | None = Field(default=None, sa_column=Column(Text))
-    canonical: str | None = Field(default=None, sa_column=Column(Text))
+    answer: str | None = Field(default=None, sa_type=Text)
+    canonical: str | None = Field(default=None, sa_type=Text)
     extraction: str | None = Field(default=None, max_length=32)
-    step_scores: list[float] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    step_scores: list[float] = Field(default_factory=list, sa_type=JSON)
     score: float | None = None
     selected: bool = False
     correct: bool | None = None
+
+
+class Candidate(CandidateBase, table=True):
+    __table_args__ = (PrimaryKeyConstraint("job_id", "idx"),)
+
+    job_id: uuid.UUID = Field(foreign_key="job.id", ondelete="CASCADE")
 
 
 class JobCostBase(SQLModel):
