@@ -160,7 +160,7 @@ LLAMA_CONFIGS: dict[str, dict[str, Any]] = {
 def test_every_strategy_resumes_on_the_llama_cpp_engine(engine: LlamaCppEngine) -> None:
     """llama.cpp's numbers depend on how its KV pool's batches were composed, so a search
     resumed there continues with slightly different floating-point values than an
-    uninterrupted one would (README, Preemption). What holds is asserted: no engine call
+    uninterrupted one would (docs/operations.md, Preemption). What holds is asserted: no engine call
     for what is replayed, the replayed part exactly as recorded, and a resume is
     reproducible: two resumes from one checkpoint give one result."""
     problem = Problem("Natalia sold 48 clips in April and half as many in May. "
