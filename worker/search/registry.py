@@ -4,7 +4,7 @@ per problem; every strategy has the signature (problem, config, engine, verifier
 from worker.engines.base import Engine
 from worker.search.compute_optimal import compute_optimal
 from worker.search.config import SearchConfig
-from worker.search.strategies import BASE_STRATEGIES, Strategy
+from worker.search.strategies import BASE_STRATEGIES, Strategy, run_strategy
 from worker.search.types import Problem, SearchResult
 from worker.verifiers.base import Verifier
 
@@ -14,8 +14,4 @@ STRATEGIES: dict[str, Strategy] = {**BASE_STRATEGIES, "compute_optimal": compute
 def run_search(
     problem: Problem, config: SearchConfig, engine: Engine, verifier: Verifier
 ) -> SearchResult:
-    try:
-        strategy = STRATEGIES[config.strategy]
-    except KeyError:
-        raise ValueError(f"unknown strategy {config.strategy!r}") from None
-    return strategy(problem, config, engine, verifier)
+    return run_strategy(STRATEGIES, problem, config, engine, verifier)

@@ -30,11 +30,19 @@ BASE_STRATEGIES: dict[str, Strategy] = {
 }
 
 
+def run_strategy(
+    strategies: dict[str, Strategy], problem: Problem, config: SearchConfig, engine: Engine,
+    verifier: Verifier,
+) -> SearchResult:
+    """Run config's strategy, one of `strategies`."""
+    try:
+        strategy = strategies[config.strategy]
+    except KeyError:
+        raise ValueError(f"unknown strategy {config.strategy!r}") from None
+    return strategy(problem, config, engine, verifier)
+
+
 def run_base_strategy(
     problem: Problem, config: SearchConfig, engine: Engine, verifier: Verifier
 ) -> SearchResult:
-    try:
-        strategy = BASE_STRATEGIES[config.strategy]
-    except KeyError:
-        raise ValueError(f"{config.strategy!r} is not a base strategy") from None
-    return strategy(problem, config, engine, verifier)
+    return run_strategy(BASE_STRATEGIES, problem, config, engine, verifier)
