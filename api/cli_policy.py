@@ -59,7 +59,8 @@ def fit_command(batch_ids: tuple[str, ...], output: Path, db_url: str | None, pr
 
 def _fit_locally(url: str, ids: list[Any], **options: Any) -> Policy:
     from db.policy_data import batch_records
-    from worker.search.policy_fit import FitError, fit_policy, stored
+    from worker.search.policy_fit import FitError, fit_policy
+    from worker.search.policy_runs import stored
 
     with _database(url) as session:
         try:

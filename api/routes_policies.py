@@ -11,7 +11,8 @@ from api.deps import OwnerDep, SessionDep
 from api.routes_reports import MAX_REPORT_BATCHES, owned_batch
 from db.policy_data import batch_records
 from worker.search.policy import Policy
-from worker.search.policy_fit import FitError, fit_policy, stored
+from worker.search.policy_fit import FitError, fit_policy
+from worker.search.policy_runs import stored
 
 router = APIRouter(prefix="/v1")
 

@@ -28,13 +28,13 @@ from worker.search.policy import Policy, budget_for_tokens
 from worker.search.policy_fit import (
     Probe,
     Row,
-    StoredBatch,
     apply_fit,
     fit_policy,
     fit_rows,
     probe_rows,
 )
-from worker.search.policy_fit import stored as as_stored
+from worker.search.policy_runs import StoredBatch
+from worker.search.policy_runs import stored as as_stored
 from worker.service import SessionFactory
 
 JUDGED = {"verifier": "self_judge"}

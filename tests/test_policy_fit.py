@@ -29,14 +29,12 @@ from worker.search.policy import (
 from worker.search.policy_fit import (
     FitError,
     Probe,
-    Sample,
-    StoredBatch,
-    StoredJob,
     fit_policy,
     probe_outcome,
     probe_rows,
     quantile_thresholds,
 )
+from worker.search.policy_runs import Sample, StoredBatch, StoredJob
 
 RIGHT, WRONG = Sample("7", True), Sample("9", False)
 EASY = [RIGHT] * 4  # unanimous and right
