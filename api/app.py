@@ -8,10 +8,10 @@ from celery import Celery
 from fastapi import FastAPI, Request, Response
 from fastapi.openapi.utils import get_openapi
 
-from api import ops, routes, routes_policies, routes_reports
-from api.ops import Metrics
+from ttcq.api import ops, routes, routes_policies, routes_reports
+from ttcq.api.ops import Metrics
 from ttcq.settings import Settings, get_settings
-from worker.celery_app import make_celery
+from ttcq.worker.celery_app import make_celery
 
 
 def create_app(settings: Settings | None = None, celery: Celery | None = None) -> FastAPI:

@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 import click
 from pydantic import ValidationError
 
-from api.cli_options import (
+from ttcq.api.cli_options import (
     api_client,
     client_options,
     config_from,
@@ -19,13 +19,13 @@ from api.cli_options import (
     search_options,
     with_batch_tokens,
 )
-from api.cli_policy import policy_group
-from api.cli_reports import list_command, report_command, rescore_command
-from api.client import Client
-from api.embedded import run_command
-from api.output import OutputError, write_lines, write_results
+from ttcq.api.cli_policy import policy_group
+from ttcq.api.cli_reports import list_command, report_command, rescore_command
+from ttcq.api.client import Client
+from ttcq.api.embedded import run_command
+from ttcq.api.output import OutputError, write_lines, write_results
 from ttcq.settings import get_settings
-from worker.celery_app import DEFAULT_QUEUE
+from ttcq.worker.celery_app import DEFAULT_QUEUE
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -78,7 +78,7 @@ def submit(file: Path, recipe: Path | None, field_pairs: tuple[str, ...], model:
 
 def _count_problems(file: Path, fields: dict[str, str]) -> int:
     """Problems in the file, read here: --batch-tokens spreads its tokens over them."""
-    from api.datasets import DatasetError, Limits, detect_format, load_dataset
+    from ttcq.api.datasets import DatasetError, Limits, detect_format, load_dataset
 
     try:
         rows = load_dataset(file.read_bytes(), fmt=detect_format(file.name),
@@ -187,7 +187,7 @@ def api(host: str, port: int) -> None:
     import uvicorn
 
     get_settings()  # fail here, with the reason, if the settings are invalid
-    uvicorn.run("api.app:create_app", factory=True, host=host, port=port)
+    uvicorn.run("ttcq.api.app:create_app", factory=True, host=host, port=port)
 
 
 @main.command()
@@ -206,12 +206,12 @@ def worker(concurrency: int | None, queue: str, loglevel: str, drain: bool,
     """Run a Celery worker that solves queued jobs (SIGTERM drains it: its searches hand
     their jobs back at their next step, checkpointed, and it exits)."""
     if drain:
-        from worker.drain import drain_workers
+        from ttcq.worker.drain import drain_workers
 
         for line in drain_workers(list(names)):
             click.echo(line)
         return
-    from worker.main import run_worker  # imported here: it loads the task modules
+    from ttcq.worker.main import run_worker  # imported here: it loads the task modules
 
     run_worker(concurrency=concurrency, queue=queue, loglevel=loglevel)
 
@@ -225,7 +225,7 @@ def db() -> None:
 @click.option("--url", default=None, help="database URL [TTCQ_DATABASE_URL]")
 def upgrade(url: str | None) -> None:
     """Migrate the database to the newest schema (creating a Postgres database if needed)."""
-    from db.migrate import upgrade as migrate
+    from ttcq.db.migrate import upgrade as migrate
 
     migrate(url or get_settings().database_url)
     click.echo("database is at the newest schema", err=True)

@@ -7,18 +7,18 @@ from typing import Any, TypeVar, get_args
 
 import click
 
-from api.client import ApiError, Client
-from api.datasets import parse_fields
+from ttcq.api.client import ApiError, Client
+from ttcq.api.datasets import parse_fields
 from ttcq.settings import get_settings
-from worker.search.config import (
+from ttcq.worker.search.config import (
     Aggregation,
     ConfigError,
     Selection,
     VerifierName,
     load_recipe,
 )
-from worker.search.names import StrategyName
-from worker.search.policy import (
+from ttcq.worker.search.names import StrategyName
+from ttcq.worker.search.policy import (
     DEFAULT_POLICY,
     PolicyError,
     budget_for_tokens,

@@ -7,9 +7,9 @@ from typing import Any
 
 import click
 
-from api.cli_options import api_client, client_options
-from api.cli_reports import DB_HELP, _database, _ids
-from worker.search.policy import Policy, dump_policy
+from ttcq.api.cli_options import api_client, client_options
+from ttcq.api.cli_reports import DB_HELP, _database, _ids
+from ttcq.worker.search.policy import Policy, dump_policy
 
 
 @click.group("policy")
@@ -58,9 +58,9 @@ def fit_command(batch_ids: tuple[str, ...], output: Path, db_url: str | None, pr
 
 
 def _fit_locally(url: str, ids: list[Any], **options: Any) -> Policy:
-    from db.policy_data import batch_records
-    from worker.search.policy_fit import FitError, fit_policy
-    from worker.search.policy_runs import stored
+    from ttcq.db.policy_data import batch_records
+    from ttcq.worker.search.policy_fit import FitError, fit_policy
+    from ttcq.worker.search.policy_runs import stored
 
     with _database(url) as session:
         try:

@@ -12,13 +12,13 @@ from typing import TYPE_CHECKING, Any, cast, get_args
 import click
 from sqlmodel import Session
 
-from api.cli_options import api_client, client_options
-from worker.search.config import Aggregation, Selection, VerifierName
+from ttcq.api.cli_options import api_client, client_options
+from ttcq.worker.search.config import Aggregation, Selection, VerifierName
 
 if TYPE_CHECKING:
-    from api.report.data import Report
-    from worker.engines.base import Engine
-    from worker.verifiers.base import Verifier
+    from ttcq.api.report.data import Report
+    from ttcq.worker.engines.base import Engine
+    from ttcq.worker.verifiers.base import Verifier
 
 DB_HELP = "read (and write) this database directly instead of the API, as `ttcq run` does"
 
@@ -36,8 +36,8 @@ def _ids(values: tuple[str, ...]) -> list[uuid.UUID]:
 @contextmanager
 def _database(url: str) -> Iterator[Session]:
     """A session on a database migrated to the newest schema (as `ttcq run` leaves it)."""
-    from db.migrate import upgrade
-    from db.session import get_engine, session_scope
+    from ttcq.db.migrate import upgrade
+    from ttcq.db.session import get_engine, session_scope
 
     upgrade(url)
     try:
@@ -47,7 +47,7 @@ def _database(url: str) -> Iterator[Session]:
 
 
 def _local_batch(session: Session, batch_id: uuid.UUID) -> Any:
-    from db.batches import get_batch
+    from ttcq.db.batches import get_batch
 
     batch = get_batch(session=session, batch_id=batch_id)
     if batch is None:
@@ -72,9 +72,9 @@ def list_command(limit: int, db_url: str | None, api_url: str | None, token: str
 
 
 def _local_list(url: str, limit: int) -> list[dict[str, Any]]:
-    from api.schemas import BatchPublic
-    from db.queries_api import batch_progress
-    from db.reports import recent_batches
+    from ttcq.api.schemas import BatchPublic
+    from ttcq.db.queries_api import batch_progress
+    from ttcq.db.reports import recent_batches
 
     with _database(url) as session:
         batches = recent_batches(session=session, limit=limit)
@@ -115,7 +115,7 @@ def report_command(batch_ids: tuple[str, ...], out: Path, db_url: str | None,
                    api_url: str | None, token: str | None) -> None:
     """Plots (PNG) of accuracy against budget, tokens and FLOPs, one line per
     configuration and a panel per level, with a CSV and a markdown table of the numbers."""
-    from api.report.data import Report
+    from ttcq.api.report.data import Report
 
     ids = _ids(batch_ids)
     if db_url:
@@ -128,7 +128,7 @@ def report_command(batch_ids: tuple[str, ...], out: Path, db_url: str | None,
 
 
 def _local_report(url: str, ids: list[uuid.UUID]) -> "Report":
-    from api.report.data import build_report
+    from ttcq.api.report.data import build_report
 
     with _database(url) as session:
         batches = [_local_batch(session, batch_id) for batch_id in dict.fromkeys(ids)]
@@ -136,8 +136,8 @@ def _local_report(url: str, ids: list[uuid.UUID]) -> "Report":
 
 
 def write_report(report: "Report", out: Path) -> list[Path]:
-    from api.report.draw import draw
-    from api.report.tables import write_csv, write_markdown
+    from ttcq.api.report.draw import draw
+    from ttcq.api.report.tables import write_csv, write_markdown
 
     if not report.points:
         raise click.ClickException("nothing to report yet: no batch has a solved problem")
@@ -185,8 +185,8 @@ def _verifier(name: str) -> tuple["Verifier", int]:
     """The verifier by name, built from the worker's settings (TTCQ_ENGINE and the PRM and
     ORM servers), and the parameters of the model that judges (for FLOPs)."""
     from ttcq.settings import get_settings
-    from worker.backends import make_engine, make_served_verifiers
-    from worker.verifiers.factory import ServedVerifiers, make_verifier
+    from ttcq.worker.backends import make_engine, make_served_verifiers
+    from ttcq.worker.verifiers.factory import ServedVerifiers, make_verifier
 
     settings = get_settings()
     served = make_served_verifiers(settings) if name in ("prm", "orm") else ServedVerifiers()
@@ -200,8 +200,8 @@ def _verifier(name: str) -> tuple["Verifier", int]:
 
 def _local_rescore(url: str, batch_id: uuid.UUID, aggregation: Any, selection: Any,
                    verifier: "Verifier | None", n_params: int) -> dict[str, Any]:
-    from api.routes_reports import rescore_public
-    from worker.rescoring import RescoreError, rescore_batch
+    from ttcq.api.routes_reports import rescore_public
+    from ttcq.worker.rescoring import RescoreError, rescore_batch
 
     with _database(url) as session:
         batch = _local_batch(session, batch_id)

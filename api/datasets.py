@@ -14,7 +14,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from pathlib import PurePath
 from typing import IO, Any
 
-from api.records import (
+from ttcq.api.records import (
     MAX_NESTING,
     MAX_REPORTED_ERRORS,
     DatasetError,
@@ -26,7 +26,7 @@ from api.records import (
     kind,
     to_problems,
 )
-from db.batches import ProblemIn
+from ttcq.db.batches import ProblemIn
 
 __all__ = ["MAX_REPORTED_ERRORS", "DatasetError", "Limits", "LineError", "gsm8k_gold",
            "detect_format", "load_dataset", "parse_fields", "read_dataset",

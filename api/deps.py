@@ -10,7 +10,7 @@ from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlmodel import Session
 
-from db.session import session_scope
+from ttcq.db.session import session_scope
 from ttcq.settings import Settings
 
 _bearer = HTTPBearer(auto_error=False, description="an API token from TTCQ_API_TOKENS")

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import click
 from sqlalchemy.engine import make_url
 
-from api.cli_options import (
+from ttcq.api.cli_options import (
     config_from,
     dataset_options,
     error_report,
@@ -25,20 +25,20 @@ from api.cli_options import (
     search_options,
     with_batch_tokens,
 )
-from api.datasets import DatasetError, Limits, detect_format, load_dataset
-from api.output import OutputError, check_output_path, write_results
-from api.progress import LiveProgress
-from db.batches import ProblemIn, create_batch
-from db.migrate import upgrade
-from db.reports import job_outcome
-from db.results import batch_results
-from db.session import get_engine, session_scope
+from ttcq.api.datasets import DatasetError, Limits, detect_format, load_dataset
+from ttcq.api.output import OutputError, check_output_path, write_results
+from ttcq.api.progress import LiveProgress
+from ttcq.db.batches import ProblemIn, create_batch
+from ttcq.db.migrate import upgrade
+from ttcq.db.reports import job_outcome
+from ttcq.db.results import batch_results
+from ttcq.db.session import get_engine, session_scope
 from ttcq.settings import Settings, get_settings
-from worker.engines.base import Engine, EngineError
-from worker.search.config import ConfigError, SearchConfig, make_config
+from ttcq.worker.engines.base import Engine, EngineError
+from ttcq.worker.search.config import ConfigError, SearchConfig, make_config
 
 if TYPE_CHECKING:  # the search stack (sympy, math-verify) loads only when `run` runs
-    from worker.service import SessionFactory
+    from ttcq.worker.service import SessionFactory
 
 DEFAULT_DB = "sqlite:///ttcq.db"
 OWNER = "local"
@@ -96,7 +96,7 @@ def _problems(path: Path, pairs: tuple[str, ...], settings: Settings,
 
 
 def load_engine(model_path: str, n_ctx: int, threads: int | None) -> Engine:
-    from worker.engines.llamacpp import LlamaCppEngine, describe_build  # needed only here
+    from ttcq.worker.engines.llamacpp import LlamaCppEngine, describe_build  # needed only here
 
     try:
         engine = LlamaCppEngine(model_path, n_ctx=n_ctx, n_threads=threads)
@@ -108,7 +108,7 @@ def load_engine(model_path: str, n_ctx: int, threads: int | None) -> Engine:
 
 def _solve(sessions: SessionFactory, engine: Engine, job_id: uuid.UUID,
            settings: Settings) -> str:
-    from worker.service import Requeued, process_job
+    from ttcq.worker.service import Requeued, process_job
 
     # A job handed back runs again at once (its strikes end a job that keeps failing).
     while True:

@@ -13,8 +13,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from api.datasets import decode_json, json_record
-from api.records import DatasetError, ErrorLog, LineError, Record
+from ttcq.api.datasets import decode_json, json_record
+from ttcq.api.records import DatasetError, ErrorLog, LineError, Record
 
 PROBLEMS = "problems"
 _SPACE = re.compile(r"[ \t\n\r]*")

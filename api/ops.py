@@ -13,11 +13,11 @@ from prometheus_client import (
 )
 from sqlalchemy.exc import SQLAlchemyError
 
-from api.deps import SessionDep, SettingsDep
-from api.schemas import Health
-from db import queries_api
-from db.models import WorkerState, utcnow
-from db.workers import live_workers
+from ttcq.api.deps import SessionDep, SettingsDep
+from ttcq.api.schemas import Health
+from ttcq.db import queries_api
+from ttcq.db.models import WorkerState, utcnow
+from ttcq.db.workers import live_workers
 
 router = APIRouter(tags=["operations"])
 log = logging.getLogger(__name__)

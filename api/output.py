@@ -12,7 +12,7 @@ from itertools import islice
 from pathlib import Path
 from typing import IO, Any
 
-from db.models import JobCostBase
+from ttcq.db.models import JobCostBase
 
 COST_FIELDS = list(JobCostBase.model_fields)
 # Parquet types of the flat columns that are not text: declared, not inferred (below).

@@ -10,7 +10,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from db.batches import ProblemIn
+from ttcq.db.batches import ProblemIn
 
 MAX_REPORTED_ERRORS = 20
 MAX_CUSTOM_ID_CHARS = 256  # the width of job.custom_id

@@ -30,11 +30,11 @@ from kombu.exceptions import OperationalError
 from pydantic import ValidationError
 from sqlmodel import Session
 
-from api.datasets import decode_json, detect_format, parse_fields, read_dataset
-from api.deps import CeleryDep, OwnerDep, SessionDep, SettingsDep
-from api.json_body import BodyError, read_submission
-from api.records import BadField, DatasetError, ErrorLog, Limits, check_text, to_problems
-from api.schemas import (
+from ttcq.api.datasets import decode_json, detect_format, parse_fields, read_dataset
+from ttcq.api.deps import CeleryDep, OwnerDep, SessionDep, SettingsDep
+from ttcq.api.json_body import BodyError, read_submission
+from ttcq.api.records import BadField, DatasetError, ErrorLog, Limits, check_text, to_problems
+from ttcq.api.schemas import (
     BatchCreate,
     BatchOptions,
     BatchPublic,
@@ -42,13 +42,13 @@ from api.schemas import (
     JobPublic,
     component_schemas,
 )
-from db import attempts, batches, jobs, queries_api, results
-from db.batches import ProblemIn
-from db.models import Batch
-from db.session import session_scope
+from ttcq.db import attempts, batches, jobs, queries_api, results
+from ttcq.db.batches import ProblemIn
+from ttcq.db.models import Batch
+from ttcq.db.session import session_scope
 from ttcq.settings import Settings
-from worker.queue import enqueue_jobs, queue_for
-from worker.search.config import ConfigError, SearchConfig, make_config
+from ttcq.worker.queue import enqueue_jobs, queue_for
+from ttcq.worker.search.config import ConfigError, SearchConfig, make_config
 
 router = APIRouter(prefix="/v1")
 log = logging.getLogger(__name__)

@@ -7,12 +7,12 @@ from typing import Literal
 from fastapi import APIRouter, HTTPException
 from pydantic import BaseModel, ConfigDict, Field
 
-from api.deps import OwnerDep, SessionDep
-from api.routes_reports import MAX_REPORT_BATCHES, owned_batch
-from db.policy_data import batch_records
-from worker.search.policy import Policy
-from worker.search.policy_fit import FitError, fit_policy
-from worker.search.policy_runs import stored
+from ttcq.api.deps import OwnerDep, SessionDep
+from ttcq.api.routes_reports import MAX_REPORT_BATCHES, owned_batch
+from ttcq.db.policy_data import batch_records
+from ttcq.worker.search.policy import Policy
+from ttcq.worker.search.policy_fit import FitError, fit_policy
+from ttcq.worker.search.policy_runs import stored
 
 router = APIRouter(prefix="/v1")
 

@@ -11,12 +11,12 @@ from fastapi import APIRouter, HTTPException, Query, status
 from pydantic import BaseModel, ConfigDict, Field
 from sqlmodel import Session
 
-from api.deps import OwnerDep, SessionDep
-from api.report.data import Report, build_report
-from db import batches
-from db.models import Batch, Rescore
-from worker.rescoring import RescoreError, RescoreSummary, rescore_batch
-from worker.search.config import Aggregation, Selection
+from ttcq.api.deps import OwnerDep, SessionDep
+from ttcq.api.report.data import Report, build_report
+from ttcq.db import batches
+from ttcq.db.models import Batch, Rescore
+from ttcq.worker.rescoring import RescoreError, RescoreSummary, rescore_batch
+from ttcq.worker.search.config import Aggregation, Selection
 
 router = APIRouter(prefix="/v1")
 MAX_REPORT_BATCHES = 50

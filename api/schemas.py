@@ -8,9 +8,9 @@ from pydantic import BaseModel, ConfigDict, Field, GetCoreSchemaHandler, GetJson
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import core_schema
 
-from db.models import Batch, CandidateBase, JobBase, JobCostBase, TraceNodeBase
-from db.queries_api import Progress
-from worker.search.config import SearchConfig
+from ttcq.db.models import Batch, CandidateBase, JobBase, JobCostBase, TraceNodeBase
+from ttcq.db.queries_api import Progress
+from ttcq.worker.search.config import SearchConfig
 
 PROBLEMS_DOC = (
     "Problem records, as the rows of a dataset file: {problem, gold?, custom_id?, ...} or the "

@@ -58,7 +58,7 @@ def write_dataset(path: Path, count: int) -> None:
 def api_process(database_url: str, port: int) -> Iterator[subprocess.Popen[bytes]]:
     env = {**os.environ, "TTCQ_DATABASE_URL": database_url, "TTCQ_REDIS_URL": REDIS_URL,
            "TTCQ_API_TOKENS": f"{TOKEN}:bench"}
-    command = [sys.executable, "-m", "uvicorn", "--factory", "api.app:create_app",
+    command = [sys.executable, "-m", "uvicorn", "--factory", "ttcq.api.app:create_app",
                "--port", str(port), "--log-level", "warning"]
     process = subprocess.Popen(command, cwd=ROOT, env=env)
     try:

@@ -34,11 +34,11 @@ HOG = "while True: pass"
 
 def child(mode: str) -> None:
     """Solve PROBLEMS once in this process; print seconds per problem as JSON."""
-    from worker.engines.llamacpp import LlamaCppEngine
-    from worker.search.config import make_config
-    from worker.search.registry import run_search
-    from worker.search.types import Problem
-    from worker.verifiers.base import NoVerifier
+    from ttcq.worker.engines.llamacpp import LlamaCppEngine
+    from ttcq.worker.search.config import make_config
+    from ttcq.worker.search.registry import run_search
+    from ttcq.worker.search.types import Problem
+    from ttcq.worker.verifiers.base import NoVerifier
 
     threads = os.cpu_count() if MODES[mode]["threads"] == "all" else None
     engine = LlamaCppEngine(n_ctx=1024, n_threads=threads)

@@ -19,13 +19,13 @@ from sqlalchemy import text
 from sqlmodel import Session, func, select
 
 from bench.common import bench_database, save_results
-from db.batches import ProblemIn, create_batch
-from db.models import JobCheckpoint, JobCost
-from db.session import get_engine
 from lab.ground_truth.engine import GroundTruthEngine
 from lab.ground_truth.task import make_dataset
-from worker.search.config import make_config
-from worker.service import Attempt, process_job
+from ttcq.db.batches import ProblemIn, create_batch
+from ttcq.db.models import JobCheckpoint, JobCost
+from ttcq.db.session import get_engine
+from ttcq.worker.search.config import make_config
+from ttcq.worker.service import Attempt, process_job
 
 CONFIG = {"strategy": "beam_search", "n": 16, "beam_width": 4, "verifier": "self_judge"}
 
@@ -110,10 +110,10 @@ def measure(db_url: str, count: int, rounds: int) -> dict[str, Any]:
 
 def _checkpoint_bytes(count: int) -> int:
     """Mean stored bytes of one save: a job run with its checkpoint kept (not stored)."""
-    from worker.journal import Journal, encode_calls
-    from worker.search.registry import run_search
-    from worker.search.types import Problem
-    from worker.verifiers.factory import make_verifier
+    from ttcq.worker.journal import Journal, encode_calls
+    from ttcq.worker.search.registry import run_search
+    from ttcq.worker.search.types import Problem
+    from ttcq.worker.verifiers.factory import make_verifier
 
     sizes = []
     for row in make_dataset(count, seed=99):

@@ -13,8 +13,8 @@ from typing import Any
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from db.migrate import upgrade
-from db.session import get_engine
+from ttcq.db.migrate import upgrade
+from ttcq.db.session import get_engine
 
 PG_SERVER = os.environ.get("TTCQ_BENCH_PG", "postgresql+psycopg://postgres@127.0.0.1:5432")
 REDIS_URL = os.environ.get("TTCQ_BENCH_REDIS", "redis://127.0.0.1:6379/5")

@@ -40,15 +40,15 @@ from sqlmodel import Session, func, select
 
 from bench.common import REDIS_URL, bench_database, save_results
 from bench.scripted_engine import ScriptedEngine
-from db.batches import ProblemIn, create_batch
-from db.models import Job
-from db.session import get_engine
+from ttcq.db.batches import ProblemIn, create_batch
+from ttcq.db.models import Job
+from ttcq.db.session import get_engine
 from ttcq.settings import Settings
-from worker import service
-from worker.celery_app import SOLVE_TASK, make_celery
-from worker.main import create_worker_app
-from worker.queue import enqueue_jobs, queue_for
-from worker.search.config import make_config
+from ttcq.worker import service
+from ttcq.worker.celery_app import SOLVE_TASK, make_celery
+from ttcq.worker.main import create_worker_app
+from ttcq.worker.queue import enqueue_jobs, queue_for
+from ttcq.worker.search.config import make_config
 
 ROOT = Path(__file__).parents[1]
 PROBLEMS = 500  # per round

@@ -16,18 +16,18 @@ from collections.abc import Sequence
 from celery.contrib.testing.worker import start_worker
 from sqlmodel import Session
 
-from api.datasets import Limits, to_problems
 from bench.common import REDIS_URL, bench_database, save_results
 from bench.saturation import wait_done
-from db.batches import create_batch
-from db.session import get_engine
 from lab.ground_truth.engine import GroundTruthEngine
 from lab.ground_truth.task import make_dataset
+from ttcq.api.datasets import Limits, to_problems
+from ttcq.db.batches import create_batch
+from ttcq.db.session import get_engine
 from ttcq.settings import Settings
-from worker.engines.base import Completion, GenerationRequest, TokenLogprobs
-from worker.main import create_worker_app
-from worker.queue import enqueue_jobs
-from worker.search.config import make_config
+from ttcq.worker.engines.base import Completion, GenerationRequest, TokenLogprobs
+from ttcq.worker.main import create_worker_app
+from ttcq.worker.queue import enqueue_jobs
+from ttcq.worker.search.config import make_config
 
 LATENCY_S = 0.2  # per engine or verifier call, whatever its batch
 IN_FLIGHT = (1, 4, 16, 64)

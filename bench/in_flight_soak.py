@@ -32,16 +32,16 @@ from sqlalchemy import func
 from sqlmodel import Session, col, select
 
 from bench.common import REDIS_URL, RESULTS, bench_database
-from db.batches import ProblemIn, create_batch
-from db.models import Job, JobAttempt, JobCost, JobState
-from db.session import get_engine
 from lab.double_worker import POISON
 from lab.ground_truth.task import make_dataset
 from lab.servers import RunningServer, server_paths, sglang_server
+from ttcq.db.batches import ProblemIn, create_batch
+from ttcq.db.models import Job, JobAttempt, JobCost, JobState
+from ttcq.db.session import get_engine
 from ttcq.settings import Settings
-from worker.celery_app import make_celery
-from worker.queue import enqueue_jobs
-from worker.search.config import make_config
+from ttcq.worker.celery_app import make_celery
+from ttcq.worker.queue import enqueue_jobs
+from ttcq.worker.search.config import make_config
 
 ROOT = Path(__file__).parents[1]
 LOGS = RESULTS / "logs"
@@ -60,7 +60,7 @@ LEDGER = LOGS / "soak_double_tokens.txt"  # the double's count of processed toke
 
 def start_worker(env: dict[str, str], engine: str, log: Path) -> subprocess.Popen[bytes]:
     module = (["-m", "lab.double_worker", "--latency", "0.2", "--ledger", str(LEDGER)]
-              if engine == "double" else ["-m", "worker.main"])
+              if engine == "double" else ["-m", "ttcq.worker.main"])
     with log.open("ab") as out:
         return subprocess.Popen([sys.executable, *module, "--concurrency", str(IN_FLIGHT)],
                                 cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
@@ -296,7 +296,7 @@ def run_server_restart(problems: int, down: float) -> dict[str, Any]:
 
 def first_claim_after(db_url: str, since: float) -> float:
     """Seconds from `since` (monotonic) until a job is claimed again."""
-    from db.models import utcnow
+    from ttcq.db.models import utcnow
 
     wall = utcnow()
     while True:

@@ -11,13 +11,13 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from bench.common import save_results
-from worker.engines.base import Completion, Engine, GenerationRequest
-from worker.engines.llamacpp import LlamaCppEngine
-from worker.engines.wrapper import EngineWrapper
-from worker.search.config import make_config
-from worker.search.registry import run_search
-from worker.search.types import Problem
-from worker.verifiers.checker import CheckerVerifier
+from ttcq.worker.engines.base import Completion, Engine, GenerationRequest
+from ttcq.worker.engines.llamacpp import LlamaCppEngine
+from ttcq.worker.engines.wrapper import EngineWrapper
+from ttcq.worker.search.config import make_config
+from ttcq.worker.search.registry import run_search
+from ttcq.worker.search.types import Problem
+from ttcq.worker.verifiers.checker import CheckerVerifier
 
 ROOT = Path(__file__).parents[1]
 STRATEGIES = ["beam_search", "dvts", "best_of_n"]

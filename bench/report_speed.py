@@ -20,15 +20,15 @@ from typing import Any
 from sqlalchemy import text, update
 from sqlmodel import Session, col
 
-from api.report.data import build_report
-from api.report.draw import draw
 from bench.common import bench_database, save_results
-from db.batches import ProblemIn, create_batch
-from db.bulk import insert_ignoring_conflicts
-from db.models import Batch, BudgetPoint, Job, JobCost, JobCostBase, JobState
-from db.results import batch_results
-from db.session import get_engine
-from worker.search.config import make_config
+from ttcq.api.report.data import build_report
+from ttcq.api.report.draw import draw
+from ttcq.db.batches import ProblemIn, create_batch
+from ttcq.db.bulk import insert_ignoring_conflicts
+from ttcq.db.models import Batch, BudgetPoint, Job, JobCost, JobCostBase, JobState
+from ttcq.db.results import batch_results
+from ttcq.db.session import get_engine
+from ttcq.worker.search.config import make_config
 
 PROBLEMS = 5000
 REPEATS = 5

@@ -26,8 +26,8 @@ from sqlmodel import Session
 
 from bench.bulk_submit import TOKEN, api_process, peak_kib, problem_record
 from bench.common import bench_database, libpq_url, save_results
-from db.batches import ProblemIn, create_batch
-from db.session import get_engine
+from ttcq.db.batches import ProblemIn, create_batch
+from ttcq.db.session import get_engine
 
 ROOT = Path(__file__).parents[1]
 JOBS = 100_000
@@ -104,7 +104,7 @@ def run_export(batch_id: str, out: Path) -> None:
     """The child: the CLI's results command, timed, then this process's peak memory."""
     from click.testing import CliRunner
 
-    from api.cli import main
+    from ttcq.api.cli import main
 
     start = time.perf_counter()
     result = CliRunner().invoke(main, ["results", batch_id, "-o", str(out)])

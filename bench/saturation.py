@@ -18,15 +18,15 @@ from celery.contrib.testing.worker import start_worker
 from sqlmodel import Session, col, func, select
 
 from bench.common import REDIS_URL, RESULTS, bench_database, save_results
-from db.batches import ProblemIn, create_batch
-from db.models import Job, JobCost, JobState
-from db.session import get_engine
 from lab.servers import server_paths, sglang_server
+from ttcq.db.batches import ProblemIn, create_batch
+from ttcq.db.models import Job, JobCost, JobState
+from ttcq.db.session import get_engine
 from ttcq.settings import Settings
-from worker.engines.sglang import SGLangEngine
-from worker.main import create_worker_app
-from worker.queue import enqueue_jobs
-from worker.search.config import make_config
+from ttcq.worker.engines.sglang import SGLangEngine
+from ttcq.worker.main import create_worker_app
+from ttcq.worker.queue import enqueue_jobs
+from ttcq.worker.search.config import make_config
 
 ROOT = Path(__file__).parents[1]
 DATA = ROOT.parent / "shared" / "data" / "gsm8k_test.jsonl"

@@ -3,7 +3,7 @@ completion, returned at once, so what is measured is ttcq and not a model."""
 
 from collections.abc import Sequence
 
-from worker.engines.base import Completion, EngineInfo, GenerationRequest, TokenLogprobs
+from ttcq.worker.engines.base import Completion, EngineInfo, GenerationRequest, TokenLogprobs
 
 
 class ScriptedEngine:

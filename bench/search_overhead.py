@@ -13,11 +13,11 @@ from collections.abc import Sequence
 
 from bench.common import save_results
 from bench.scripted_engine import ScriptedEngine
-from worker.engines.base import Completion, GenerationRequest, Usage
-from worker.search.config import SearchConfig, make_config
-from worker.search.registry import run_search
-from worker.search.types import Problem, SearchResult
-from worker.verifiers.base import VerifierOutput
+from ttcq.worker.engines.base import Completion, GenerationRequest, Usage
+from ttcq.worker.search.config import SearchConfig, make_config
+from ttcq.worker.search.registry import run_search
+from ttcq.worker.search.types import Problem, SearchResult
+from ttcq.worker.verifiers.base import VerifierOutput
 
 N, BEAM_WIDTH, MAX_DEPTH = 64, 4, 40
 REPEATS = 5

@@ -16,17 +16,17 @@ from sqlmodel import Session
 
 from bench.common import RESULTS, bench_database, save_results
 from bench.prefix_reuse import IdealCacheMeter, problems
-from db.batches import ProblemIn, create_batch
-from db.models import JobCost
-from db.session import get_engine
 from lab.recording import OpenAIRecorder, SGLangRecorder
 from lab.servers import server_paths, sglang_server, vllm_server
-from worker.engines.base import Engine
-from worker.engines.openai import OpenAIEngine
-from worker.engines.sglang import SGLangEngine
-from worker.search.config import make_config
-from worker.service import process_job
-from worker.verifiers.factory import ServedVerifiers
+from ttcq.db.batches import ProblemIn, create_batch
+from ttcq.db.models import JobCost
+from ttcq.db.session import get_engine
+from ttcq.worker.engines.base import Engine
+from ttcq.worker.engines.openai import OpenAIEngine
+from ttcq.worker.engines.sglang import SGLangEngine
+from ttcq.worker.search.config import make_config
+from ttcq.worker.service import process_job
+from ttcq.worker.verifiers.factory import ServedVerifiers
 
 REUSE = {"n": 8, "beam_width": 4, "max_depth": 4, "max_step_tokens": 48, "max_tokens": 192,
          "verifier": "checker", "seed": 1}

@@ -23,15 +23,15 @@ from sqlmodel import Session, col, select
 
 from bench.common import bench_database, libpq_url, save_results
 from bench.search_overhead import PROBLEM, STEP_IDS, InstantEngine, InstantVerifier
-from db.batches import ProblemIn, create_batch
-from db.jobs import claim_job
-from db.models import JobCostBase, TraceNode
-from db.result_store import COPY_MIN_ROWS, store_rows
-from db.session import get_engine
-from worker.search.config import SearchConfig, make_config
-from worker.search.registry import run_search
-from worker.search.types import SearchResult
-from worker.stored import solved_job
+from ttcq.db.batches import ProblemIn, create_batch
+from ttcq.db.jobs import claim_job
+from ttcq.db.models import JobCostBase, TraceNode
+from ttcq.db.result_store import COPY_MIN_ROWS, store_rows
+from ttcq.db.session import get_engine
+from ttcq.worker.search.config import SearchConfig, make_config
+from ttcq.worker.search.registry import run_search
+from ttcq.worker.search.types import SearchResult
+from ttcq.worker.stored import solved_job
 
 TRACES = [(16, 8), (64, 16), (256, 40)]  # (N, max_depth) of the beam searches stored
 REPEATS = 5

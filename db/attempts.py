@@ -7,9 +7,9 @@ from datetime import datetime
 from sqlalchemy import and_, func, insert, update
 from sqlmodel import Session, col, select
 
-from db.blame import Charge, Outcome, charge_for
-from db.jobs import Claim, cancel_if_batch_cancelled, owned
-from db.models import Job, JobAttempt, JobState, utcnow
+from ttcq.db.blame import Charge, Outcome, charge_for
+from ttcq.db.jobs import Claim, cancel_if_batch_cancelled, owned
+from ttcq.db.models import Job, JobAttempt, JobState, utcnow
 
 
 def hand_back(

@@ -10,8 +10,8 @@ from typing import Any
 from sqlalchemy import Table, func, insert, update
 from sqlmodel import Session, col, select
 
-from db.bulk import copy_rows
-from db.models import Batch, Job, JobState
+from ttcq.db.bulk import copy_rows
+from ttcq.db.models import Batch, Job, JobState
 from ttcq.ids import uuid4s
 
 JOB_COLUMNS = ("id", "batch_id", "line", "custom_id", "problem", "gold", "meta", "state",

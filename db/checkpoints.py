@@ -10,9 +10,9 @@ from sqlalchemy import select as select_columns
 from sqlalchemy.dialects import postgresql
 from sqlmodel import Session, col, select
 
-from db.jobs import RELAXED_COMMIT, Claim
-from db.models import Job, JobCheckpoint, JobState
-from db.session import execute_alone, runs_alone
+from ttcq.db.jobs import RELAXED_COMMIT, Claim
+from ttcq.db.models import Job, JobCheckpoint, JobState
+from ttcq.db.session import execute_alone, runs_alone
 
 
 @dataclass(frozen=True)

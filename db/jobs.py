@@ -11,9 +11,9 @@ from sqlalchemy import select as select_columns
 from sqlalchemy.dialects import postgresql
 from sqlmodel import Session, col, select
 
-from db.blame import charge_for
-from db.models import Batch, Job, JobAttempt, JobCheckpoint, JobState, utcnow
-from db.session import execute_alone, runs_alone
+from ttcq.db.blame import charge_for
+from ttcq.db.models import Batch, Job, JobAttempt, JobCheckpoint, JobState, utcnow
+from ttcq.db.session import execute_alone, runs_alone
 
 
 @dataclass(frozen=True)

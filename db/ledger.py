@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
-from db.models import FINAL_STATES, Job, JobCost, JobState
+from ttcq.db.models import FINAL_STATES, Job, JobCost, JobState
 
 
 @dataclass(frozen=True)

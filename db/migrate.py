@@ -7,7 +7,7 @@ from alembic.config import Config
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-import migrations
+from ttcq import migrations
 
 
 def alembic_config(url: str) -> Config:

@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import select as select_columns
 from sqlmodel import Session, col
 
-from db.models import Batch, BudgetPoint, Candidate, Job, JobCost, JobState
+from ttcq.db.models import Batch, BudgetPoint, Candidate, Job, JobCost, JobState
 
 
 @dataclass

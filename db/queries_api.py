@@ -9,7 +9,7 @@ from sqlalchemy import func, text
 from sqlalchemy import select as select_columns
 from sqlmodel import Session, col, select
 
-from db.models import FINAL_STATES, Batch, Job, JobAttempt, JobCost, JobState
+from ttcq.db.models import FINAL_STATES, Batch, Job, JobAttempt, JobCost, JobState
 
 
 @dataclass

@@ -10,7 +10,7 @@ from sqlalchemy import Float, case, cast, func
 from sqlalchemy import select as select_columns
 from sqlmodel import Session, col, select
 
-from db.models import Batch, BudgetPoint, Job, JobCost, Rescore, RescoreCost, RescorePoint
+from ttcq.db.models import Batch, BudgetPoint, Job, JobCost, Rescore, RescoreCost, RescorePoint
 
 
 @dataclass(frozen=True)

@@ -9,8 +9,8 @@ from typing import Any
 
 from sqlmodel import Session, col, select
 
-from db.bulk import insert_ignoring_conflicts
-from db.models import (
+from ttcq.db.bulk import insert_ignoring_conflicts
+from ttcq.db.models import (
     Candidate,
     Job,
     JobState,

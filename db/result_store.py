@@ -23,10 +23,10 @@ from sqlalchemy import JSON, Boolean, Float, Integer, Table, Uuid
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
-from db.bulk import copy_rows
-from db.jobs import RELAXED_COMMIT, Claim
-from db.models import TraceNode, utcnow
-from db.session import execute_alone, runs_alone
+from ttcq.db.bulk import copy_rows
+from ttcq.db.jobs import RELAXED_COMMIT, Claim
+from ttcq.db.models import TraceNode, utcnow
+from ttcq.db.session import execute_alone, runs_alone
 
 COPY_MIN_ROWS = 500  # trace nodes from which COPY beats the arrays of one statement
 TRACE: Table = TraceNode.__table__  # type: ignore[attr-defined]

@@ -10,10 +10,10 @@ from typing import Any
 from sqlalchemy import Connection, Table
 from sqlmodel import Session, SQLModel, col, select
 
-from db.bulk import insert_ignoring_conflicts
-from db.jobs import Claim, finish_job
-from db.models import BudgetPoint, Candidate, Job, JobCost, JobCostBase, JobState, TraceNode
-from db.result_store import store_rows
+from ttcq.db.bulk import insert_ignoring_conflicts
+from ttcq.db.jobs import Claim, finish_job
+from ttcq.db.models import BudgetPoint, Candidate, Job, JobCost, JobCostBase, JobState, TraceNode
+from ttcq.db.result_store import store_rows
 
 Row = dict[str, Any]
 

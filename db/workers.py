@@ -6,7 +6,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session, col, select, update
 
-from db.models import WorkerState, utcnow
+from ttcq.db.models import WorkerState, utcnow
 
 
 def set_worker_state(

@@ -11,14 +11,14 @@ reference with z = (measured - reference) / sd, sd that of a measurement over th
 import argparse
 from collections import Counter
 
-from api.datasets import Limits, to_problems
-from api.embedded import session_factory
-from api.report.data import build_report
-from db.batches import get_batch
-from db.migrate import upgrade
 from lab.ground_truth.expected import curve
 from lab.ground_truth.task import make_dataset
 from lab.ground_truth_batches import BUDGETS, RUNS, run_batch
+from ttcq.api.datasets import Limits, to_problems
+from ttcq.api.embedded import session_factory
+from ttcq.api.report.data import build_report
+from ttcq.db.batches import get_batch
+from ttcq.db.migrate import upgrade
 
 
 def main() -> None:

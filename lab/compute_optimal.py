@@ -12,9 +12,6 @@ and with the fixed strategies' frontier when two of them may be mixed
 import argparse
 from typing import Any
 
-from api.datasets import Limits, to_problems
-from api.embedded import session_factory
-from db.migrate import upgrade
 from lab.compute_optimal_evidence import (
     evaluate,
     known_difficulty,
@@ -23,6 +20,9 @@ from lab.compute_optimal_evidence import (
     wilson,
 )
 from lab.ground_truth.task import LEVELS, make_dataset
+from ttcq.api.datasets import Limits, to_problems
+from ttcq.api.embedded import session_factory
+from ttcq.db.migrate import upgrade
 
 HEADER = ("| target tok/problem | compute_optimal tok | acc [95% CI] | planned fixed | its tok "
           "| its acc | difference (paired) | hindsight fixed at <= tok | its tok | its acc "

@@ -20,12 +20,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from db.batches import ProblemIn
-from db.policy_data import batch_records, job_outcomes
 from lab.ground_truth.task import TaskSpec
 from lab.ground_truth_batches import run_batch
-from worker.search.policy import Policy, budget_for_tokens
-from worker.search.policy_fit import (
+from ttcq.db.batches import ProblemIn
+from ttcq.db.policy_data import batch_records, job_outcomes
+from ttcq.worker.search.policy import Policy, budget_for_tokens
+from ttcq.worker.search.policy_fit import (
     Probe,
     Row,
     apply_fit,
@@ -33,9 +33,9 @@ from worker.search.policy_fit import (
     fit_rows,
     probe_rows,
 )
-from worker.search.policy_runs import StoredBatch
-from worker.search.policy_runs import stored as as_stored
-from worker.service import SessionFactory
+from ttcq.worker.search.policy_runs import StoredBatch
+from ttcq.worker.search.policy_runs import stored as as_stored
+from ttcq.worker.service import SessionFactory
 
 JUDGED = {"verifier": "self_judge"}
 PROBE = 4

@@ -19,7 +19,7 @@ import time
 from collections.abc import Sequence
 
 from lab.ground_truth.engine import GroundTruthEngine
-from worker.engines.base import Completion, GenerationRequest, TokenLogprobs
+from ttcq.worker.engines.base import Completion, GenerationRequest, TokenLogprobs
 
 POISON = "POISON"
 
@@ -57,7 +57,7 @@ class LatencyBoundEngine(GroundTruthEngine):
 
 def main() -> None:
     from ttcq.settings import get_settings
-    from worker.main import LOG_FORMAT, create_worker_app
+    from ttcq.worker.main import LOG_FORMAT, create_worker_app
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--concurrency", type=int, default=32)

@@ -8,11 +8,11 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from db.batches import ProblemIn, create_batch
 from lab.ground_truth.engine import GroundTruthEngine
 from lab.ground_truth.verifier import GroundTruthVerifier
-from worker.search.config import make_config
-from worker.service import SessionFactory, process_job
+from ttcq.db.batches import ProblemIn, create_batch
+from ttcq.worker.search.config import make_config
+from ttcq.worker.service import SessionFactory, process_job
 
 OWNER = "local"  # the owner `ttcq run` gives its batches
 

@@ -4,7 +4,7 @@ independently of the MeteredEngine a search puts around it."""
 from collections.abc import Sequence
 from typing import Any
 
-from worker.engines.base import (
+from ttcq.worker.engines.base import (
     Completion,
     Engine,
     GenerationRequest,
@@ -12,8 +12,8 @@ from worker.engines.base import (
     Usage,
     usage_of,
 )
-from worker.engines.http import ServerClient
-from worker.engines.wrapper import EngineWrapper
+from ttcq.worker.engines.http import ServerClient
+from ttcq.worker.engines.wrapper import EngineWrapper
 
 
 class RecordingEngine(EngineWrapper):

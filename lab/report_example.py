@@ -8,11 +8,11 @@ batch per strategy, and print the batch ids: the input of `ttcq report ... --db 
 import argparse
 from typing import Any
 
-from api.datasets import Limits, to_problems
-from api.embedded import session_factory
-from db.migrate import upgrade
 from lab.ground_truth.task import make_dataset
 from lab.ground_truth_batches import run_batch
+from ttcq.api.datasets import Limits, to_problems
+from ttcq.api.embedded import session_factory
+from ttcq.db.migrate import upgrade
 
 VERIFIED = {"verifier": "self_judge"}
 BATCHES: list[dict[str, Any]] = [

@@ -5,7 +5,7 @@ from alembic import context
 from sqlalchemy import engine_from_config, pool
 from sqlmodel import SQLModel
 
-import db.models  # noqa: F401  (registers the tables)
+import ttcq.db.models  # noqa: F401  (registers the tables)
 from ttcq.settings import get_settings
 
 config = context.config

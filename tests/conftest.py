@@ -11,12 +11,12 @@ import redis
 from sqlalchemy import create_engine, text
 from sqlmodel import Session, SQLModel
 
-from db.migrate import upgrade
-from db.session import get_engine
 from lab.recording import SGLangRecorder
 from lab.servers import RunningServer, server_paths, sglang_server
-from worker.engines.llamacpp import LlamaCppEngine
-from worker.engines.sglang import SGLangEngine
+from ttcq.db.migrate import upgrade
+from ttcq.db.session import get_engine
+from ttcq.worker.engines.llamacpp import LlamaCppEngine
+from ttcq.worker.engines.sglang import SGLangEngine
 
 PG_SERVER = os.environ.get("TTCQ_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432")
 REDIS_URL = os.environ.get("TTCQ_TEST_REDIS", "redis://127.0.0.1:6379/15")

@@ -13,17 +13,17 @@ from lab.ground_truth.engine import GroundTruthEngine
 from lab.ground_truth.task import LEVELS, make_dataset
 from lab.ground_truth.verifier import GroundTruthVerifier
 from lab.recording import RecordingEngine
-from worker.engines.base import Engine, Usage
-from worker.search.config import ConfigError, make_config
-from worker.search.particles import resample, softmax_weights
-from worker.search.rebase import balance
-from worker.search.registry import run_search
-from worker.search.rescore import curve_group_size, rescore
-from worker.search.sampling import settled
-from worker.search.scoring import budget_points
-from worker.search.types import Candidate, Problem, SearchResult, TraceNode
-from worker.verifiers.base import VerifierOutput
-from worker.verifiers.factory import make_verifier
+from ttcq.worker.engines.base import Engine, Usage
+from ttcq.worker.search.config import ConfigError, make_config
+from ttcq.worker.search.particles import resample, softmax_weights
+from ttcq.worker.search.rebase import balance
+from ttcq.worker.search.registry import run_search
+from ttcq.worker.search.rescore import curve_group_size, rescore
+from ttcq.worker.search.sampling import settled
+from ttcq.worker.search.scoring import budget_points
+from ttcq.worker.search.types import Candidate, Problem, SearchResult, TraceNode
+from ttcq.worker.verifiers.base import VerifierOutput
+from ttcq.worker.verifiers.factory import make_verifier
 
 ROWS = make_dataset(10, seed=3)
 PROBLEMS = [Problem(r["problem"], r["answer"]) for r in ROWS]

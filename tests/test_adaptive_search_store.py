@@ -10,13 +10,13 @@ import pytest
 from sqlalchemy.exc import OperationalError
 from sqlmodel import Session, col, select
 
-from api.datasets import Limits, to_problems
-from db.ledger import BatchSpend, batch_spend
-from db.models import BudgetPoint, Job, JobCost, TraceNode
 from lab.ground_truth.engine import GroundTruthEngine
 from lab.ground_truth.task import make_dataset
 from lab.ground_truth_batches import run_batch, submit
-from worker.service import SessionFactory, process_job
+from ttcq.api.datasets import Limits, to_problems
+from ttcq.db.ledger import BatchSpend, batch_spend
+from ttcq.db.models import BudgetPoint, Job, JobCost, TraceNode
+from ttcq.worker.service import SessionFactory, process_job
 
 ROWS = make_dataset(12, seed=9)
 CONFIGS: dict[str, dict[str, Any]] = {

@@ -2,13 +2,13 @@
 
 from sqlalchemy import text
 
-from db.jobs import claim_job
-from db.models import JobCostBase
 from tests.utils.jobs import make_batch
-from worker.engines.base import Usage
-from worker.search.types import Candidate, SearchResult, Trace
-from worker.service import SessionFactory
-from worker.stored import store_search_result
+from ttcq.db.jobs import claim_job
+from ttcq.db.models import JobCostBase
+from ttcq.worker.engines.base import Usage
+from ttcq.worker.search.types import Candidate, SearchResult, Trace
+from ttcq.worker.service import SessionFactory
+from ttcq.worker.stored import store_search_result
 
 
 def _solved(answers: list[str], curve: dict[int, int]) -> SearchResult:

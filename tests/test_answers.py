@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from worker.search.answers import (
+from ttcq.worker.search.answers import (
     canonical_answer,
     extract_answer,
     has_boxed_answer,

@@ -13,10 +13,6 @@ import redis
 from fastapi import FastAPI
 from sqlmodel import col, select
 
-from db.attempts import fail_job
-from db.jobs import claim_job
-from db.models import Batch, Job
-from db.workers import set_worker_state
 from tests.utils.api_factories import (
     BOB,
     MAX_PROBLEM_CHARS,
@@ -28,9 +24,13 @@ from tests.utils.api_factories import (
     running_api,
     store_solution,
 )
-from worker.celery_app import make_celery
-from worker.reaper import resend_lost
-from worker.service import SessionFactory
+from ttcq.db.attempts import fail_job
+from ttcq.db.jobs import claim_job
+from ttcq.db.models import Batch, Job
+from ttcq.db.workers import set_worker_state
+from ttcq.worker.celery_app import make_celery
+from ttcq.worker.reaper import resend_lost
+from ttcq.worker.service import SessionFactory
 
 PROBLEMS = [
     {"problem": "What is 2 + 3?", "answer": "5", "custom_id": "a"},
@@ -254,7 +254,7 @@ def test_results_stream_one_line_per_problem_in_order(
 def test_results_are_read_page_by_page_without_losing_or_mixing_rows(
     client: httpx.Client, sessions: SessionFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("db.results.RESULTS_PAGE", 2)  # three jobs: two pages
+    monkeypatch.setattr("ttcq.db.results.RESULTS_PAGE", 2)  # three jobs: two pages
     batch = submit(client)
     ids = job_ids(sessions, batch["id"])
     store_solution(sessions, ids[0], ["1"])

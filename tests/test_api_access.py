@@ -8,9 +8,9 @@ import httpx
 import pytest
 from sqlmodel import select
 
-from db.models import Job
 from tests.utils.api_factories import ALICE, BOB, api_settings, auth, running_api
-from worker.service import SessionFactory
+from ttcq.db.models import Job
+from ttcq.worker.service import SessionFactory
 
 PROBLEMS = [{"problem": "What is 2 + 3?", "answer": "5"}]
 

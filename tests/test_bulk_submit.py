@@ -22,21 +22,21 @@ from kombu.exceptions import OperationalError
 from sqlalchemy import text
 from sqlmodel import Session, col, select
 
-from db.batches import ProblemIn, create_batch
-from db.migrate import upgrade
-from db.models import Batch, Job, JobState
-from db.session import get_engine
 from tests.utils.api_factories import api_settings, auth, count_rows, queued_messages, running_api
 from tests.utils.jobs import make_batch, wait_for_state
+from ttcq.db.batches import ProblemIn, create_batch
+from ttcq.db.migrate import upgrade
+from ttcq.db.models import Batch, Job, JobState
+from ttcq.db.session import get_engine
 from ttcq.ids import uuid4s
 from ttcq.settings import Settings
-from worker import queue
-from worker.celery_app import SOLVE_TASK, make_celery
-from worker.engines.llamacpp import LlamaCppEngine
-from worker.main import create_worker_app
-from worker.queue import celery_priority, enqueue_jobs
-from worker.reaper import resend_lost
-from worker.service import SessionFactory
+from ttcq.worker import queue
+from ttcq.worker.celery_app import SOLVE_TASK, make_celery
+from ttcq.worker.engines.llamacpp import LlamaCppEngine
+from ttcq.worker.main import create_worker_app
+from ttcq.worker.queue import celery_priority, enqueue_jobs
+from ttcq.worker.reaper import resend_lost
+from ttcq.worker.service import SessionFactory
 
 CONFIG = {"strategy": "majority", "n": 1, "verifier": "none", "max_tokens": 4}
 

@@ -5,8 +5,8 @@ import time
 
 import pytest
 
-from worker.verifiers.checker import CheckerVerifier, claims, score_step
-from worker.verifiers.factory import make_verifier
+from ttcq.worker.verifiers.checker import CheckerVerifier, claims, score_step
+from ttcq.worker.verifiers.factory import make_verifier
 
 
 @pytest.mark.parametrize(

@@ -14,14 +14,14 @@ from click.testing import CliRunner, Result
 from sqlalchemy import inspect
 from sqlmodel import col, select
 
-from api.cli import main
-from db.attempts import fail_job
-from db.jobs import claim_job
-from db.models import Job
-from db.session import get_engine
 from tests.utils.api_factories import ALICE, api_settings, auth, running_api, store_solution
-from worker.search.config import load_recipe, make_config
-from worker.service import SessionFactory
+from ttcq.api.cli import main
+from ttcq.db.attempts import fail_job
+from ttcq.db.jobs import claim_job
+from ttcq.db.models import Job
+from ttcq.db.session import get_engine
+from ttcq.worker.search.config import load_recipe, make_config
+from ttcq.worker.service import SessionFactory
 
 GSM8K_ROWS = [
     {"question": "Tom has 3 apples and buys 2 more. How many apples?", "answer": "3+2=5\n#### 5"},
@@ -183,7 +183,7 @@ def test_worker_command_starts_the_worker_with_its_options(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     calls: list[dict] = []
-    monkeypatch.setattr("worker.main.run_worker", lambda **kwargs: calls.append(kwargs))
+    monkeypatch.setattr("ttcq.worker.main.run_worker", lambda **kwargs: calls.append(kwargs))
     result = CliRunner().invoke(main, ["worker", "--concurrency", "2", "--queue", "gpu-a"])
     assert result.exit_code == 0, result.output
     assert calls == [{"concurrency": 2, "queue": "gpu-a", "loglevel": "INFO"}]
@@ -194,7 +194,7 @@ def test_api_command_serves_the_app_factory(monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setattr("uvicorn.run", lambda *args, **kwargs: calls.append((args, kwargs)))
     result = CliRunner().invoke(main, ["api", "--port", "9123"])
     assert result.exit_code == 0, result.output
-    assert calls == [(("api.app:create_app",),
+    assert calls == [(("ttcq.api.app:create_app",),
                       {"factory": True, "host": "127.0.0.1", "port": 9123})]
 
 

@@ -6,9 +6,9 @@ from pathlib import Path
 from click.testing import CliRunner, Result
 from sqlmodel import Session, select
 
-from api.cli import main
-from db.models import Batch, Job, JobCost
-from db.session import get_engine
+from ttcq.api.cli import main
+from ttcq.db.models import Batch, Job, JobCost
+from ttcq.db.session import get_engine
 
 EXAMPLES = Path(__file__).parent.parent / "examples" / "gsm8k_sample.jsonl"
 # One thread: llama.cpp's spinning threads slow to a crawl when other processes share the cores.

@@ -9,11 +9,11 @@ from lab.ground_truth.engine import GroundTruthEngine
 from lab.ground_truth.task import TaskSpec
 from lab.ground_truth.verifier import GroundTruthVerifier
 from lab.recording import RecordingEngine
-from worker.engines.base import Engine, Usage
-from worker.search.config import ConfigError, make_config
-from worker.search.registry import run_search
-from worker.search.types import Problem, SearchResult
-from worker.verifiers.factory import make_verifier
+from ttcq.worker.engines.base import Engine, Usage
+from ttcq.worker.search.config import ConfigError, make_config
+from ttcq.worker.search.registry import run_search
+from ttcq.worker.search.types import Problem, SearchResult
+from ttcq.worker.verifiers.factory import make_verifier
 
 WRONG = (("11", 0.5), ("12", 0.3), ("13", 0.2))
 EASY = TaskSpec("easy", 1.0, 4, "42", WRONG)  # every sample is right: a unanimous probe

@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 
-from api.datasets import Limits, to_problems
 from lab.compute_optimal_evidence import Comparison, evaluate, prepare, spend_batch
 from lab.ground_truth.task import LEVELS, make_dataset
+from ttcq.api.datasets import Limits, to_problems
 
 pytestmark = [pytest.mark.servers, pytest.mark.timeout(900)]
 PROBLEMS, QUALITY = 400, 2.0

@@ -2,8 +2,8 @@
 
 import pytest
 
-from worker.engines import cpu_share
-from worker.engines.cpu_share import ThreadGovernor, busy_seconds
+from ttcq.worker.engines import cpu_share
+from ttcq.worker.engines.cpu_share import ThreadGovernor, busy_seconds
 
 TICKS = cpu_share.CLOCK_TICKS
 

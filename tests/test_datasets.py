@@ -8,7 +8,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from api.datasets import (
+from ttcq.api.datasets import (
     MAX_REPORTED_ERRORS,
     DatasetError,
     Limits,

@@ -10,16 +10,16 @@ import pytest
 from sqlalchemy import event, update
 from sqlmodel import Session, col, func, select
 
-from db import result_store
-from db.attempts import hand_back, mark_alone
-from db.batches import ProblemIn, cancel_batch, create_batch
-from db.jobs import Claim, claim_job, reap_expired, renew_leases
-from db.models import Batch, Candidate, Job, JobCost, JobState, TraceNode, utcnow
-from db.result_store import COPY_MIN_ROWS
-from db.session import execute_alone, get_engine
 from tests.utils.jobs import PROBLEMS, count_rows, job_of, make_batch, synthetic_result, zero_cost
-from worker.service import SessionFactory
-from worker.stored import store_search_result
+from ttcq.db import result_store
+from ttcq.db.attempts import hand_back, mark_alone
+from ttcq.db.batches import ProblemIn, cancel_batch, create_batch
+from ttcq.db.jobs import Claim, claim_job, reap_expired, renew_leases
+from ttcq.db.models import Batch, Candidate, Job, JobCost, JobState, TraceNode, utcnow
+from ttcq.db.result_store import COPY_MIN_ROWS
+from ttcq.db.session import execute_alone, get_engine
+from ttcq.worker.service import SessionFactory
+from ttcq.worker.stored import store_search_result
 
 LEASE = 60
 

@@ -15,16 +15,16 @@ import uvicorn
 from celery.contrib.testing.worker import start_worker
 from sqlmodel import select
 
-from api.app import create_app
-from api.client import Client
-from db.models import Job
 from lab.recording import RecordingEngine, SGLangRecorder
 from tests.utils.jobs import PROBLEMS, stored_tokens, wait_for
+from ttcq.api.app import create_app
+from ttcq.api.client import Client
+from ttcq.db.models import Job
 from ttcq.settings import DEV_TOKEN, Settings
-from worker.engines.llamacpp import LlamaCppEngine
-from worker.engines.sglang import SGLangEngine
-from worker.main import create_worker_app
-from worker.service import SessionFactory
+from ttcq.worker.engines.llamacpp import LlamaCppEngine
+from ttcq.worker.engines.sglang import SGLangEngine
+from ttcq.worker.main import create_worker_app
+from ttcq.worker.service import SessionFactory
 
 CONFIG = {"strategy": "majority", "n": 2, "max_tokens": 32, "verifier": "none"}
 

@@ -4,8 +4,8 @@ import math
 
 import pytest
 
-from worker.engines.base import Completion, EngineError, GenerationRequest, SamplingParams
-from worker.engines.llamacpp import LlamaCppEngine
+from ttcq.worker.engines.base import Completion, EngineError, GenerationRequest, SamplingParams
+from ttcq.worker.engines.llamacpp import LlamaCppEngine
 
 QUESTION = "What is the capital of France? One word."
 

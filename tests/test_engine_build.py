@@ -9,9 +9,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from worker.engines.base import GenerationRequest, SamplingParams
-from worker.engines.llamacpp import LlamaCppEngine, build_features, describe_build
-from worker.engines.selfcheck import explain
+from ttcq.worker.engines.base import GenerationRequest, SamplingParams
+from ttcq.worker.engines.llamacpp import LlamaCppEngine, build_features, describe_build
+from ttcq.worker.engines.selfcheck import explain
 
 ROOT = Path(__file__).parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))
@@ -73,7 +73,7 @@ def test_the_cpu_library_holds_no_amx_instruction() -> None:
 
 
 def test_the_self_check_runs_a_real_generation() -> None:
-    done = subprocess.run([sys.executable, "-m", "worker.engines.selfcheck"], cwd=ROOT,
+    done = subprocess.run([sys.executable, "-m", "ttcq.worker.engines.selfcheck"], cwd=ROOT,
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
     assert done.stdout.startswith("engine check: a real generation ran; engine: llama.cpp")

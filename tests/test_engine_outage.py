@@ -15,14 +15,14 @@ import pytest
 from sqlalchemy import func
 from sqlmodel import col, select
 
-from db.batches import ProblemIn, create_batch
-from db.models import Candidate, Job, JobAttempt, JobCost, JobState, WorkerState
 from lab.servers import RunningServer
 from tests.utils.jobs import wait_for
+from ttcq.db.batches import ProblemIn, create_batch
+from ttcq.db.models import Candidate, Job, JobAttempt, JobCost, JobState, WorkerState
 from ttcq.settings import Settings
-from worker.celery_app import make_celery
-from worker.queue import enqueue_jobs
-from worker.service import SessionFactory
+from ttcq.worker.celery_app import make_celery
+from ttcq.worker.queue import enqueue_jobs
+from ttcq.worker.service import SessionFactory
 
 # The session's server may still be starting; then a minute without it, and its start-up.
 pytestmark = [pytest.mark.servers, pytest.mark.timeout(1200)]
@@ -52,7 +52,7 @@ def test_a_server_killed_mid_batch_and_restarted_a_minute_later_fails_no_job(
            "TTCQ_ENGINE": "sglang", "TTCQ_ENGINE_URL": sglang.url,
            "TTCQ_REAPER_INTERVAL_SECONDS": "2"}  # attempts, lease and the rest: defaults
     with (tmp_path / "worker.log").open("wb") as log:
-        worker = subprocess.Popen([sys.executable, "-m", "worker.main", "--concurrency", "8"],
+        worker = subprocess.Popen([sys.executable, "-m", "ttcq.worker.main", "--concurrency", "8"],
                                   cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
                                   start_new_session=True)
     try:

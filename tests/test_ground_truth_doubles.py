@@ -11,8 +11,8 @@ import pytest
 from lab.ground_truth.engine import EOS, REVIEW, GroundTruthEngine
 from lab.ground_truth.task import TaskSpec, make_dataset, sound_path, specs_of, step_text
 from lab.ground_truth.verifier import GroundTruthVerifier
-from worker.engines.base import GenerationRequest, SamplingParams
-from worker.verifiers.self_judge import SelfJudgeVerifier
+from ttcq.worker.engines.base import GenerationRequest, SamplingParams
+from ttcq.worker.verifiers.self_judge import SelfJudgeVerifier
 
 SPEC = TaskSpec("t1", 0.6, 3, "42", (("41", 0.7), ("43", 0.3)))
 

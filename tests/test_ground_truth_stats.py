@@ -11,14 +11,14 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 
-from api.datasets import Limits, to_problems
-from api.report.data import build_report
-from db.batches import get_batch
 from lab.ground_truth.expected import Expected, curve
 from lab.ground_truth.task import make_dataset
 from lab.ground_truth.verifier import GroundTruthVerifier
 from lab.ground_truth_batches import BUDGETS, RUNS, run_batch
-from worker.rescoring import rescore_batch
+from ttcq.api.datasets import Limits, to_problems
+from ttcq.api.report.data import build_report
+from ttcq.db.batches import get_batch
+from ttcq.worker.rescoring import rescore_batch
 
 pytestmark = pytest.mark.servers
 

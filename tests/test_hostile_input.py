@@ -14,12 +14,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import text
 
-from api.records import MAX_NESTING
-from db.models import Batch, Job
-from db.session import get_engine
 from tests.conftest import REDIS_URL
 from tests.utils.api_factories import api_settings, auth, count_rows, running_api
-from worker.service import SessionFactory
+from ttcq.api.records import MAX_NESTING
+from ttcq.db.models import Batch, Job
+from ttcq.db.session import get_engine
+from ttcq.worker.service import SessionFactory
 
 DEEP = 5000
 

@@ -17,17 +17,17 @@ from celery.contrib.testing.worker import start_worker
 from sqlalchemy import func
 from sqlmodel import col, select
 
-from db.batches import ProblemIn, create_batch
-from db.models import Candidate, Job, JobCost, JobState
 from lab.recording import SGLangRecorder
 from lab.servers import RunningServer
 from tests.utils.jobs import job_of, wait_for_state
+from ttcq.db.batches import ProblemIn, create_batch
+from ttcq.db.models import Candidate, Job, JobCost, JobState
 from ttcq.settings import Settings
-from worker.celery_app import make_celery
-from worker.engines.sglang import SGLangEngine
-from worker.main import create_worker_app, pool_for
-from worker.queue import enqueue_jobs
-from worker.service import SessionFactory, process_job
+from ttcq.worker.celery_app import make_celery
+from ttcq.worker.engines.sglang import SGLangEngine
+from ttcq.worker.main import create_worker_app, pool_for
+from ttcq.worker.queue import enqueue_jobs
+from ttcq.worker.service import SessionFactory, process_job
 
 # A real server starts within the first test that needs it: minutes on a loaded machine.
 pytestmark = [pytest.mark.servers, pytest.mark.timeout(900)]
@@ -117,7 +117,7 @@ def spawn(tmp_path: Path) -> Iterator[Callable[[dict[str, str]], subprocess.Pope
     def start(env: dict[str, str]) -> subprocess.Popen[bytes]:
         with (tmp_path / f"worker{len(started)}.log").open("wb") as out:
             started.append(subprocess.Popen(
-                [sys.executable, "-m", "worker.main", "--concurrency", "8"], cwd=REPO, env=env,
+                [sys.executable, "-m", "ttcq.worker.main", "--concurrency", "8"], cwd=REPO, env=env,
                 stdout=out, stderr=subprocess.STDOUT, start_new_session=True))
         return started[-1]
 

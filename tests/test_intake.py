@@ -8,16 +8,16 @@ import uuid
 
 from celery.contrib.testing.worker import start_worker
 
-from db.batches import ProblemIn, create_batch
-from db.models import JobState
 from lab.ground_truth.engine import GroundTruthEngine
 from lab.ground_truth.task import make_dataset
 from tests.utils.jobs import job_of, wait_for
+from ttcq.db.batches import ProblemIn, create_batch
+from ttcq.db.models import JobState
 from ttcq.settings import Settings
-from worker.main import create_worker_app, make_crew
-from worker.queue import enqueue_jobs
-from worker.search.config import make_config
-from worker.service import SessionFactory
+from ttcq.worker.main import create_worker_app, make_crew
+from ttcq.worker.queue import enqueue_jobs
+from ttcq.worker.search.config import make_config
+from ttcq.worker.service import SessionFactory
 
 
 def _job(sessions: SessionFactory, seed: int) -> uuid.UUID:

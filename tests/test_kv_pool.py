@@ -2,8 +2,8 @@
 
 import pytest
 
-from worker.engines.base import GenerationRequest, SamplingParams
-from worker.engines.llamacpp import WAVE, LlamaCppEngine
+from ttcq.worker.engines.base import GenerationRequest, SamplingParams
+from ttcq.worker.engines.llamacpp import WAVE, LlamaCppEngine
 
 
 def _prompt(engine: LlamaCppEngine, text: str = "Add 3 and 5. Think step by step.") -> tuple:

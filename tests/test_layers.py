@@ -7,7 +7,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-PRODUCT = ("api", "db", "worker", "ttcq", "migrations")
+# The product's folders, imported as packages of ttcq (its links in ttcq/).
+LINKED = ("api", "db", "worker", "migrations")
+PRODUCT = (*LINKED, "ttcq")
 DOMAIN = ("worker/search", "worker/engines", "worker/verifiers")
 
 
@@ -16,7 +18,8 @@ def _modules(*folders: str) -> Iterator[tuple[str, Path]]:
         for path in sorted((ROOT / folder).rglob("*.py")):
             relative = path.relative_to(ROOT).with_suffix("")
             parts = relative.parts[:-1] if relative.name == "__init__" else relative.parts
-            yield ".".join(parts), path
+            prefix = ("ttcq",) if parts[0] in LINKED else ()
+            yield ".".join(prefix + parts), path
 
 
 def _imports(path: Path) -> set[str]:
@@ -39,16 +42,23 @@ def _offenders(folders: tuple[str, ...], banned: tuple[str, ...]) -> list[str]:
 
 
 def test_storage_imports_nothing_of_the_worker_or_the_api() -> None:
-    assert _offenders(("db",), ("worker", "api")) == []
+    assert _offenders(("db",), ("ttcq.worker", "ttcq.api")) == []
 
 
 def test_the_worker_imports_nothing_of_the_api() -> None:
-    assert _offenders(("worker",), ("api",)) == []
+    assert _offenders(("worker",), ("ttcq.api",)) == []
 
 
 def test_the_search_domain_knows_no_celery_and_no_sql() -> None:
-    banned = ("celery", "kombu", "sqlalchemy", "sqlmodel", "psycopg", "db")
+    banned = ("celery", "kombu", "sqlalchemy", "sqlmodel", "psycopg", "ttcq.db")
     assert _offenders(DOMAIN, banned) == []
+
+
+def test_everything_imports_the_product_by_its_one_name() -> None:
+    """api, db, worker and migrations are ttcq's: a bare `import db` would load a second
+    copy of the same files (and define every table twice)."""
+    everywhere = (*PRODUCT, "lab", "bench", "tests")
+    assert _offenders(everywhere, LINKED) == []
 
 
 def test_the_product_imports_no_tests_and_no_lab() -> None:

@@ -9,9 +9,9 @@ from alembic import command
 from sqlalchemy import create_engine, inspect, text
 from sqlmodel import SQLModel
 
-import db.models  # noqa: F401  (registers the tables in the metadata)
-from db.migrate import alembic_config, downgrade, upgrade
+import ttcq.db.models  # noqa: F401  (registers the tables in the metadata)
 from tests.conftest import PG_SERVER
+from ttcq.db.migrate import alembic_config, downgrade, upgrade
 
 TABLES = {t.name for t in SQLModel.metadata.sorted_tables}
 

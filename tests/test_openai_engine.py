@@ -11,10 +11,10 @@ import pytest
 from lab.recording import OpenAIRecorder
 from lab.servers import RunningServer, server_paths, vllm_server
 from tests.utils.jobs import assert_stored_as_reported, job_of, make_batch
-from worker.engines.base import EngineError, GenerationRequest, SamplingParams
-from worker.engines.openai import OpenAIEngine
-from worker.service import SessionFactory, process_job
-from worker.verifiers.factory import ServedVerifiers
+from ttcq.worker.engines.base import EngineError, GenerationRequest, SamplingParams
+from ttcq.worker.engines.openai import OpenAIEngine
+from ttcq.worker.service import SessionFactory, process_job
+from ttcq.worker.verifiers.factory import ServedVerifiers
 
 # A real server starts within the first test that needs it: minutes on a loaded machine.
 pytestmark = [pytest.mark.servers, pytest.mark.timeout(900)]

@@ -9,9 +9,9 @@ from typing import Any, get_args
 import httpx
 import pytest
 
-from api.app import create_app
 from tests.utils.api_factories import api_settings, auth, running_api
-from worker.search.names import StrategyName
+from ttcq.api.app import create_app
+from ttcq.worker.search.names import StrategyName
 
 PROBLEMS = [{"problem": "What is 2 + 3?", "answer": "5"}]
 

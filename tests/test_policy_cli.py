@@ -6,9 +6,9 @@ import yaml
 from click.testing import CliRunner, Result
 from sqlmodel import Session, select
 
-from api.cli import main
-from db.models import Batch, Candidate, TraceNode
-from db.session import get_engine
+from ttcq.api.cli import main
+from ttcq.db.models import Batch, Candidate, TraceNode
+from ttcq.db.session import get_engine
 
 EXAMPLES = Path(__file__).parent.parent / "examples" / "gsm8k_sample.jsonl"
 POLICY = {"probe": 2, "budget": 3, "bins": [

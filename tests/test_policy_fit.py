@@ -9,15 +9,15 @@ import yaml
 from click.testing import CliRunner
 from sqlmodel import select
 
-from api.cli import main
-from api.datasets import Limits, to_problems
-from db.models import Batch, Rescore
 from lab.ground_truth.task import make_dataset
 from lab.ground_truth_batches import run_batch
 from tests.utils.api_factories import ALICE, BOB, api_settings, auth, running_api
-from worker.rescoring import RescoreError, rescore_batch
-from worker.search.config import ConfigError, make_config
-from worker.search.policy import (
+from ttcq.api.cli import main
+from ttcq.api.datasets import Limits, to_problems
+from ttcq.db.models import Batch, Rescore
+from ttcq.worker.rescoring import RescoreError, rescore_batch
+from ttcq.worker.search.config import ConfigError, make_config
+from ttcq.worker.search.policy import (
     DEFAULT_POLICY,
     Policy,
     PolicyError,
@@ -26,7 +26,7 @@ from worker.search.policy import (
     expected_tokens,
     fitting_budget,
 )
-from worker.search.policy_fit import (
+from ttcq.worker.search.policy_fit import (
     FitError,
     Probe,
     fit_policy,
@@ -34,7 +34,7 @@ from worker.search.policy_fit import (
     probe_rows,
     quantile_thresholds,
 )
-from worker.search.policy_runs import Sample, StoredBatch, StoredJob
+from ttcq.worker.search.policy_runs import Sample, StoredBatch, StoredJob
 
 RIGHT, WRONG = Sample("7", True), Sample("9", False)
 EASY = [RIGHT] * 4  # unanimous and right

@@ -14,24 +14,24 @@ import pytest
 from sqlalchemy import update
 from sqlmodel import col, func, select
 
-from db.attempts import attempt_history, failures_by_reason, retry_failed
-from db.batches import ProblemIn, create_batch
-from db.jobs import claim_job, reap_expired
-from db.models import Candidate, Job, JobCheckpoint, JobCost, JobState, TraceNode, utcnow
-from db.workers import live_workers
 from lab.ground_truth.engine import GroundTruthEngine
 from lab.ground_truth.task import make_dataset
 from tests.utils.jobs import job_of
-from worker.crew import Crew
-from worker.engines.base import (
+from ttcq.db.attempts import attempt_history, failures_by_reason, retry_failed
+from ttcq.db.batches import ProblemIn, create_batch
+from ttcq.db.jobs import claim_job, reap_expired
+from ttcq.db.models import Candidate, Job, JobCheckpoint, JobCost, JobState, TraceNode, utcnow
+from ttcq.db.workers import live_workers
+from ttcq.worker.crew import Crew
+from ttcq.worker.engines.base import (
     Completion,
     EngineError,
     GenerationRequest,
     TransientEngineError,
 )
-from worker.leases import JobYielded, Lease, LeaseBoard
-from worker.search.config import make_config
-from worker.service import Requeued, SessionFactory, process_job
+from ttcq.worker.leases import JobYielded, Lease, LeaseBoard
+from ttcq.worker.search.config import make_config
+from ttcq.worker.service import Requeued, SessionFactory, process_job
 
 BEAM = {"strategy": "beam_search", "n": 4, "beam_width": 2, "verifier": "self_judge"}
 LEASE = 30

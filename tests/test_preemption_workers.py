@@ -16,18 +16,18 @@ import pytest
 from sqlalchemy import func
 from sqlmodel import col, select
 
-from db.attempts import attempt_history
-from db.batches import ProblemIn, create_batch
-from db.models import Job, JobCheckpoint, JobCost, JobState
 from lab.double_worker import POISON
 from lab.ground_truth.task import make_dataset
 from tests.utils.jobs import job_of, stored_tokens, wait_for
+from ttcq.db.attempts import attempt_history
+from ttcq.db.batches import ProblemIn, create_batch
+from ttcq.db.models import Job, JobCheckpoint, JobCost, JobState
 from ttcq.settings import Settings
-from worker.celery_app import make_celery
-from worker.drain import drain_workers
-from worker.queue import enqueue_jobs, pending_messages
-from worker.search.config import make_config
-from worker.service import SessionFactory
+from ttcq.worker.celery_app import make_celery
+from ttcq.worker.drain import drain_workers
+from ttcq.worker.queue import enqueue_jobs, pending_messages
+from ttcq.worker.search.config import make_config
+from ttcq.worker.service import SessionFactory
 
 pytestmark = [pytest.mark.servers, pytest.mark.timeout(600)]
 REPO = Path(__file__).resolve().parents[1]

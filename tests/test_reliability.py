@@ -17,22 +17,22 @@ from sqlalchemy import update
 from sqlalchemy.exc import OperationalError as DBOperationalError
 from sqlmodel import Session, col
 
-from db.batches import cancel_batch
-from db.jobs import claim_job
-from db.models import Candidate, Job, JobCost, JobState, utcnow
 from lab.recording import RecordingEngine
 from tests.utils.jobs import count_rows, job_of, make_batch
+from ttcq.db.batches import cancel_batch
+from ttcq.db.jobs import claim_job
+from ttcq.db.models import Candidate, Job, JobCost, JobState, utcnow
 from ttcq.settings import Settings
-from worker.celery_app import make_celery
-from worker.crew import Crew
-from worker.engines.base import Completion, GenerationRequest, TransientEngineError
-from worker.engines.llamacpp import LlamaCppEngine
-from worker.leases import JobCancelled, lease_board
-from worker.main import check_model
-from worker.queue import enqueue_jobs
-from worker.reaper import reap_once, redeliver_stuck, resend_lost
-from worker.service import Requeued, SessionFactory, hold_lease, process_job
-from worker.tasks import register_tasks
+from ttcq.worker.celery_app import make_celery
+from ttcq.worker.crew import Crew
+from ttcq.worker.engines.base import Completion, GenerationRequest, TransientEngineError
+from ttcq.worker.engines.llamacpp import LlamaCppEngine
+from ttcq.worker.leases import JobCancelled, lease_board
+from ttcq.worker.main import check_model
+from ttcq.worker.queue import enqueue_jobs
+from ttcq.worker.reaper import reap_once, redeliver_stuck, resend_lost
+from ttcq.worker.service import Requeued, SessionFactory, hold_lease, process_job
+from ttcq.worker.tasks import register_tasks
 
 Hook = Callable[[], None]
 
@@ -250,7 +250,7 @@ def test_a_result_that_cannot_be_stored_fails_the_job_at_once(
     def refuse(**_: object) -> bool:
         raise ValueError("unstorable")
 
-    monkeypatch.setattr("worker.service.store_search_result", refuse)
+    monkeypatch.setattr("ttcq.worker.service.store_search_result", refuse)
     assert _process(sessions, job_id, RecordingEngine(engine)) == "failed"
     job = job_of(sessions, job_id)
     assert job.state == JobState.failed and "unstorable" in (job.error or "")

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 
-from db.models import JobCost, JobState
 from tests.utils.jobs import (
     candidate_count,
     count_rows,
@@ -20,10 +19,11 @@ from tests.utils.jobs import (
     stored_tokens,
     wait_for_state,
 )
+from ttcq.db.models import JobCost, JobState
 from ttcq.settings import Settings
-from worker.celery_app import make_celery
-from worker.queue import enqueue_jobs
-from worker.service import SessionFactory
+from ttcq.worker.celery_app import make_celery
+from ttcq.worker.queue import enqueue_jobs
+from ttcq.worker.service import SessionFactory
 
 pytestmark = pytest.mark.servers
 
@@ -67,7 +67,7 @@ def spawn_worker(db_url: str, redis_url: str, tmp_path: Path) -> Iterator[Spawn]
     def spawn() -> subprocess.Popen[bytes]:
         log = (tmp_path / f"worker{len(started)}.log").open("wb")
         process = subprocess.Popen(
-            [sys.executable, "-m", "worker.main", "--loglevel", "INFO"],
+            [sys.executable, "-m", "ttcq.worker.main", "--loglevel", "INFO"],
             cwd=REPO, env=_worker_env(db_url, redis_url), stdout=log, stderr=subprocess.STDOUT,
             start_new_session=True,
         )

@@ -6,12 +6,12 @@ from typing import Any
 
 import pytest
 
-from api.progress import LiveProgress
-from api.report import lines
-from api.report.data import wilson
-from worker.search.config import ConfigError, make_config
-from worker.search.rescore import curve_group_size, rescore
-from worker.search.types import Candidate
+from ttcq.api.progress import LiveProgress
+from ttcq.api.report import lines
+from ttcq.api.report.data import wilson
+from ttcq.worker.search.config import ConfigError, make_config
+from ttcq.worker.search.rescore import curve_group_size, rescore
+from ttcq.worker.search.types import Candidate
 
 
 def test_wilson_interval_matches_the_textbook_values() -> None:

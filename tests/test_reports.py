@@ -11,14 +11,14 @@ import httpx
 import pytest
 from click.testing import CliRunner, Result
 
-from api.cli import main
-from api.datasets import Limits, to_problems
-from api.embedded import session_factory
-from db.migrate import upgrade
 from lab.ground_truth.task import make_dataset
 from lab.ground_truth_batches import run_batch
 from tests.utils.api_factories import ALICE, BOB, api_settings, auth, running_api
-from worker.service import SessionFactory
+from ttcq.api.cli import main
+from ttcq.api.datasets import Limits, to_problems
+from ttcq.api.embedded import session_factory
+from ttcq.db.migrate import upgrade
+from ttcq.worker.service import SessionFactory
 
 PROBLEMS = 10
 PNG = b"\x89PNG\r\n\x1a\n"

@@ -7,13 +7,13 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from api import output
-from api.output import write_results
-from db.batches import ProblemIn, create_batch
-from db.models import Batch
-from db.results import batch_result_lines, batch_results
 from tests.utils.api_factories import store_solution
-from worker.service import SessionFactory
+from ttcq.api import output
+from ttcq.api.output import write_results
+from ttcq.db.batches import ProblemIn, create_batch
+from ttcq.db.models import Batch
+from ttcq.db.results import batch_result_lines, batch_results
+from ttcq.worker.service import SessionFactory
 
 
 def _batch(sessions: SessionFactory, count: int) -> Batch:
@@ -32,7 +32,7 @@ def _batch(sessions: SessionFactory, count: int) -> Batch:
 def test_postgres_json_records_are_the_python_records(
     sessions: SessionFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("db.results.RESULTS_PAGE", 4)  # several pages
+    monkeypatch.setattr("ttcq.db.results.RESULTS_PAGE", 4)  # several pages
     batch = _batch(sessions, 11)
     with sessions() as session:
         python = list(batch_results(session=session, batch_id=batch.id, config=batch.config))

@@ -10,13 +10,13 @@ import pytest
 from lab.ground_truth.engine import GroundTruthEngine
 from lab.ground_truth.task import make_dataset
 from lab.recording import RecordingEngine
-from worker.engines.base import Completion, GenerationRequest
-from worker.engines.llamacpp import LlamaCppEngine
-from worker.journal import Call, Journal, decode_calls, encode_calls, generate_key
-from worker.search.config import make_config
-from worker.search.registry import STRATEGIES, run_search
-from worker.search.types import Problem, SearchResult
-from worker.verifiers.factory import make_verifier
+from ttcq.worker.engines.base import Completion, GenerationRequest
+from ttcq.worker.engines.llamacpp import LlamaCppEngine
+from ttcq.worker.journal import Call, Journal, decode_calls, encode_calls, generate_key
+from ttcq.worker.search.config import make_config
+from ttcq.worker.search.registry import STRATEGIES, run_search
+from ttcq.worker.search.types import Problem, SearchResult
+from ttcq.worker.verifiers.factory import make_verifier
 
 JUDGED = {"verifier": "self_judge"}
 CONFIGS: dict[str, dict[str, Any]] = {
@@ -105,7 +105,7 @@ def test_every_strategy_is_covered() -> None:
 
 
 def _request(seed: int) -> list[GenerationRequest]:
-    from worker.engines.base import SamplingParams
+    from ttcq.worker.engines.base import SamplingParams
 
     return [GenerationRequest((1, 2, 3), SamplingParams(max_tokens=4, seed=seed), 2)]
 

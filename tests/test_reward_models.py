@@ -6,15 +6,15 @@ from collections.abc import Iterator
 
 import pytest
 
-from db.models import JobCost
 from lab.servers import RunningServer, server_paths, sglang_server, vllm_server
 from tests.utils.jobs import job_of, make_batch
-from worker.engines.hf_tokenizer import HFTokenizer
-from worker.engines.http import ServerClient
-from worker.engines.sglang import SGLangEngine
-from worker.service import SessionFactory, process_job
-from worker.verifiers.factory import ServedVerifiers
-from worker.verifiers.orm import OutcomeRewardModel
+from ttcq.db.models import JobCost
+from ttcq.worker.engines.hf_tokenizer import HFTokenizer
+from ttcq.worker.engines.http import ServerClient
+from ttcq.worker.engines.sglang import SGLangEngine
+from ttcq.worker.service import SessionFactory, process_job
+from ttcq.worker.verifiers.factory import ServedVerifiers
+from ttcq.worker.verifiers.orm import OutcomeRewardModel
 
 # A real server starts within the first test that needs it: minutes on a loaded machine.
 pytestmark = [pytest.mark.servers, pytest.mark.timeout(900)]

@@ -6,12 +6,12 @@ from pathlib import Path
 import pytest
 
 from lab.recording import RecordingEngine
-from worker.engines.base import Engine, Usage
-from worker.search.config import make_config
-from worker.search.registry import run_search
-from worker.search.scoring import select
-from worker.search.types import Problem, SearchResult
-from worker.verifiers.factory import make_verifier
+from ttcq.worker.engines.base import Engine, Usage
+from ttcq.worker.search.config import make_config
+from ttcq.worker.search.registry import run_search
+from ttcq.worker.search.scoring import select
+from ttcq.worker.search.types import Problem, SearchResult
+from ttcq.worker.verifiers.factory import make_verifier
 
 EXAMPLE = json.loads(
     (Path(__file__).parents[1] / "examples" / "gsm8k_sample.jsonl").read_text().splitlines()[0]

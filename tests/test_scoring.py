@@ -2,8 +2,8 @@
 
 import pytest
 
-from worker.search.scoring import aggregate, budget_curve, budget_points, select
-from worker.search.types import Candidate
+from ttcq.worker.search.scoring import aggregate, budget_curve, budget_points, select
+from ttcq.worker.search.types import Candidate
 
 
 def cand(

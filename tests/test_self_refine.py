@@ -5,13 +5,19 @@ from collections.abc import Sequence
 import pytest
 
 from lab.recording import RecordingEngine
-from worker.engines.base import Completion, Engine, EngineInfo, GenerationRequest, TokenLogprobs
-from worker.search.config import make_config
-from worker.search.refine import CRITIQUE_ASK, REWRITE_ASK
-from worker.search.registry import run_search
-from worker.search.scoring import select
-from worker.search.types import Problem, SearchResult
-from worker.verifiers.factory import make_verifier
+from ttcq.worker.engines.base import (
+    Completion,
+    Engine,
+    EngineInfo,
+    GenerationRequest,
+    TokenLogprobs,
+)
+from ttcq.worker.search.config import make_config
+from ttcq.worker.search.refine import CRITIQUE_ASK, REWRITE_ASK
+from ttcq.worker.search.registry import run_search
+from ttcq.worker.search.scoring import select
+from ttcq.worker.search.types import Problem, SearchResult
+from ttcq.worker.verifiers.factory import make_verifier
 
 PROBLEM = Problem("Tom has 3 boxes of 4 apples. He eats 2 apples. How many are left?", gold="10")
 ROUNDS = 2

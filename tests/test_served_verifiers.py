@@ -7,12 +7,12 @@ import pytest
 from lab.recording import SGLangRecorder
 from lab.servers import RunningServer
 from ttcq.settings import Settings
-from worker.backends import make_served_verifiers
-from worker.engines.prefix_chains import is_prefix
-from worker.engines.sglang import SGLangEngine
-from worker.verifiers.factory import ServedVerifiers, make_verifier
-from worker.verifiers.prm import LMHeadPRM
-from worker.verifiers.token_judge import good_share
+from ttcq.worker.backends import make_served_verifiers
+from ttcq.worker.engines.prefix_chains import is_prefix
+from ttcq.worker.engines.sglang import SGLangEngine
+from ttcq.worker.verifiers.factory import ServedVerifiers, make_verifier
+from ttcq.worker.verifiers.prm import LMHeadPRM
+from ttcq.worker.verifiers.token_judge import good_share
 
 # A real server starts within the first test that needs it: minutes on a loaded machine.
 pytestmark = [pytest.mark.servers, pytest.mark.timeout(900)]

@@ -10,16 +10,16 @@ import pytest
 from lab.recording import SGLangRecorder
 from lab.servers import RunningServer, free_port
 from ttcq.settings import Settings
-from worker.backends import check_served_engine
-from worker.engines.base import (
+from ttcq.worker.backends import check_served_engine
+from ttcq.worker.engines.base import (
     EngineError,
     GenerationRequest,
     SamplingParams,
     TransientEngineError,
 )
-from worker.engines.http import ServerClient
-from worker.engines.llamacpp import LlamaCppEngine
-from worker.engines.sglang import SGLangEngine
+from ttcq.worker.engines.http import ServerClient
+from ttcq.worker.engines.llamacpp import LlamaCppEngine
+from ttcq.worker.engines.sglang import SGLangEngine
 
 # A real server starts within the first test that needs it: minutes on a loaded machine.
 pytestmark = [pytest.mark.servers, pytest.mark.timeout(900)]
@@ -150,7 +150,7 @@ def test_a_branch_stops_at_the_end_of_the_context(sglang_engine: SGLangEngine) -
 def test_an_unreachable_server_is_transient_after_retries(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr("worker.engines.http.BACKOFF_SECONDS", (0.01, 0.01))
+    monkeypatch.setattr("ttcq.worker.engines.http.BACKOFF_SECONDS", (0.01, 0.01))
     with pytest.raises(TransientEngineError, match="unreachable after 3 tries"):
         SGLangEngine(f"http://127.0.0.1:{free_port()}")
 
@@ -158,7 +158,7 @@ def test_an_unreachable_server_is_transient_after_retries(
 def test_overload_is_retried_then_transient(sglang: RunningServer,
                                             monkeypatch: pytest.MonkeyPatch) -> None:
     """Test double for the one thing the real server will not do on demand: answer 503."""
-    monkeypatch.setattr("worker.engines.http.BACKOFF_SECONDS", (0.01,))
+    monkeypatch.setattr("ttcq.worker.engines.http.BACKOFF_SECONDS", (0.01,))
     calls = []
 
     def overloaded(request: httpx.Request) -> httpx.Response:

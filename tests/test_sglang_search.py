@@ -11,16 +11,16 @@ from typing import Any
 import pytest
 from sqlmodel import select
 
-from db.models import JobCost, JobState
 from lab.recording import SGLangRecorder
 from lab.servers import RunningServer
 from tests.utils.jobs import assert_stored_as_reported, job_of, make_batch, wait_for_state
+from ttcq.db.models import JobCost, JobState
 from ttcq.settings import Settings
-from worker.celery_app import make_celery
-from worker.engines.sglang import SGLangEngine
-from worker.queue import enqueue_jobs
-from worker.service import SessionFactory, process_job
-from worker.verifiers.factory import ServedVerifiers
+from ttcq.worker.celery_app import make_celery
+from ttcq.worker.engines.sglang import SGLangEngine
+from ttcq.worker.queue import enqueue_jobs
+from ttcq.worker.service import SessionFactory, process_job
+from ttcq.worker.verifiers.factory import ServedVerifiers
 
 # A real server starts within the first test that needs it: minutes on a loaded machine.
 pytestmark = [pytest.mark.servers, pytest.mark.timeout(900)]
@@ -84,7 +84,7 @@ def test_a_worker_configured_for_sglang_solves_a_job(
     app.close()
     log = tmp_path / "worker.log"
     with log.open("wb") as out:
-        worker = subprocess.Popen([sys.executable, "-m", "worker.main"], cwd=REPO,
+        worker = subprocess.Popen([sys.executable, "-m", "ttcq.worker.main"], cwd=REPO,
                                   env=_worker_env(db_url, redis_url, sglang),
                                   stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     try:
@@ -103,7 +103,7 @@ def test_a_worker_refuses_to_start_on_a_model_mismatch(
     db_url: str, redis_url: str, sglang: RunningServer,
 ) -> None:
     env = _worker_env(db_url, redis_url, sglang, TTCQ_ENGINE_MODEL="Qwen/Qwen2.5-Math-7B")
-    done = subprocess.run([sys.executable, "-m", "worker.main"], cwd=REPO, env=env,
+    done = subprocess.run([sys.executable, "-m", "ttcq.worker.main"], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=120)
     assert done.returncode != 0
     assert "not 'Qwen/Qwen2.5-Math-7B'" in done.stderr

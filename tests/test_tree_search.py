@@ -9,15 +9,15 @@ from typing import Any
 import pytest
 
 from lab.recording import RecordingEngine
-from worker.engines.base import (
+from ttcq.worker.engines.base import (
     Engine,
     Usage,
 )
-from worker.search.config import make_config
-from worker.search.registry import run_search
-from worker.search.types import Problem, SearchResult, TraceNode
-from worker.verifiers.base import Verifier, VerifierOutput
-from worker.verifiers.factory import make_verifier
+from ttcq.worker.search.config import make_config
+from ttcq.worker.search.registry import run_search
+from ttcq.worker.search.types import Problem, SearchResult, TraceNode
+from ttcq.worker.verifiers.base import Verifier, VerifierOutput
+from ttcq.worker.verifiers.factory import make_verifier
 
 PROBLEM = Problem("A pen costs $2. How much do 5 pens cost?", gold="10")
 # Short steps, so that three of them fit the small per-step limit that keeps this fast.

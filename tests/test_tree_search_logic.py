@@ -4,18 +4,18 @@ step text, so every expansion, score and pruning decision is known in advance.""
 import re
 from collections.abc import Callable, Sequence
 
-from worker.engines.base import (
+from ttcq.worker.engines.base import (
     Completion,
     EngineInfo,
     GenerationRequest,
     TokenLogprobs,
 )
-from worker.search.beam import beam_search
-from worker.search.config import SearchConfig, make_config
-from worker.search.dvts import dvts
-from worker.search.tree import Beam, keep_top, spread, step_state
-from worker.search.types import Problem, SearchResult, TraceNode
-from worker.verifiers.base import VerifierOutput
+from ttcq.worker.search.beam import beam_search
+from ttcq.worker.search.config import SearchConfig, make_config
+from ttcq.worker.search.dvts import dvts
+from ttcq.worker.search.tree import Beam, keep_top, spread, step_state
+from ttcq.worker.search.types import Problem, SearchResult, TraceNode
+from ttcq.worker.verifiers.base import VerifierOutput
 
 EOS = 0
 # (text so far after the prompt, seed, greedy) -> the next step's text; "<eos>" ends it.

@@ -8,9 +8,6 @@ from celery.contrib.testing.worker import start_worker
 from sqlalchemy import update
 from sqlmodel import col
 
-from db.jobs import claim_job
-from db.models import Job, JobState, TraceNode, utcnow
-from db.results import job_candidates
 from lab.recording import RecordingEngine
 from tests.utils.jobs import (
     count_rows,
@@ -19,14 +16,17 @@ from tests.utils.jobs import (
     stored_tokens,
     wait_for_state,
 )
+from ttcq.db.jobs import claim_job
+from ttcq.db.models import Job, JobState, TraceNode, utcnow
+from ttcq.db.results import job_candidates
 from ttcq.settings import Settings
-from worker.celery_app import make_celery
-from worker.engines.base import Completion, GenerationRequest, TransientEngineError
-from worker.engines.llamacpp import LlamaCppEngine
-from worker.main import create_worker_app
-from worker.queue import enqueue_jobs
-from worker.service import SessionFactory
-from worker.tasks import backoff_seconds
+from ttcq.worker.celery_app import make_celery
+from ttcq.worker.engines.base import Completion, GenerationRequest, TransientEngineError
+from ttcq.worker.engines.llamacpp import LlamaCppEngine
+from ttcq.worker.main import create_worker_app
+from ttcq.worker.queue import enqueue_jobs
+from ttcq.worker.service import SessionFactory
+from ttcq.worker.tasks import backoff_seconds
 
 SOLVE_TIMEOUT = 60
 
@@ -99,7 +99,7 @@ def test_transient_engine_error_is_retried(
     db_url: str, redis_url: str, sessions: SessionFactory, engine: LlamaCppEngine,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr("worker.tasks.BACKOFF_BASE_SECONDS", 0)
+    monkeypatch.setattr("ttcq.worker.tasks.BACKOFF_BASE_SECONDS", 0)
     flaky = FlakyEngine(engine)
     app = create_worker_app(worker_settings(db_url, redis_url), engine_factory=lambda: flaky)
     [job_id] = make_batch(sessions)

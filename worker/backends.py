@@ -4,28 +4,28 @@ in-process, an SGLang server, or an OpenAI-compatible one) and the verifier serv
 import logging
 
 from ttcq.settings import Settings
-from worker.engines.base import Engine
-from worker.engines.http import ServerClient
-from worker.verifiers.factory import ServedVerifiers
+from ttcq.worker.engines.base import Engine
+from ttcq.worker.engines.http import ServerClient
+from ttcq.worker.verifiers.factory import ServedVerifiers
 
 logger = logging.getLogger(__name__)
 
 
 def make_engine(settings: Settings) -> Engine:
     if settings.engine == "sglang":
-        from worker.engines.sglang import SGLangEngine
+        from ttcq.worker.engines.sglang import SGLangEngine
 
         return SGLangEngine(settings.engine_url, tokenizer_path=settings.tokenizer_path,
                             expected_model=settings.engine_model,
                             timeout=settings.engine_timeout_seconds)
     if settings.engine == "openai":
-        from worker.engines.openai import OpenAIEngine
+        from ttcq.worker.engines.openai import OpenAIEngine
 
         return OpenAIEngine(settings.engine_url, model=settings.engine_model,
                             tokenizer_path=settings.tokenizer_path,
                             api_key=settings.engine_api_key,
                             timeout=settings.engine_timeout_seconds)
-    from worker.engines.llamacpp import LlamaCppEngine  # heavy: only where it runs
+    from ttcq.worker.engines.llamacpp import LlamaCppEngine  # heavy: only where it runs
 
     return LlamaCppEngine(settings.model_path, settings.n_ctx, settings.n_threads)
 
@@ -34,14 +34,14 @@ def make_served_verifiers(settings: Settings) -> ServedVerifiers:
     """The PRM and ORM servers the settings name; those not named stay None."""
     prm_engine = None
     if settings.prm_url:
-        from worker.engines.sglang import SGLangEngine
+        from ttcq.worker.engines.sglang import SGLangEngine
 
         prm_engine = SGLangEngine(settings.prm_url, tokenizer_path=settings.prm_tokenizer_path,
                                   timeout=settings.engine_timeout_seconds)
     orm = None
     if settings.orm_url:
-        from worker.engines.hf_tokenizer import HFTokenizer
-        from worker.verifiers.orm import OutcomeRewardModel
+        from ttcq.worker.engines.hf_tokenizer import HFTokenizer
+        from ttcq.worker.verifiers.orm import OutcomeRewardModel
 
         server = ServerClient(settings.orm_url, name=f"{settings.orm_api} reward model",
                               timeout=settings.engine_timeout_seconds)

@@ -8,11 +8,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-from db.workers import heartbeat, set_worker_state
-from worker.engines.base import Engine
-from worker.intake import Intake
-from worker.leases import Lease, LeaseBoard, SessionFactory
-from worker.outage import EngineWatch
+from ttcq.db.workers import heartbeat, set_worker_state
+from ttcq.worker.engines.base import Engine
+from ttcq.worker.intake import Intake
+from ttcq.worker.leases import Lease, LeaseBoard, SessionFactory
+from ttcq.worker.outage import EngineWatch
 
 logger = logging.getLogger(__name__)
 

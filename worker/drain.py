@@ -19,8 +19,8 @@ from celery import Celery, bootsteps
 from celery.signals import worker_process_init
 
 from ttcq.settings import Settings
-from worker.celery_app import make_celery
-from worker.crew import Crew
+from ttcq.worker.celery_app import make_celery
+from ttcq.worker.crew import Crew
 
 logger = logging.getLogger(__name__)
 DRAIN_SIGNAL = signal.SIGUSR2

@@ -27,9 +27,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-from worker.engines.base import Completion, Engine, GenerationRequest, Usage, usage_of
-from worker.engines.wrapper import EngineWrapper
-from worker.verifiers.base import Verifier, VerifierOutput
+from ttcq.worker.engines.base import Completion, Engine, GenerationRequest, Usage, usage_of
+from ttcq.worker.engines.wrapper import EngineWrapper
+from ttcq.worker.verifiers.base import Verifier, VerifierOutput
 
 CallKind = Literal["generate", "score"]
 # As lost_call: the first live call, whatever it is (a search lost before its first save

@@ -17,7 +17,7 @@ from typing import Literal
 
 from sqlmodel import Session
 
-from db.jobs import Claim, renew_leases
+from ttcq.db.jobs import Claim, renew_leases
 
 SessionFactory = Callable[[], AbstractContextManager[Session]]
 IDLE_EXIT_SECONDS = 5.0  # a board with no leases lets its thread end

@@ -9,17 +9,17 @@ import sys
 from celery import Celery
 
 from ttcq.settings import Settings, get_settings
-from worker.backends import check_served_engine, make_engine
-from worker.celery_app import DEFAULT_QUEUE, make_celery
-from worker.crew import Crew
-from worker.drain import install_drain
-from worker.engines.base import EngineError
-from worker.engines.llamacpp import default_model_path, describe_build
-from worker.intake import install_intake
-from worker.leases import lease_board
-from worker.reaper import install_reaper
-from worker.service import CHECK_INTERVAL_SECONDS
-from worker.tasks import EngineFactory, database_sessions, register_tasks
+from ttcq.worker.backends import check_served_engine, make_engine
+from ttcq.worker.celery_app import DEFAULT_QUEUE, make_celery
+from ttcq.worker.crew import Crew
+from ttcq.worker.drain import install_drain
+from ttcq.worker.engines.base import EngineError
+from ttcq.worker.engines.llamacpp import default_model_path, describe_build
+from ttcq.worker.intake import install_intake
+from ttcq.worker.leases import lease_board
+from ttcq.worker.reaper import install_reaper
+from ttcq.worker.service import CHECK_INTERVAL_SECONDS
+from ttcq.worker.tasks import EngineFactory, database_sessions, register_tasks
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(processName)s %(name)s: %(message)s"
 

@@ -13,7 +13,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from worker.engines.base import Engine, EngineError
+from ttcq.worker.engines.base import Engine, EngineError
 
 logger = logging.getLogger(__name__)
 PROBE_EVERY_SECONDS = 2.0

@@ -22,7 +22,7 @@ from kombu.transport.redis import Channel as RedisChannel
 from kombu.utils.json import dumps as kombu_json
 
 from ttcq.ids import uuid4s
-from worker.celery_app import DEFAULT_QUEUE, SOLVE_TASK
+from ttcq.worker.celery_app import DEFAULT_QUEUE, SOLVE_TASK
 
 MESSAGES_PER_PUSH = 1000  # one LPUSH: about a megabyte of messages
 PUSHES_PER_ROUND_TRIP = 8

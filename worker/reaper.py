@@ -14,16 +14,16 @@ from celery import Celery, bootsteps
 from sqlalchemy.pool import NullPool
 from sqlmodel import Session, create_engine
 
-from db.jobs import (
+from ttcq.db.jobs import (
     batch_routes,
     job_states,
     queued_counts_by_model,
     queued_ids_of_model,
     reap_expired,
 )
-from db.models import FINAL_STATES, JobState
+from ttcq.db.models import FINAL_STATES, JobState
 from ttcq.settings import Settings
-from worker.queue import (
+from ttcq.worker.queue import (
     enqueue_jobs,
     forget,
     pending_messages,
@@ -31,7 +31,7 @@ from worker.queue import (
     redeliver,
     stuck_deliveries,
 )
-from worker.service import SessionFactory
+from ttcq.worker.service import SessionFactory
 
 logger = logging.getLogger(__name__)
 # A message unacknowledged this long whose job is still queued was taken by a worker that

@@ -9,13 +9,13 @@ from typing import Any
 
 from sqlmodel import Session
 
-from db.models import Batch, Candidate
-from db.rescores import create_rescore, solved_jobs, step_paths, store_rescored
-from worker.engines.base import Usage
-from worker.search.config import Aggregation, SearchConfig, Selection
-from worker.search.rescore import Rescored, curve_group_size, rescore
-from worker.search.types import Candidate as SearchCandidate
-from worker.verifiers.base import Verifier
+from ttcq.db.models import Batch, Candidate
+from ttcq.db.rescores import create_rescore, solved_jobs, step_paths, store_rescored
+from ttcq.worker.engines.base import Usage
+from ttcq.worker.search.config import Aggregation, SearchConfig, Selection
+from ttcq.worker.search.rescore import Rescored, curve_group_size, rescore
+from ttcq.worker.search.types import Candidate as SearchCandidate
+from ttcq.worker.verifiers.base import Verifier
 
 
 @dataclass

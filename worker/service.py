@@ -12,24 +12,24 @@ from typing import Literal
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlmodel import Session
 
-from db.attempts import fail_job, hand_back, mark_alone
-from db.blame import must_run_alone
-from db.checkpoints import drop_checkpoint, load_checkpoint, save_checkpoint
-from db.jobs import Claim, ClaimedJob, claim_job, finish_job
-from db.ledger import batch_spend
-from db.models import JobCostBase, JobState
-from worker.crew import Crew
-from worker.engines.base import Engine, EngineError, EngineInfo, TransientEngineError
-from worker.engines.metered import MeteredEngine
-from worker.journal import FIRST_CALL, Call, Journal, decode_calls, encode_calls
-from worker.leases import JobCancelled, JobTimedOut, JobYielded, Lease, lease_board
-from worker.outage import EngineWatch
-from worker.search.config import SearchConfig
-from worker.search.policy import allowance
-from worker.search.registry import run_search
-from worker.search.types import Problem, SearchResult
-from worker.stored import store_search_result
-from worker.verifiers.factory import ServedVerifiers, make_verifier
+from ttcq.db.attempts import fail_job, hand_back, mark_alone
+from ttcq.db.blame import must_run_alone
+from ttcq.db.checkpoints import drop_checkpoint, load_checkpoint, save_checkpoint
+from ttcq.db.jobs import Claim, ClaimedJob, claim_job, finish_job
+from ttcq.db.ledger import batch_spend
+from ttcq.db.models import JobCostBase, JobState
+from ttcq.worker.crew import Crew
+from ttcq.worker.engines.base import Engine, EngineError, EngineInfo, TransientEngineError
+from ttcq.worker.engines.metered import MeteredEngine
+from ttcq.worker.journal import FIRST_CALL, Call, Journal, decode_calls, encode_calls
+from ttcq.worker.leases import JobCancelled, JobTimedOut, JobYielded, Lease, lease_board
+from ttcq.worker.outage import EngineWatch
+from ttcq.worker.search.config import SearchConfig
+from ttcq.worker.search.policy import allowance
+from ttcq.worker.search.registry import run_search
+from ttcq.worker.search.types import Problem, SearchResult
+from ttcq.worker.stored import store_search_result
+from ttcq.worker.verifiers.factory import ServedVerifiers, make_verifier
 
 Outcome = Literal["succeeded", "failed", "cancelled", "skipped", "lost", "requeued"]
 HandBack = Literal["yielded", "outage", "transient"]

@@ -6,11 +6,11 @@ from functools import lru_cache
 
 from sqlmodel import Session
 
-from db.jobs import Claim
-from db.models import JobCostBase
-from db.results import Row, SolvedJob, store_result
-from worker.search.answers import is_correct
-from worker.search.types import Candidate, SearchResult
+from ttcq.db.jobs import Claim
+from ttcq.db.models import JobCostBase
+from ttcq.db.results import Row, SolvedJob, store_result
+from ttcq.worker.search.answers import is_correct
+from ttcq.worker.search.types import Candidate, SearchResult
 
 
 def solved_job(job_id: uuid.UUID, gold: str | None, result: SearchResult,

@@ -10,15 +10,15 @@ from celery import Celery, Task
 from sqlalchemy.exc import OperationalError
 from sqlmodel import Session
 
-from db.jobs import batch_routes
-from db.session import get_engine
+from ttcq.db.jobs import batch_routes
+from ttcq.db.session import get_engine
 from ttcq.settings import Settings
-from worker.backends import make_engine, make_served_verifiers
-from worker.celery_app import SOLVE_TASK
-from worker.crew import Crew
-from worker.engines.base import Engine
-from worker.queue import enqueue_jobs, queue_for
-from worker.service import Outcome, Requeued, SessionFactory, process_job
+from ttcq.worker.backends import make_engine, make_served_verifiers
+from ttcq.worker.celery_app import SOLVE_TASK
+from ttcq.worker.crew import Crew
+from ttcq.worker.engines.base import Engine
+from ttcq.worker.queue import enqueue_jobs, queue_for
+from ttcq.worker.service import Outcome, Requeued, SessionFactory, process_job
 
 EngineFactory = Callable[[], Engine]
 BACKOFF_BASE_SECONDS = 5

@@ -12,9 +12,9 @@ from typing import Any
 from pydantic import BaseModel, Field
 from sqlmodel import Session
 
-from api.report import lines
-from db.models import Batch, Rescore
-from db.reports import CurveRow, batch_curves, rescore_curves, rescores_of
+from ttcq.api.report import lines
+from ttcq.db.models import Batch, Rescore
+from ttcq.db.reports import CurveRow, batch_curves, rescore_curves, rescores_of
 
 Z_95 = 1.959963984540054
 

@@ -13,7 +13,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter
 
-from api.report.data import Report, ReportPoint, panels, points_of
+from ttcq.api.report.data import Report, ReportPoint, panels, points_of
 
 PANEL_WIDTH, PANEL_HEIGHT = 4.6, 3.4  # inches
 MAX_COLUMNS = 3

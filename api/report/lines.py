@@ -4,7 +4,7 @@ seed (and the same rescore, if any), named by what sets them apart."""
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from db.models import Rescore
+from ttcq.db.models import Rescore
 
 SAMPLING = ("majority", "best_of_n", "weighted_best_of_n")
 TREE = ("beam_search", "dvts", "lookahead")

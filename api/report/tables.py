@@ -4,7 +4,7 @@ markdown page (a table for all problems, then one per level, then the lines' bat
 import csv
 from pathlib import Path
 
-from api.report.data import Report, ReportPoint, panels, points_of
+from ttcq.api.report.data import Report, ReportPoint, panels, points_of
 
 CSV_COLUMNS = ["configuration", "level", "budget", "problems", "graded", "correct",
                "accuracy", "ci_low", "ci_high", "tokens_per_problem", "flops_per_problem"]

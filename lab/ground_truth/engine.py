@@ -30,7 +30,7 @@ from collections.abc import Sequence
 
 from lab.ground_truth.task import SOUND, STEP, TaskSpec, sound_path, step_text
 from lab.ground_truth.verifier import GroundTruthVerifier
-from worker.engines.base import (
+from ttcq.worker.engines.base import (
     Completion,
     EngineInfo,
     GenerationRequest,

@@ -9,10 +9,10 @@ from typing import Any
 
 from lab.ground_truth.engine import GroundTruthEngine
 from lab.ground_truth.verifier import GroundTruthVerifier
-from worker.search.answers import is_correct
-from worker.search.config import make_config
-from worker.search.registry import run_search
-from worker.search.types import Problem
+from ttcq.worker.search.answers import is_correct
+from ttcq.worker.search.config import make_config
+from ttcq.worker.search.registry import run_search
+from ttcq.worker.search.types import Problem
 
 
 @dataclass

@@ -15,8 +15,8 @@ import hashlib
 from collections.abc import Sequence
 
 from lab.ground_truth.task import TaskSpec, sound_path
-from worker.engines.base import Usage
-from worker.verifiers.base import VerifierOutput
+from ttcq.worker.engines.base import Usage
+from ttcq.worker.verifiers.base import VerifierOutput
 
 NEUTRAL = 0.5
 

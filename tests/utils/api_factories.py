@@ -13,15 +13,15 @@ from fastapi import FastAPI
 from sqlalchemy import func
 from sqlmodel import select
 
-from api.app import create_app
-from db.jobs import claim_job
-from db.models import Job, JobCostBase
+from ttcq.api.app import create_app
+from ttcq.db.jobs import claim_job
+from ttcq.db.models import Job, JobCostBase
 from ttcq.settings import Settings
-from worker.celery_app import DEFAULT_QUEUE
-from worker.engines.base import Usage
-from worker.search.types import Candidate, SearchResult, Trace
-from worker.service import SessionFactory
-from worker.stored import store_search_result
+from ttcq.worker.celery_app import DEFAULT_QUEUE
+from ttcq.worker.engines.base import Usage
+from ttcq.worker.search.types import Candidate, SearchResult, Trace
+from ttcq.worker.service import SessionFactory
+from ttcq.worker.stored import store_search_result
 
 ALICE, BOB = "alice-token", "bob-token"
 MAX_PROBLEM_CHARS = 200

@@ -7,14 +7,14 @@ from typing import Any
 
 from sqlmodel import Session, col, func, select
 
-from db.batches import ProblemIn, create_batch
-from db.models import Candidate, Job, JobCost, JobCostBase, TraceNode
 from lab.recording import RecordingEngine
-from worker.engines.base import Usage
-from worker.search.config import make_config
-from worker.search.types import Candidate as SearchCandidate
-from worker.search.types import SearchResult, Trace
-from worker.service import SessionFactory
+from ttcq.db.batches import ProblemIn, create_batch
+from ttcq.db.models import Candidate, Job, JobCost, JobCostBase, TraceNode
+from ttcq.worker.engines.base import Usage
+from ttcq.worker.search.config import make_config
+from ttcq.worker.search.types import Candidate as SearchCandidate
+from ttcq.worker.search.types import SearchResult, Trace
+from ttcq.worker.service import SessionFactory
 
 __all__ = ["RecordingEngine"]  # re-exported: the worker tests take it from here
 

@@ -14,7 +14,7 @@ import jinja2
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from tokenizers import Tokenizer
 
-from worker.engines.base import EngineError
+from ttcq.worker.engines.base import EngineError
 
 _CONTROL = re.compile(r"<\|[A-Za-z_]+\|>")  # cut from message contents (see chat_prompt)
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import httpx
 
-from worker.engines.base import EngineError, TransientEngineError
+from ttcq.worker.engines.base import EngineError, TransientEngineError
 
 RETRY_STATUS = {429, 500, 502, 503, 504}
 BACKOFF_SECONDS = (0.5, 1.0, 2.0, 4.0)  # then give up: the Celery task backs off longer

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from worker.engines.cpu_share import ThreadGovernor, allowed_cpus
+from ttcq.worker.engines.cpu_share import ThreadGovernor, allowed_cpus
 
 # A shared prefix is evaluated on its own only when that saves at least this many tokens.
 STEM_MIN_GAIN = 16

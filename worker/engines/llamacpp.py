@@ -15,7 +15,7 @@ from pathlib import Path
 import jinja2
 import numpy as np
 
-from worker.engines.base import (
+from ttcq.worker.engines.base import (
     Completion,
     EngineError,
     EngineInfo,
@@ -23,7 +23,7 @@ from worker.engines.base import (
     SamplingParams,
     TokenLogprobs,
 )
-from worker.engines.kv_pool import KVFullError, KVPool
+from ttcq.worker.engines.kv_pool import KVFullError, KVPool
 
 # llama.cpp's threads meet at an OpenMP barrier after every operation; libgomp spins 300,000
 # rounds there before it sleeps, burning a core that another process (or our own other

@@ -3,7 +3,7 @@
 import time
 from collections.abc import Callable, Sequence
 
-from worker.engines.base import (
+from ttcq.worker.engines.base import (
     Completion,
     Engine,
     GenerationRequest,
@@ -11,7 +11,7 @@ from worker.engines.base import (
     Usage,
     usage_of,
 )
-from worker.engines.wrapper import EngineWrapper
+from ttcq.worker.engines.wrapper import EngineWrapper
 
 
 class MeteredEngine(EngineWrapper):

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from worker.engines.base import (
+from ttcq.worker.engines.base import (
     Completion,
     EngineError,
     EngineInfo,
@@ -22,10 +22,10 @@ from worker.engines.base import (
     SamplingParams,
     TokenLogprobs,
 )
-from worker.engines.hf_tokenizer import HFTokenizer
-from worker.engines.http import ServerClient
-from worker.engines.model_folder import count_parameters
-from worker.engines.served import ServedEngine
+from ttcq.worker.engines.hf_tokenizer import HFTokenizer
+from ttcq.worker.engines.http import ServerClient
+from ttcq.worker.engines.model_folder import count_parameters
+from ttcq.worker.engines.served import ServedEngine
 
 TOP_LOGPROBS = 20  # the most the OpenAI API (and vLLM by default) returns per position
 REQUESTS_AT_ONCE = 64

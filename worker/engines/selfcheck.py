@@ -19,8 +19,8 @@ CAUSES = {
 
 def generate_once() -> str:
     """A short greedy generation with the shipped model; the build's description."""
-    from worker.engines.base import GenerationRequest, SamplingParams
-    from worker.engines.llamacpp import LlamaCppEngine, describe_build
+    from ttcq.worker.engines.base import GenerationRequest, SamplingParams
+    from ttcq.worker.engines.llamacpp import LlamaCppEngine, describe_build
 
     engine = LlamaCppEngine(n_ctx=512)
     prompt = engine.chat_prompt([{"role": "user", "content": "What is 2 + 2?"}])
@@ -45,7 +45,7 @@ def main() -> int:
     if sys.argv[1:] == ["--child"]:
         sys.stdout.write(generate_once() + "\n")
         return 0
-    child = subprocess.run([sys.executable, "-m", "worker.engines.selfcheck", "--child"],
+    child = subprocess.run([sys.executable, "-m", "ttcq.worker.engines.selfcheck", "--child"],
                            capture_output=True, text=True)
     if child.returncode == 0:
         sys.stdout.write("engine check: a real generation ran; " + child.stdout)

@@ -4,15 +4,15 @@ connection, and the check a worker runs before it takes messages."""
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 
-from worker.engines.base import (
+from ttcq.worker.engines.base import (
     Completion,
     EngineError,
     EngineInfo,
     GenerationRequest,
     SamplingParams,
 )
-from worker.engines.hf_tokenizer import HFTokenizer
-from worker.engines.http import ServerClient
+from ttcq.worker.engines.hf_tokenizer import HFTokenizer
+from ttcq.worker.engines.http import ServerClient
 
 
 class ServedEngine(ABC):

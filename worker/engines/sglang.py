@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from threading import Lock
 from typing import Any
 
-from worker.engines.base import (
+from ttcq.worker.engines.base import (
     Completion,
     EngineError,
     EngineInfo,
@@ -25,11 +25,11 @@ from worker.engines.base import (
     TokenLogprobs,
     TransientEngineError,
 )
-from worker.engines.hf_tokenizer import HFTokenizer
-from worker.engines.http import ServerClient
-from worker.engines.model_folder import context_length, count_parameters
-from worker.engines.prefix_chains import chains
-from worker.engines.served import ServedEngine
+from ttcq.worker.engines.hf_tokenizer import HFTokenizer
+from ttcq.worker.engines.http import ServerClient
+from ttcq.worker.engines.model_folder import context_length, count_parameters
+from ttcq.worker.engines.prefix_chains import chains
+from ttcq.worker.engines.served import ServedEngine
 
 WARM_MIN_TOKENS = 16  # a shared prompt is warmed when this much of it may be uncached
 SEEN_LIMIT = 4096  # sequences remembered as being in the server's cache

@@ -3,7 +3,7 @@ watches (metering, recording in tests, cache accounting in benchmarks)."""
 
 from collections.abc import Sequence
 
-from worker.engines.base import Completion, Engine, GenerationRequest, TokenLogprobs
+from ttcq.worker.engines.base import Completion, Engine, GenerationRequest, TokenLogprobs
 
 
 class EngineWrapper:

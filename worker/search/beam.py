@@ -1,12 +1,12 @@
 """Beam search (and lookahead search, which is beam search with k > 0), as published:
 N first steps; keep the best N/M open beams; expand each into M; repeat."""
 
-from worker.engines.base import Engine
-from worker.search.config import SearchConfig
-from worker.search.run import SearchRun
-from worker.search.tree import TreeSearch, keep_top, spread
-from worker.search.types import Problem, SearchResult
-from worker.verifiers.base import Verifier
+from ttcq.worker.engines.base import Engine
+from ttcq.worker.search.config import SearchConfig
+from ttcq.worker.search.run import SearchRun
+from ttcq.worker.search.tree import TreeSearch, keep_top, spread
+from ttcq.worker.search.types import Problem, SearchResult
+from ttcq.worker.verifiers.base import Verifier
 
 
 def beam_search(

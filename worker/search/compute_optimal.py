@@ -17,21 +17,21 @@ job's budget (its final answer). A point at n = k for the probe's answer was tri
 dropped: reports charge a point n of N the share n/N of the job's tokens, which is not
 what the probe cost; the probe's answer and bin are in the trace's decision node."""
 
-from worker.engines.base import Engine
-from worker.search.config import SearchConfig, bin_config
-from worker.search.names import SAMPLING_STRATEGIES
-from worker.search.policy import (
+from ttcq.worker.engines.base import Engine
+from ttcq.worker.search.config import SearchConfig, bin_config
+from ttcq.worker.search.names import SAMPLING_STRATEGIES
+from ttcq.worker.search.policy import (
     Policy,
     fitting_budget,
     mean_score,
     probe_agreement,
 )
-from worker.search.run import SearchRun
-from worker.search.sampling import draw_samples, score_samples
-from worker.search.scoring import aggregate
-from worker.search.strategies import run_base_strategy
-from worker.search.types import Aggregation, Candidate, Problem, SearchResult, TraceNode
-from worker.verifiers.base import Verifier
+from ttcq.worker.search.run import SearchRun
+from ttcq.worker.search.sampling import draw_samples, score_samples
+from ttcq.worker.search.scoring import aggregate
+from ttcq.worker.search.strategies import run_base_strategy
+from ttcq.worker.search.types import Aggregation, Candidate, Problem, SearchResult, TraceNode
+from ttcq.worker.verifiers.base import Verifier
 
 
 def compute_optimal(

@@ -6,9 +6,9 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from worker.search.names import SAMPLING_STRATEGIES, TREE_STRATEGIES, StrategyName
-from worker.search.policy import DEFAULT_POLICY, Policy, PolicyBin, describe, scaled_budget
-from worker.search.types import Aggregation
+from ttcq.worker.search.names import SAMPLING_STRATEGIES, TREE_STRATEGIES, StrategyName
+from ttcq.worker.search.policy import DEFAULT_POLICY, Policy, PolicyBin, describe, scaled_budget
+from ttcq.worker.search.types import Aggregation
 
 VerifierName = Literal["self_judge", "checker", "prm", "orm", "none"]
 Selection = Literal["naive", "weighted", "majority"]

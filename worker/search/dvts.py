@@ -1,12 +1,12 @@
 """Diverse verifier tree search: N/M independent subtrees, each greedily keeping the best
 of M new steps; the subtrees advance in lockstep so each iteration is one engine call."""
 
-from worker.engines.base import Engine
-from worker.search.config import SearchConfig
-from worker.search.run import SearchRun
-from worker.search.tree import Beam, TreeSearch, keep_top, regroup
-from worker.search.types import Problem, SearchResult
-from worker.verifiers.base import Verifier
+from ttcq.worker.engines.base import Engine
+from ttcq.worker.search.config import SearchConfig
+from ttcq.worker.search.run import SearchRun
+from ttcq.worker.search.tree import Beam, TreeSearch, keep_top, regroup
+from ttcq.worker.search.types import Problem, SearchResult
+from ttcq.worker.verifiers.base import Verifier
 
 
 def dvts(

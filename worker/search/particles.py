@@ -13,13 +13,13 @@ import random
 from collections.abc import Sequence
 from dataclasses import replace
 
-from worker.engines.base import Engine
-from worker.search.config import SearchConfig
-from worker.search.run import SearchRun
-from worker.search.scoring import aggregate
-from worker.search.tree import Beam, TreeSearch
-from worker.search.types import Candidate, Problem, SearchResult
-from worker.verifiers.base import Verifier
+from ttcq.worker.engines.base import Engine
+from ttcq.worker.search.config import SearchConfig
+from ttcq.worker.search.run import SearchRun
+from ttcq.worker.search.scoring import aggregate
+from ttcq.worker.search.tree import Beam, TreeSearch
+from ttcq.worker.search.types import Candidate, Problem, SearchResult
+from ttcq.worker.verifiers.base import Verifier
 
 
 def softmax_weights(scores: Sequence[float], temperature: float) -> list[float]:

@@ -27,8 +27,8 @@ from pydantic import (
     model_validator,
 )
 
-from worker.search.names import SAMPLING_STRATEGIES
-from worker.search.types import Aggregation, Candidate
+from ttcq.worker.search.names import SAMPLING_STRATEGIES
+from ttcq.worker.search.types import Aggregation, Candidate
 
 Difficulty = Literal["agreement", "verifier"]
 

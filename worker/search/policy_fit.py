@@ -27,14 +27,14 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from worker.search.names import SAMPLING_STRATEGIES
-from worker.search.policy import (
+from ttcq.worker.search.names import SAMPLING_STRATEGIES
+from ttcq.worker.search.policy import (
     Policy,
     PolicyBin,
     agreement,
     mean_score,
 )
-from worker.search.policy_runs import Sample, StoredBatch
+from ttcq.worker.search.policy_runs import Sample, StoredBatch
 
 # Fields of a batch's config that a bin must carry to run as that batch ran.
 CARRIED = {

@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol
 
-from worker.search.names import SAMPLING_STRATEGIES
+from ttcq.worker.search.names import SAMPLING_STRATEGIES
 
 
 class Sample(NamedTuple):

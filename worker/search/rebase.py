@@ -5,13 +5,13 @@ to softmax(score / T), instead of a fixed width per kept beam; search ends with 
 import math
 from collections.abc import Sequence
 
-from worker.engines.base import Engine
-from worker.search.config import SearchConfig
-from worker.search.particles import softmax_weights
-from worker.search.run import SearchRun
-from worker.search.tree import TreeSearch
-from worker.search.types import Problem, SearchResult
-from worker.verifiers.base import Verifier
+from ttcq.worker.engines.base import Engine
+from ttcq.worker.search.config import SearchConfig
+from ttcq.worker.search.particles import softmax_weights
+from ttcq.worker.search.run import SearchRun
+from ttcq.worker.search.tree import TreeSearch
+from ttcq.worker.search.types import Problem, SearchResult
+from ttcq.worker.verifiers.base import Verifier
 
 
 def balance(total: int, scores: Sequence[float], temperature: float) -> list[int]:

@@ -7,12 +7,12 @@ is its round, so the budget curve reads "the best answer after r rounds"."""
 
 from dataclasses import dataclass
 
-from worker.engines.base import Completion, Engine, GenerationRequest
-from worker.search.config import SearchConfig
-from worker.search.run import SearchRun
-from worker.search.sampling import add_solution, record_scores
-from worker.search.types import Candidate, Problem, SearchResult, TraceNode
-from worker.verifiers.base import Verifier
+from ttcq.worker.engines.base import Completion, Engine, GenerationRequest
+from ttcq.worker.search.config import SearchConfig
+from ttcq.worker.search.run import SearchRun
+from ttcq.worker.search.sampling import add_solution, record_scores
+from ttcq.worker.search.types import Candidate, Problem, SearchResult, TraceNode
+from ttcq.worker.verifiers.base import Verifier
 
 CRITIQUE_ASK = "Review your solution step by step and point out any mistake."
 REWRITE_ASK = (

@@ -5,9 +5,9 @@ way the search itself did (worker.search.run.SearchRun.finish)."""
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
-from worker.search.config import Aggregation, SearchConfig, Selection
-from worker.search.scoring import aggregate, budget_curve, select
-from worker.search.types import Candidate
+from ttcq.worker.search.config import Aggregation, SearchConfig, Selection
+from ttcq.worker.search.scoring import aggregate, budget_curve, select
+from ttcq.worker.search.types import Candidate
 
 
 def curve_group_size(config: SearchConfig) -> int:

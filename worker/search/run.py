@@ -3,13 +3,13 @@ calls with their cost, and turning candidates into a result."""
 
 from collections.abc import Sequence
 
-from worker.engines.base import Completion, Engine, GenerationRequest, SamplingParams, Usage
-from worker.engines.metered import MeteredEngine
-from worker.search.answers import canonical_answer, extract_answer
-from worker.search.config import SearchConfig
-from worker.search.scoring import aggregate, budget_curve, select
-from worker.search.types import Candidate, Problem, SearchResult, Trace, TraceNode
-from worker.verifiers.base import Verifier
+from ttcq.worker.engines.base import Completion, Engine, GenerationRequest, SamplingParams, Usage
+from ttcq.worker.engines.metered import MeteredEngine
+from ttcq.worker.search.answers import canonical_answer, extract_answer
+from ttcq.worker.search.config import SearchConfig
+from ttcq.worker.search.scoring import aggregate, budget_curve, select
+from ttcq.worker.search.types import Candidate, Problem, SearchResult, Trace, TraceNode
+from ttcq.worker.verifiers.base import Verifier
 
 
 class SearchRun:

@@ -1,14 +1,14 @@
 """Strategies over N independent samples: majority, best-of-N, weighted best-of-N, each
 optionally stopping early once the answers drawn so far agree."""
 
-from worker.engines.base import Completion, Engine, GenerationRequest
-from worker.search.answers import canonical_answer, extract_answer
-from worker.search.config import SearchConfig
-from worker.search.run import SearchRun
-from worker.search.scoring import aggregate
-from worker.search.steps import split_steps
-from worker.search.types import Candidate, Problem, SearchResult, TraceNode
-from worker.verifiers.base import Verifier
+from ttcq.worker.engines.base import Completion, Engine, GenerationRequest
+from ttcq.worker.search.answers import canonical_answer, extract_answer
+from ttcq.worker.search.config import SearchConfig
+from ttcq.worker.search.run import SearchRun
+from ttcq.worker.search.scoring import aggregate
+from ttcq.worker.search.steps import split_steps
+from ttcq.worker.search.types import Candidate, Problem, SearchResult, TraceNode
+from ttcq.worker.verifiers.base import Verifier
 
 
 def add_solution(run: SearchRun, parent: TraceNode, completion: Completion) -> TraceNode:

@@ -4,8 +4,8 @@ import math
 from collections import defaultdict
 from collections.abc import Sequence
 
-from worker.search.config import Aggregation, Selection
-from worker.search.types import Candidate
+from ttcq.worker.search.config import Aggregation, Selection
+from ttcq.worker.search.types import Candidate
 
 
 def aggregate(step_scores: Sequence[float], method: Aggregation) -> float:

@@ -3,7 +3,7 @@ each step node carries the exact number of tokens the engine generated for it.""
 
 from collections.abc import Sequence
 
-from worker.engines.base import Engine
+from ttcq.worker.engines.base import Engine
 
 
 def _prefix_len(engine: Engine, ids: Sequence[int], chars: int) -> int:

@@ -4,16 +4,16 @@ engine, verifier)."""
 
 from collections.abc import Callable
 
-from worker.engines.base import Engine
-from worker.search.beam import beam_search, lookahead_search
-from worker.search.config import SearchConfig
-from worker.search.dvts import dvts
-from worker.search.particles import particle_filtering
-from worker.search.rebase import rebase
-from worker.search.refine import self_refine
-from worker.search.sampling import best_of_n, majority, weighted_best_of_n
-from worker.search.types import Problem, SearchResult
-from worker.verifiers.base import Verifier
+from ttcq.worker.engines.base import Engine
+from ttcq.worker.search.beam import beam_search, lookahead_search
+from ttcq.worker.search.config import SearchConfig
+from ttcq.worker.search.dvts import dvts
+from ttcq.worker.search.particles import particle_filtering
+from ttcq.worker.search.rebase import rebase
+from ttcq.worker.search.refine import self_refine
+from ttcq.worker.search.sampling import best_of_n, majority, weighted_best_of_n
+from ttcq.worker.search.types import Problem, SearchResult
+from ttcq.worker.verifiers.base import Verifier
 
 Strategy = Callable[[Problem, SearchConfig, Engine, Verifier], SearchResult]
 

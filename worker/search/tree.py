@@ -5,11 +5,11 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import Literal, TypeVar
 
-from worker.engines.base import Completion, GenerationRequest
-from worker.search.answers import has_boxed_answer
-from worker.search.run import SearchRun
-from worker.search.scoring import aggregate
-from worker.search.types import Candidate, NodeKind, TraceNode
+from ttcq.worker.engines.base import Completion, GenerationRequest
+from ttcq.worker.search.answers import has_boxed_answer
+from ttcq.worker.search.run import SearchRun
+from ttcq.worker.search.scoring import aggregate
+from ttcq.worker.search.types import Candidate, NodeKind, TraceNode
 
 BeamState = Literal["open", "finished", "truncated"]
 T = TypeVar("T")

@@ -3,7 +3,7 @@
 from dataclasses import dataclass, field
 from typing import Literal
 
-from worker.engines.base import Completion, FinishReason, Usage
+from ttcq.worker.engines.base import Completion, FinishReason, Usage
 
 NodeStatus = Literal["expanded", "pruned", "finished", "truncated", "selected"]
 # "stop": a note where a search stopped early and why; "decision": compute_optimal's

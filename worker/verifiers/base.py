@@ -4,7 +4,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from worker.engines.base import Usage
+from ttcq.worker.engines.base import Usage
 
 
 @dataclass

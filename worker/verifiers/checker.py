@@ -13,8 +13,8 @@ from functools import lru_cache
 
 import sympy
 
-from worker.engines.base import Usage
-from worker.verifiers.base import VerifierOutput
+from ttcq.worker.engines.base import Usage
+from ttcq.worker.verifiers.base import VerifierOutput
 
 NEUTRAL = 0.5
 MAX_TOKENS = 80  # per side; longer runs are prose with numbers, not a calculation

@@ -4,14 +4,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
-from worker.engines.base import Engine
-from worker.engines.metered import MeteredEngine
-from worker.verifiers.base import NoVerifier, Verifier
-from worker.verifiers.prm import LMHeadPRM, PRMFormat
-from worker.verifiers.self_judge import SelfJudgeVerifier
+from ttcq.worker.engines.base import Engine
+from ttcq.worker.engines.metered import MeteredEngine
+from ttcq.worker.verifiers.base import NoVerifier, Verifier
+from ttcq.worker.verifiers.prm import LMHeadPRM, PRMFormat
+from ttcq.worker.verifiers.self_judge import SelfJudgeVerifier
 
 if TYPE_CHECKING:
-    from worker.verifiers.orm import OutcomeRewardModel
+    from ttcq.worker.verifiers.orm import OutcomeRewardModel
 
 KNOWN = "self_judge, checker, prm, orm, none"
 
@@ -36,7 +36,7 @@ def make_verifier(name: str, engine: Engine, served: ServedVerifiers | None = No
     if name == "self_judge":
         return SelfJudgeVerifier(engine)
     if name == "checker":
-        from worker.verifiers.checker import CheckerVerifier
+        from ttcq.worker.verifiers.checker import CheckerVerifier
 
         return CheckerVerifier()
     if name == "prm":

@@ -13,10 +13,10 @@ import time
 from collections.abc import Sequence
 from typing import Any, Literal
 
-from worker.engines.base import EngineError, Usage
-from worker.engines.hf_tokenizer import HFTokenizer
-from worker.engines.http import ServerClient
-from worker.verifiers.base import VerifierOutput
+from ttcq.worker.engines.base import EngineError, Usage
+from ttcq.worker.engines.hf_tokenizer import HFTokenizer
+from ttcq.worker.engines.http import ServerClient
+from ttcq.worker.verifiers.base import VerifierOutput
 
 RewardAPI = Literal["sglang", "vllm"]
 

@@ -13,9 +13,9 @@ one sequence (the SGLang engine does)."""
 from collections.abc import Sequence
 from typing import Literal
 
-from worker.engines.base import Engine
-from worker.verifiers.base import VerifierOutput
-from worker.verifiers.token_judge import judge_steps
+from ttcq.worker.engines.base import Engine
+from ttcq.worker.verifiers.base import VerifierOutput
+from ttcq.worker.verifiers.token_judge import judge_steps
 
 PRMFormat = Literal["rlhflow", "math_shepherd"]
 STEP_TAG = "ки"

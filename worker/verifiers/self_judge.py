@@ -2,9 +2,9 @@
 
 from collections.abc import Sequence
 
-from worker.engines.base import Engine
-from worker.verifiers.base import VerifierOutput
-from worker.verifiers.token_judge import judge_steps
+from ttcq.worker.engines.base import Engine
+from ttcq.worker.verifiers.base import VerifierOutput
+from ttcq.worker.verifiers.token_judge import judge_steps
 
 JUDGE_SYSTEM = "You check math solutions. Answer with one word: Yes or No."
 

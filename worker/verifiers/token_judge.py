@@ -6,8 +6,8 @@ import math
 import time
 from collections.abc import Callable, Sequence
 
-from worker.engines.base import Engine, Usage
-from worker.verifiers.base import VerifierOutput
+from ttcq.worker.engines.base import Engine, Usage
+from ttcq.worker.verifiers.base import VerifierOutput
 
 StepPrompt = Callable[[str, Sequence[str]], list[int]]  # (question, steps so far) -> ids
 
