@@ -79,6 +79,9 @@ class JobBase(SQLModel):
     correct: bool | None = None
     started_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
     finished_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
+    source_job_id: uuid.UUID | None = Field(
+        default=None, foreign_key="job.id",
+        description="a label job: the stored job whose candidates it labels")
 
 
 class Job(JobBase, table=True):
@@ -153,6 +156,8 @@ class TraceNodeBase(SQLModel):
     completion_tokens: int = 0
     step_score: float | None = None
     agg_score: float | None = None
+    visits: int | None = Field(default=None, description="mcts: simulations through the node")
+    q_value: float | None = Field(default=None, description="mcts: mean value backed up")
 
 
 class TraceNode(TraceNodeBase, table=True):
@@ -181,6 +186,28 @@ class CandidateBase(SQLModel):
 
 class Candidate(CandidateBase, table=True):
     __table_args__ = (PrimaryKeyConstraint("job_id", "idx"),)
+
+    job_id: uuid.UUID = Field(foreign_key="job.id", ondelete="CASCADE")
+
+
+class StepLabelBase(SQLModel):
+    """A solution's step labelled by rollouts from its prefix (ttcq label): the solution
+    is candidate `candidate` of the job, the step its trace node `node_id`."""
+
+    candidate: int
+    step: int = Field(description="0-based step of the solution")
+    node_id: int
+    method: str = Field(max_length=16, description="math_shepherd or omega")
+    rollouts: int = Field(description="rollouts from the prefix ending with this step")
+    successes: int = Field(description="rollouts that reached the gold answer")
+    hard: bool = Field(description="some rollout reached the gold (or implied by one later)")
+    soft: float | None = Field(default=None,
+                               description="successes / rollouts; None: implied, not measured")
+
+
+class StepLabel(StepLabelBase, table=True):
+    __tablename__ = "step_label"
+    __table_args__ = (PrimaryKeyConstraint("job_id", "candidate", "step"),)
 
     job_id: uuid.UUID = Field(foreign_key="job.id", ondelete="CASCADE")
 

@@ -4,7 +4,7 @@ and reading results back."""
 import uuid
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import Connection, Table
@@ -12,7 +12,16 @@ from sqlmodel import Session, SQLModel, col, select
 
 from ttcq.db.bulk import insert_ignoring_conflicts
 from ttcq.db.jobs import Claim, finish_job
-from ttcq.db.models import BudgetPoint, Candidate, Job, JobCost, JobCostBase, JobState, TraceNode
+from ttcq.db.models import (
+    BudgetPoint,
+    Candidate,
+    Job,
+    JobCost,
+    JobCostBase,
+    JobState,
+    StepLabel,
+    TraceNode,
+)
 from ttcq.db.result_store import store_rows
 
 Row = dict[str, Any]
@@ -30,15 +39,19 @@ class SolvedJob:
     candidates: list[Row]
     curve: list[Row]
     cost: Row
+    labels: list[Row] = field(default_factory=list)  # step labels of a label job
 
     def tables(self) -> dict[Table, list[Row]]:
         """Rows per table, model output as Postgres keeps it."""
-        return {
+        tables = {
             _table(TraceNode): _clean(self.nodes, ("text",)),
             _table(Candidate): _clean(self.candidates, ("text", "answer", "canonical")),
             _table(BudgetPoint): _clean(self.curve, ("answer",)),
             _table(JobCost): [self.cost],
         }
+        if self.labels:
+            tables[_table(StepLabel)] = self.labels
+        return tables
 
 
 def store_result(*, session: Session, claim: Claim, solved: SolvedJob) -> bool:

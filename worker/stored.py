@@ -2,6 +2,7 @@
 grading is the worker's job, and storage stores what it is given."""
 
 import uuid
+from dataclasses import asdict
 from functools import lru_cache
 
 from sqlmodel import Session
@@ -28,12 +29,13 @@ def solved_job(job_id: uuid.UUID, gold: str | None, result: SearchResult,
          "kind": n.kind, "status": n.status, "text": n.text,
          "prompt_tokens": n.prompt_tokens, "cached_tokens": n.cached_tokens,
          "completion_tokens": n.completion_tokens, "step_score": n.step_score,
-         "agg_score": n.agg_score}
+         "agg_score": n.agg_score, "visits": n.visits, "q_value": n.q_value}
         for n in result.trace.nodes
     ]
+    labels: list[Row] = [{"job_id": job_id, **asdict(label)} for label in result.labels]
     return SolvedJob(answer=result.answer, correct=grade(gold, result.answer), nodes=nodes,
                      candidates=candidates, curve=curve,
-                     cost={"job_id": job_id, **cost.model_dump()})
+                     cost={"job_id": job_id, **cost.model_dump()}, labels=labels)
 
 
 def _candidate(job_id: uuid.UUID, gold: str | None, c: Candidate) -> Row:

@@ -73,7 +73,7 @@ prepare_vllm() {
 
 prepare_models() {
   local gguf
-  gguf="$(.venv/bin/python -c 'from worker.engines.llamacpp import default_model_path as p; print(p())')"
+  gguf="$(.venv/bin/python -c 'from ttcq.worker.engines.llamacpp import default_model_path as p; print(p())')"
   local dir="$CACHE/smollm2-135m-$(key "$(sha256sum "$gguf")" "$(cat "$HERE/convert_model.py")" "$SGLANG_DIR")"
   if [ ! -f "$dir/.ready" ]; then
     echo "converting SmolLM2-135M from its GGUF into $dir (once; about a minute)..."

@@ -6,11 +6,16 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from ttcq.worker.search.names import SAMPLING_STRATEGIES, TREE_STRATEGIES, StrategyName
+from ttcq.worker.search.names import (
+    LABEL_STRATEGIES,
+    SAMPLING_STRATEGIES,
+    TREE_STRATEGIES,
+    StrategyName,
+)
 from ttcq.worker.search.policy import DEFAULT_POLICY, Policy, PolicyBin, describe, scaled_budget
 from ttcq.worker.search.types import Aggregation
 
-VerifierName = Literal["self_judge", "checker", "prm", "orm", "none"]
+VerifierName = Literal["self_judge", "checker", "prm", "orm", "classifier_prm", "none"]
 Selection = Literal["naive", "weighted", "majority"]
 
 DEFAULT_SELECTION: dict[str, Selection] = {
@@ -45,6 +50,16 @@ class SearchConfig(BaseModel):
                            description="particle_filtering: Particle Gibbs rounds of n particles")
     rebase_temperature: float = Field(default=0.2, gt=0.0, le=100.0,
                                       description="rebase: softmax(score / T) splits a depth's n")
+    rollouts: int = Field(default=8, ge=1, le=256,
+                          description="math_shepherd, omega: rollouts from each step prefix")
+    mcts_simulations: int = Field(default=32, ge=1, le=4096,
+                                  description="mcts: select-expand-evaluate-backup rounds")
+    c_puct: float = Field(default=1.0, ge=0.0, le=100.0,
+                          description="mcts: exploration weight of the UCT bonus")
+    mcts_value: Literal["verifier", "rollout"] = Field(
+        default="verifier",
+        description="mcts: a new node's value is its verifier score, or the verifier's "
+                    "score of one greedy rollout to an answer from it")
     early_stop: float | None = Field(
         default=None, gt=0.0, le=1.0,
         description="sampling: stop once the leading answer holds this share of the samples",
@@ -95,7 +110,8 @@ class SearchConfig(BaseModel):
             self._check_policy_verifiers()
         elif (self.policy, self.batch_tokens, self.batch_allowance) != (None, None, None):
             raise ValueError("policy and batch_tokens are only used by strategy compute_optimal")
-        elif self.strategy not in ("majority", "self_refine") and self.verifier == "none":
+        elif (self.strategy not in ("majority", "self_refine", *LABEL_STRATEGIES)
+              and self.verifier == "none"):
             raise ValueError(f"strategy {self.strategy} needs a verifier")
         if self.strategy == "particle_filtering" and self.pf_rounds > 1 and self.n < 2:
             raise ValueError("pf_rounds: Particle Gibbs rounds need n >= 2 (one particle is "

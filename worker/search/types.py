@@ -10,7 +10,10 @@ NodeStatus = Literal["expanded", "pruned", "finished", "truncated", "selected"]
 # choice of strategy for the problem. Neither holds tokens.
 # How a path's step scores become one score (config.aggregation).
 Aggregation = Literal["last", "min", "prod", "mean"]
-NodeKind = Literal["prompt", "step", "lookahead", "critique", "revision", "stop", "decision"]
+# "rollout": a labeller's continuation from a step prefix to an answer.
+NodeKind = Literal[
+    "prompt", "step", "lookahead", "critique", "revision", "stop", "decision", "rollout",
+]
 
 
 @dataclass(frozen=True)
@@ -18,6 +21,8 @@ class Problem:
     text: str
     gold: str | None = None
     custom_id: str | None = None
+    # Solutions written elsewhere (a stored batch's candidates) for a labeller to label.
+    solutions: tuple[str, ...] = ()
 
 
 @dataclass
@@ -33,6 +38,9 @@ class TraceNode:
     completion_tokens: int = 0
     step_score: float | None = None
     agg_score: float | None = None
+    # mcts: times the node was on a simulation's path, and the mean value backed up.
+    visits: int | None = None
+    q_value: float | None = None
 
 
 @dataclass
@@ -102,6 +110,22 @@ class Candidate:
         return self.finish == "stop"
 
 
+@dataclass(frozen=True)
+class StepLabel:
+    """A step of a solution labelled by rollouts from its prefix (the prefix ends with the
+    step): `successes` of `rollouts` reached the gold answer. hard = some did; soft = the
+    share (None where the label was inferred without rollouts of its own)."""
+
+    candidate: int  # the solution's candidate index
+    step: int  # 0-based step of the solution
+    node_id: int  # the step's trace node
+    rollouts: int
+    successes: int
+    hard: bool
+    soft: float | None
+    method: str
+
+
 @dataclass
 class SearchResult:
     strategy: str
@@ -112,6 +136,7 @@ class SearchResult:
     verification: Usage
     # Budget n -> index of the candidate chosen with only the first n of the budget.
     curve: dict[int, int] = field(default_factory=dict)
+    labels: list[StepLabel] = field(default_factory=list)
 
     @property
     def chosen(self) -> Candidate:
