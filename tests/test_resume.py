@@ -30,6 +30,8 @@ CONFIGS: dict[str, dict[str, Any]] = {
     "particle_filtering": {"n": 6, "pf_rounds": 2, **JUDGED},
     "rebase": {"n": 8, **JUDGED},
     "compute_optimal": {"n": 16, **JUDGED},
+    "math_shepherd": {"n": 3, "rollouts": 3, "verifier": "none"},
+    "omega": {"n": 4, "rollouts": 3, "verifier": "none"},
 }
 PROBLEMS = [Problem(row["problem"], row["answer"]) for row in make_dataset(4, seed=11)]
 
@@ -55,7 +57,7 @@ def _shape(result: SearchResult) -> tuple[Any, ...]:
                    c.selected) for c in result.candidates]
     usage = [(u.prompt_tokens, u.completion_tokens, u.calls)
              for u in (result.generation, result.verification)]
-    return nodes, candidates, result.selected, result.curve, usage
+    return nodes, candidates, result.selected, result.curve, usage, result.labels
 
 
 def _interrupted_at(problem: Problem, values: dict[str, Any], boundary: int) -> list[Call]:
