@@ -136,7 +136,7 @@ def run_worker(mode: str, database_url: str, redis_url: str, round_size: int) ->
     if mode == "ttcq":
         app = create_worker_app(settings, engine_factory=ScriptedInstantEngine)
         for name, stage in (("claim_job", "claim"), ("run_search", "search"),
-                            ("store_result", "store")):
+                            ("store_search_result", "store")):
             clock.wrap(service, name, stage)
     else:
         app = noop_app(settings)
