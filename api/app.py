@@ -8,7 +8,7 @@ from celery import Celery
 from fastapi import FastAPI, Request, Response
 from fastapi.openapi.utils import get_openapi
 
-from ttcq.api import ops, routes, routes_policies, routes_reports
+from ttcq.api import ops, routes, routes_labels, routes_policies, routes_reports
 from ttcq.api.ops import Metrics
 from ttcq.settings import Settings, get_settings
 from ttcq.worker.celery_app import make_celery
@@ -39,6 +39,7 @@ def create_app(settings: Settings | None = None, celery: Celery | None = None) -
     app.include_router(routes.router)
     app.include_router(routes_reports.router)
     app.include_router(routes_policies.router)
+    app.include_router(routes_labels.router)
     app.include_router(ops.router)
     app.middleware("http")(_count_requests)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]

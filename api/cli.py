@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 import click
 from pydantic import ValidationError
 
+from ttcq.api.cli_labels import export, label
 from ttcq.api.cli_options import (
     api_client,
     client_options,
@@ -48,6 +49,8 @@ main.add_command(list_command)
 main.add_command(report_command)
 main.add_command(rescore_command)
 main.add_command(policy_group)
+main.add_command(label)
+main.add_command(export)
 
 
 @main.command()

@@ -107,10 +107,22 @@ class Client:
         for line in self.result_lines(batch_id):
             yield json.loads(line)
 
+    def label(self, batch_id: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        result: dict[str, Any] = self._request("POST", f"/v1/batches/{batch_id}/label",
+                                               json=dict(body))
+        return result
+
+    def label_lines(self, batch_id: str, fmt: str) -> Iterator[str]:
+        """A label batch's labels as training data, one JSON object per line."""
+        return self._lines(f"/v1/batches/{batch_id}/labels", {"format": fmt})
+
     def result_lines(self, batch_id: str) -> Iterator[str]:
         """The batch's results as the API sends them: one JSON object per line."""
+        return self._lines(f"/v1/batches/{batch_id}/results")
+
+    def _lines(self, path: str, params: Mapping[str, str] | None = None) -> Iterator[str]:
         try:
-            with self.http.stream("GET", f"/v1/batches/{batch_id}/results") as response:
+            with self.http.stream("GET", path, params=params) as response:
                 if response.is_error:
                     response.read()
                     raise ApiError.of(response)

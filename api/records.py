@@ -49,6 +49,7 @@ class DatasetError(ValueError):
 class Limits:
     max_problem_chars: int
     max_problems: int
+    gold_required: bool = False  # a label batch grades its rollouts against the gold
 
 
 class ErrorLog:
@@ -149,8 +150,12 @@ def _problem(line: int, record: Mapping[str, Any], layout: _Layout, limits: Limi
         raise BadField(layout.custom_id, f"longer than {MAX_CUSTOM_ID_CHARS} characters")
     used = layout.used()
     meta = {check_text(k, k): clean_value(v, k) for k, v in record.items() if k not in used}
-    return ProblemIn(line=line, problem=text, gold=_gold(record, layout),
-                     custom_id=custom_id or None, meta=meta)
+    gold = _gold(record, layout)
+    if gold is None and limits.gold_required:
+        raise BadField(layout.gold or "answer",
+                       "missing: step labels grade their rollouts against the gold answer")
+    return ProblemIn(line=line, problem=text, gold=gold, custom_id=custom_id or None,
+                     meta=meta)
 
 
 def _gold(record: Mapping[str, Any], layout: _Layout) -> str | None:

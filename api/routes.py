@@ -49,6 +49,7 @@ from ttcq.db.session import session_scope
 from ttcq.settings import Settings
 from ttcq.worker.queue import enqueue_jobs, queue_for
 from ttcq.worker.search.config import ConfigError, SearchConfig, make_config
+from ttcq.worker.search.names import LABEL_STRATEGIES
 
 router = APIRouter(prefix="/v1")
 log = logging.getLogger(__name__)
@@ -60,7 +61,7 @@ QUEUE_DOWN = ("stored, but the queue could not take every job: they stay queued 
               "reaper sends them once Redis answers; do not submit again")
 
 
-def _bad_request(message: str, errors: list[dict[str, Any]] | None = None) -> HTTPException:
+def bad_request(message: str, errors: list[dict[str, Any]] | None = None) -> HTTPException:
     return HTTPException(status.HTTP_400_BAD_REQUEST,
                          {"message": _safe_text(message), "errors": errors or []})
 
@@ -78,11 +79,11 @@ def _check_options(options: BatchOptions) -> tuple[SearchConfig, dict[str, str]]
         for name in ("name", "model"):
             check_text(getattr(options, name), name)
     except ConfigError as error:
-        raise _bad_request(f"invalid config: {error}") from None
+        raise bad_request(f"invalid config: {error}") from None
     except BadField as bad:
-        raise _bad_request(f"{bad.field}: {bad.message}") from None
+        raise bad_request(f"{bad.field}: {bad.message}") from None
     except ValueError as error:
-        raise _bad_request(str(error)) from None
+        raise bad_request(str(error)) from None
     return config, fields
 
 
@@ -100,7 +101,7 @@ def _store_and_enqueue(
             priority=options.priority,
         )
     except DatasetError as error:
-        raise _bad_request(error.summary(), error.detail()["errors"]) from None
+        raise bad_request(error.summary(), error.detail()["errors"]) from None
     except DATABASE_DOWN as error:
         log.error("storing a batch failed: %s", error)
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE,
@@ -111,17 +112,18 @@ def _store_and_enqueue(
     except OperationalError as error:
         log.error("enqueue of batch %s stopped: %s; the reaper will re-send it", batch.id, error)
         response.status_code = status.HTTP_202_ACCEPTED
-        return _public(session, batch, warning=QUEUE_DOWN)
-    return _public(session, batch)
+        return public_batch(session, batch, warning=QUEUE_DOWN)
+    return public_batch(session, batch)
 
 
-def _public(session: Session, batch: Batch, warning: str | None = None) -> BatchPublic:
+def public_batch(session: Session, batch: Batch, warning: str | None = None) -> BatchPublic:
     progress = queries_api.batch_progress(session=session, batch_ids=[batch.id])
     return BatchPublic.of(batch, progress[batch.id], warning)
 
 
-def _limits(settings: Settings) -> Limits:
-    return Limits(settings.max_problem_chars, settings.max_batch_problems)
+def _limits(settings: Settings, config: SearchConfig) -> Limits:
+    return Limits(settings.max_problem_chars, settings.max_batch_problems,
+                  gold_required=config.strategy in LABEL_STRATEGIES)
 
 
 async def _raw_body(request: Request) -> bytes:
@@ -164,17 +166,17 @@ def create_batch(
     try:
         submission = read_submission(body)
     except BodyError as error:
-        raise _bad_request(str(error), [{"line": None, "field": error.field,
+        raise bad_request(str(error), [{"line": None, "field": error.field,
                                          "message": _safe_text(str(error))}]) from None
     except DatasetError as error:
-        raise _bad_request(error.summary(), error.detail()["errors"]) from None
+        raise bad_request(error.summary(), error.detail()["errors"]) from None
     options = _options(submission.options)
     if not submission.has_problems:
         raise RequestValidationError([{"type": "missing", "loc": ("body", "problems"),
                                        "msg": "Field required"}])
     config, fields = _check_options(options)
     errors = ErrorLog()
-    problems = to_problems(submission.problems(errors), limits=_limits(settings),
+    problems = to_problems(submission.problems(errors), limits=_limits(settings, config),
                            fields=fields, errors=errors)
     return _store_and_enqueue(session=session, celery=celery, owner=owner, options=options,
                               config=config, problems=problems, response=response)
@@ -208,9 +210,10 @@ def upload_batch(
     search, fields = _check_options(options)
     try:
         fmt = file_format or detect_format(file.filename or "")
-        problems = read_dataset(file.file, fmt=fmt, limits=_limits(settings), fields=fields)
+        problems = read_dataset(file.file, fmt=fmt, limits=_limits(settings, search),
+                                fields=fields)
     except DatasetError as error:
-        raise _bad_request(error.summary(), error.detail()["errors"]) from None
+        raise bad_request(error.summary(), error.detail()["errors"]) from None
     return _store_and_enqueue(session=session, celery=celery, owner=owner, options=options,
                               config=search, problems=problems, response=response)
 
@@ -219,9 +222,9 @@ def _json_object(text: str) -> dict[str, Any]:
     try:
         value = decode_json(text)
     except ValueError as error:
-        raise _bad_request(f"config is not valid JSON: {error}") from None
+        raise bad_request(f"config is not valid JSON: {error}") from None
     if not isinstance(value, dict):
-        raise _bad_request("config must be a JSON object of SearchConfig fields")
+        raise bad_request("config must be a JSON object of SearchConfig fields")
     return value
 
 
@@ -229,7 +232,7 @@ def _field_pairs(pairs: list[str]) -> dict[str, str]:
     try:
         return parse_fields(pairs)
     except ValueError as error:
-        raise _bad_request(str(error)) from None
+        raise bad_request(str(error)) from None
 
 
 def _owned_batch(session: Session, batch_id: uuid.UUID, owner: str) -> Batch:
@@ -252,7 +255,7 @@ def list_batches(
 @router.get("/batches/{batch_id}", tags=["batches"])
 def read_batch(batch_id: uuid.UUID, session: SessionDep, owner: OwnerDep) -> BatchPublic:
     """The batch with its config, jobs by state, and accuracy so far."""
-    return _public(session, _owned_batch(session, batch_id, owner))
+    return public_batch(session, _owned_batch(session, batch_id, owner))
 
 
 @router.post("/batches/{batch_id}/cancel", tags=["batches"])
@@ -261,7 +264,7 @@ def cancel_batch(batch_id: uuid.UUID, session: SessionDep, owner: OwnerDep) -> B
     batch = _owned_batch(session, batch_id, owner)
     batches.cancel_batch(session=session, batch_id=batch.id)
     session.refresh(batch)
-    return _public(session, batch)
+    return public_batch(session, batch)
 
 
 @router.post("/batches/{batch_id}/requeue", tags=["batches"])
@@ -277,7 +280,7 @@ def requeue_batch(
         enqueue_jobs(celery, job_ids, priority=batch.priority, queue=queue_for(batch.model))
     except OperationalError:
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "queue unreachable") from None
-    return _public(session, batch)
+    return public_batch(session, batch)
 
 
 @router.post("/batches/{batch_id}/retry", tags=["batches"])
@@ -293,8 +296,8 @@ def retry_batch(
         enqueue_jobs(celery, job_ids, priority=batch.priority, queue=queue_for(batch.model))
     except OperationalError:
         # The jobs are queued in Postgres: a worker's reaper sends them once Redis answers.
-        return _public(session, batch, warning=QUEUE_DOWN)
-    return _public(session, batch)
+        return public_batch(session, batch, warning=QUEUE_DOWN)
+    return public_batch(session, batch)
 
 
 @router.get(

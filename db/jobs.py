@@ -35,6 +35,7 @@ class ClaimedJob(Claim):
     stalls: int = 0  # shared interruptions in a row without progress (db.blame)
     resumable: bool = False  # an earlier attempt saved a checkpoint
     after_loss: bool = False  # the attempt before this one was lost (its worker died)
+    source_job_id: uuid.UUID | None = None  # a label job: the job whose candidates it labels
 
 
 def _claim_statement() -> Any:
@@ -61,7 +62,8 @@ def _claim_statement() -> Any:
                 lease_until=bindparam("lease_until"), worker=bindparam("worker"),
                 started_at=now, error=None, alone=False)
         .returning(col(Job.attempts), col(Job.problem), col(Job.gold), col(Job.custom_id),
-                   batch_config, col(Job.stalls), has_checkpoint, after_loss)
+                   batch_config, col(Job.stalls), has_checkpoint, after_loss,
+                   col(Job.source_job_id))
     )
 
 
@@ -83,9 +85,9 @@ def claim_job(
         session.commit()
     if not rows:
         return None
-    attempt, problem, gold, custom_id, config, stalls, resumable, after_loss = rows[0][:8]
+    attempt, problem, gold, custom_id, config, stalls, resumable, after_loss, source = rows[0][:9]
     return ClaimedJob(job_id, attempt, problem, gold, custom_id, config, stalls,
-                      bool(resumable), bool(after_loss))
+                      bool(resumable), bool(after_loss), _uuid(source))
 
 
 # A column for the RETURNING of a worker's write on Postgres: its transaction then commits
@@ -99,6 +101,11 @@ def claim_job(
 # requeues it. The job runs again; none is lost and no result doubles. Submissions and
 # cancellations, which nothing could redo, keep synchronous commits.
 RELAXED_COMMIT = "set_config('synchronous_commit', 'off', true)"
+
+
+def _uuid(value: Any) -> uuid.UUID | None:
+    """A uuid column as RETURNING gives it (SQLite's raw statement gives text)."""
+    return value if value is None or isinstance(value, uuid.UUID) else uuid.UUID(str(value))
 
 
 def owned(claim: Claim) -> list[Any]:

@@ -43,7 +43,8 @@ def test_the_search_config_is_published_with_its_enums_and_bounds() -> None:
     config = _config_schema(_spec())
     fields = config["properties"]
     assert fields["strategy"]["enum"] == list(get_args(StrategyName))
-    assert fields["verifier"]["enum"] == ["self_judge", "checker", "prm", "orm", "classifier_prm", "none"]
+    assert fields["verifier"]["enum"] == [
+        "self_judge", "checker", "prm", "orm", "classifier_prm", "none"]
     assert (fields["n"]["minimum"], fields["n"]["maximum"]) == (1, 4096)
     assert config["additionalProperties"] is False  # an unknown field is refused
 

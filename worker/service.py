@@ -16,6 +16,7 @@ from ttcq.db.attempts import fail_job, hand_back, mark_alone
 from ttcq.db.blame import must_run_alone
 from ttcq.db.checkpoints import drop_checkpoint, load_checkpoint, save_checkpoint
 from ttcq.db.jobs import Claim, ClaimedJob, claim_job, finish_job
+from ttcq.db.labels import source_solutions
 from ttcq.db.ledger import batch_spend
 from ttcq.db.models import JobCostBase, JobState
 from ttcq.worker.crew import Crew
@@ -171,8 +172,19 @@ class Attempt:
         config = _with_allowance(self.sessions, claim, SearchConfig(**claim.config))
         verifiers = served.guarded(lease.check) if served else None
         verifier = self.journal.verifier(make_verifier(config.verifier, guarded, verifiers))
-        problem = Problem(claim.problem, claim.gold, claim.custom_id)
+        problem = Problem(claim.problem, claim.gold, claim.custom_id, self._solutions(config))
         return run_search(problem, config, guarded, verifier)
+
+    def _solutions(self, config: SearchConfig) -> tuple[str, ...]:
+        """A label job's solutions: the finished candidates of the job it labels."""
+        if self.claim.source_job_id is None:
+            return ()
+        with self.sessions() as session:
+            texts = source_solutions(session=session, job_id=self.claim.source_job_id,
+                                     limit=config.n)
+        if not texts:
+            raise ValueError(f"job {self.claim.source_job_id} has no finished candidate to label")
+        return tuple(texts)
 
     def _journal(self, lease: Lease) -> Journal:
         """The search's journal: what an earlier attempt recorded, and a save at every

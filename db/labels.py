@@ -1,0 +1,135 @@
+"""Label batches (ttcq label): a batch whose jobs label the candidates of a stored batch's
+jobs, the solutions a label job reads, and the labels read back for export and reports."""
+
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from itertools import islice
+from typing import Any
+
+from sqlalchemy import func, insert
+from sqlalchemy import select as sql_select
+from sqlmodel import Session, col, select
+
+from ttcq.db.models import Batch, Candidate, Job, JobState, StepLabel, TraceNode
+
+INSERT_CHUNK = 1000
+
+
+class LabelSourceError(ValueError):
+    """A batch whose candidates cannot be labelled; the message says why."""
+
+
+def create_label_batch(
+    *, session: Session, source: Batch, owner: str, config: dict[str, Any], name: str = "",
+    priority: int = 0,
+) -> tuple[Batch, list[uuid.UUID]]:
+    """A batch with one queued job per job of `source` that succeeded, has a gold answer
+    and a finished candidate: each labels that job's candidates (its problem, gold and
+    dataset line copied). All or nothing; raises LabelSourceError before storing if no
+    job of the source can be labelled."""
+    if source.strategy in ("math_shepherd", "omega"):
+        raise LabelSourceError(f"batch {source.id} is a label batch: label the batch it "
+                               "labelled instead")
+    counts = _source_counts(session, source.id)
+    if not counts["with_gold"]:
+        raise LabelSourceError(f"batch {source.id} has no gold answers: labels grade "
+                               "rollouts against them (submit the dataset with its answers)")
+    if not counts["usable"]:
+        raise LabelSourceError(f"batch {source.id} has no succeeded job with a gold answer "
+                               f"and a finished candidate yet ({counts['jobs']} jobs, "
+                               f"{counts['succeeded']} succeeded)")
+    batch = Batch(owner=owner, name=name or f"labels of {source.name or source.id}",
+                  model=source.model, strategy=config["strategy"], config=config,
+                  priority=priority)
+    session.add(batch)
+    session.flush()
+    job_ids: list[uuid.UUID] = []
+    rows = (_label_job(batch.id, job, job_ids) for job in _usable_jobs(session, source.id))
+    while chunk := list(islice(rows, INSERT_CHUNK)):
+        session.execute(insert(Job), chunk)
+    batch.total_jobs = len(job_ids)
+    session.commit()
+    return batch, job_ids
+
+
+def _label_job(batch_id: uuid.UUID, source: Any, ids: list[uuid.UUID]) -> dict[str, Any]:
+    ids.append(job_id := uuid.uuid4())
+    return {"id": job_id, "batch_id": batch_id, "line": source.line,
+            "custom_id": source.custom_id, "problem": source.problem, "gold": source.gold,
+            "meta": source.meta, "state": JobState.queued, "attempts": 0, "strikes": 0,
+            "stalls": 0, "alone": False, "source_job_id": source.id}
+
+
+def _finished_candidate() -> Any:
+    return (select(Candidate.job_id).where(Candidate.job_id == Job.id,
+                                           Candidate.finish == "stop").exists())
+
+
+def _usable_jobs(session: Session, batch_id: uuid.UUID) -> Iterator[Any]:
+    columns = [col(Job.id), col(Job.line), col(Job.custom_id), col(Job.problem),
+               col(Job.gold), col(Job.meta)]
+    query = (sql_select(*columns)
+             .where(col(Job.batch_id) == batch_id, col(Job.state) == JobState.succeeded,
+                    col(Job.gold).is_not(None), _finished_candidate())
+             .order_by(col(Job.line)))
+    yield from session.connection().execute(query)
+
+
+def _source_counts(session: Session, batch_id: uuid.UUID) -> dict[str, int]:
+    def count(*where: Any) -> int:
+        return session.exec(select(func.count()).select_from(Job)
+                            .where(Job.batch_id == batch_id, *where)).one()
+
+    return {"jobs": count(), "succeeded": count(Job.state == JobState.succeeded),
+            "with_gold": count(col(Job.gold).is_not(None)),
+            "usable": count(Job.state == JobState.succeeded, col(Job.gold).is_not(None),
+                            _finished_candidate())}
+
+
+def source_solutions(*, session: Session, job_id: uuid.UUID, limit: int) -> list[str]:
+    """The finished candidates of a stored job, the first `limit` in candidate order: the
+    solutions a label job labels (a cut-off candidate is not a solution)."""
+    query = (select(Candidate.text).where(Candidate.job_id == job_id,
+                                          Candidate.finish == "stop")
+             .order_by(col(Candidate.idx)).limit(limit))
+    return list(session.exec(query))
+
+
+@dataclass(frozen=True)
+class LabelledSolution:
+    """A labelled solution as export needs it: its problem, its steps' texts (up to the
+    last labelled one) and their labels."""
+
+    job_id: uuid.UUID
+    line: int
+    problem: str
+    gold: str | None
+    candidate: int
+    correct: bool | None
+    steps: list[str]
+    labels: list[StepLabel]
+
+
+def labelled_solutions(*, session: Session, batch_id: uuid.UUID) -> Iterator[LabelledSolution]:
+    """Every labelled solution of a batch, in dataset then candidate order, a job's rows
+    at a time."""
+    jobs = session.exec(select(Job.id, Job.line, Job.problem, Job.gold)
+                        .where(Job.batch_id == batch_id, Job.state == JobState.succeeded)
+                        .order_by(col(Job.line))).all()
+    for job_id, line, problem, gold in jobs:
+        labels = session.exec(select(StepLabel).where(StepLabel.job_id == job_id)
+                              .order_by(col(StepLabel.candidate), col(StepLabel.step))).all()
+        if not labels:
+            continue
+        texts = dict(session.exec(select(TraceNode.node_id, TraceNode.text)
+                                  .where(TraceNode.job_id == job_id,
+                                         TraceNode.kind == "step")).all())
+        grades = dict(session.exec(select(Candidate.idx, Candidate.correct)
+                                   .where(Candidate.job_id == job_id)).all())
+        by_candidate: dict[int, list[StepLabel]] = {}
+        for label in labels:
+            by_candidate.setdefault(label.candidate, []).append(label)
+        for candidate, steps in by_candidate.items():
+            yield LabelledSolution(job_id, line, problem, gold, candidate, grades.get(candidate),
+                                   [texts[label.node_id] for label in steps], steps)
