@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 import click
 from pydantic import ValidationError
 
-from ttcq.api.cli_labels import export, label
+from ttcq.api.cli_labels import METHODS, export, label, print_label_stats
 from ttcq.api.cli_options import (
     api_client,
     client_options,
@@ -118,7 +118,10 @@ def status(batch_id: str, watch: bool, interval: float, api_url: str | None,
         batch = client.batch(batch_id)
         if watch:
             batch = _watch(client, batch, interval)
+        stats = client.label_stats(batch_id) if batch["strategy"] in METHODS else None
     _print_batch(batch)
+    if stats:
+        print_label_stats(stats)
 
 
 def _watch(client: Client, batch: dict[str, Any], interval: float) -> dict[str, Any]:

@@ -93,6 +93,18 @@ def export(batch_id: str, fmt: str, out: Path | None, api_url: str | None,
                + (f" to {out}" if out else ""), err=True)
 
 
+def print_label_stats(stats: dict[str, Any]) -> None:
+    if not stats["steps"]:
+        click.echo("  no steps labelled yet")
+        return
+    per_label = stats["tokens_per_label"]
+    click.echo(f"  labels: {stats['steps']} steps of {stats['solutions']} solutions, "
+               f"{stats['share_positive']:.1%} good; {stats['rollouts']} rollouts, "
+               f"{per_label:,.0f} tokens computed per label")
+    where = "  ".join(f"{step}:{count}" for step, count in stats["first_wrong_step"].items())
+    click.echo(f"  first wrong step (index:solutions): {where or 'none'}")
+
+
 def _trl_schema() -> Any:
     import pyarrow as pa
 

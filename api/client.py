@@ -112,6 +112,10 @@ class Client:
                                                json=dict(body))
         return result
 
+    def label_stats(self, batch_id: str) -> dict[str, Any]:
+        result: dict[str, Any] = self._request("GET", f"/v1/batches/{batch_id}/labels/stats")
+        return result
+
     def label_lines(self, batch_id: str, fmt: str) -> Iterator[str]:
         """A label batch's labels as training data, one JSON object per line."""
         return self._lines(f"/v1/batches/{batch_id}/labels", {"format": fmt})

@@ -17,7 +17,12 @@ from ttcq.api.label_export import ExportFormat, export_rows
 from ttcq.api.routes import QUEUE_DOWN, bad_request, public_batch
 from ttcq.api.routes_reports import owned_batch
 from ttcq.api.schemas import BatchPublic
-from ttcq.db.labels import LabelSourceError, create_label_batch, labelled_solutions
+from ttcq.db.labels import (
+    LabelSourceError,
+    create_label_batch,
+    label_stats,
+    labelled_solutions,
+)
 from ttcq.db.session import session_scope
 from ttcq.worker.queue import enqueue_jobs, queue_for
 from ttcq.worker.search.config import ConfigError, make_config
@@ -90,6 +95,15 @@ def export_labels(
                             f"batch: run `ttcq label --from-batch {batch_id}` first")
     return StreamingResponse(_lines(settings.database_url, batch.id, fmt),
                              media_type="application/x-ndjson")
+
+
+@router.get("/batches/{batch_id}/labels/stats", tags=["labels"])
+def read_label_stats(batch_id: uuid.UUID, session: SessionDep,
+                     owner: OwnerDep) -> dict[str, object]:
+    """A label batch's labels in numbers: solutions and steps labelled, the share labelled
+    good, rollouts spent, tokens computed per label, and the first wrong step by index."""
+    batch = owned_batch(session, batch_id, owner)
+    return label_stats(session=session, batch_id=batch.id)
 
 
 def _lines(url: str, batch_id: uuid.UUID, fmt: ExportFormat) -> Iterator[str]:

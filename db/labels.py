@@ -7,11 +7,12 @@ from dataclasses import dataclass
 from itertools import islice
 from typing import Any
 
-from sqlalchemy import func, insert
+from sqlalchemy import case, func, insert
 from sqlalchemy import select as sql_select
+from sqlalchemy.orm import aliased
 from sqlmodel import Session, col, select
 
-from ttcq.db.models import Batch, Candidate, Job, JobState, StepLabel, TraceNode
+from ttcq.db.models import Batch, Candidate, Job, JobCost, JobState, StepLabel, TraceNode
 
 INSERT_CHUNK = 1000
 
@@ -133,3 +134,38 @@ def labelled_solutions(*, session: Session, batch_id: uuid.UUID) -> Iterator[Lab
         for candidate, steps in by_candidate.items():
             yield LabelledSolution(job_id, line, problem, gold, candidate, grades.get(candidate),
                                    [texts[label.node_id] for label in steps], steps)
+
+
+def _count_of(condition: Any) -> Any:
+    return func.coalesce(func.sum(case((condition, 1), else_=0)), 0)
+
+
+def label_stats(*, session: Session, batch_id: uuid.UUID) -> dict[str, Any]:
+    """A label batch's labels in numbers: steps labelled, share positive, rollouts spent,
+    tokens computed per label (cached ones apart), and how often the first wrong step of
+    a solution falls at each step index."""
+    jobs = select(Job.id).where(Job.batch_id == batch_id)
+    labelled = col(StepLabel.job_id).in_(jobs)
+    steps, positive, measured, solutions = session.connection().execute(
+        sql_select(func.count(), _count_of(col(StepLabel.hard)),
+                   func.count(col(StepLabel.soft)), _count_of(col(StepLabel.step) == 0))
+        .where(labelled)).one()
+    # All rollouts spent, those of omega's probes past the first wrong step included.
+    rollouts = session.exec(select(func.count()).select_from(TraceNode).where(
+        col(TraceNode.job_id).in_(jobs), TraceNode.kind == "rollout")).one()
+    tokens = session.exec(select(func.coalesce(func.sum(
+        JobCost.prompt_tokens - JobCost.cached_tokens + JobCost.completion_tokens), 0))
+        .where(col(JobCost.job_id).in_(jobs))).one()
+    earlier = aliased(StepLabel)
+    wrong_before = select(earlier.step).where(
+        earlier.job_id == StepLabel.job_id, earlier.candidate == StepLabel.candidate,
+        col(earlier.hard).is_(False), earlier.step < StepLabel.step).exists()
+    first_wrong = session.exec(
+        select(StepLabel.step, func.count())
+        .where(labelled, col(StepLabel.hard).is_(False), ~wrong_before)
+        .group_by(col(StepLabel.step)).order_by(col(StepLabel.step))).all()
+    return {"solutions": solutions, "steps": steps, "positive": positive,
+            "share_positive": positive / steps if steps else None,
+            "measured_steps": measured, "rollouts": rollouts, "tokens": tokens,
+            "tokens_per_label": tokens / steps if steps else None,
+            "first_wrong_step": {str(step): count for step, count in first_wrong}}

@@ -5,6 +5,7 @@ nothing queued, and `ttcq export` as TRL rows (JSONL and Parquet) and trees."""
 
 import json
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -127,6 +128,18 @@ def test_labelling_a_dataset_samples_its_solutions_first(
     assert len(rows) == 9 and {row["method"] for row in rows} == {"omega"}
     for row in rows:  # labels run up to the first wrong step
         assert row["labels"] == [True] * (len(row["labels"]) - 1) + [row["labels"][-1]]
+    stats = httpx.get(f"{api[1]}/v1/batches/{batch_id}/labels/stats", headers=auth()).json()
+    labels = [label for row in rows for label in row["labels"]]
+    wrong_at = Counter(str(len(row["labels"]) - 1) for row in rows if not row["labels"][-1])
+    assert (stats["solutions"], stats["steps"], stats["positive"]) == (9, len(labels),
+                                                                       sum(labels))
+    assert stats["first_wrong_step"] == wrong_at
+    with sessions() as session:  # every rollout is a candidate after the 3 solutions
+        rollouts = session.exec(select(func.count()).select_from(Candidate).where(
+            col(Candidate.job_id).in_(_jobs(sessions, batch_id)), Candidate.idx >= 3)).one()
+    assert stats["rollouts"] == rollouts and stats["tokens_per_label"] > 0
+    shown = CliRunner().invoke(main, ["status", batch_id, "--api-url", api[1], "--token", ALICE])
+    assert f"labels: {len(labels)} steps of 9 solutions" in shown.stdout
 
 
 def _dataset_file(api: tuple[FastAPI, str], problems: list[dict[str, Any]]) -> str:
