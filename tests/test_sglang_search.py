@@ -14,7 +14,7 @@ from sqlmodel import select
 from lab.recording import SGLangRecorder
 from lab.servers import RunningServer
 from tests.utils.jobs import assert_stored_as_reported, job_of, make_batch, wait_for_state
-from ttcq.db.models import JobCost, JobState
+from ttcq.db.models import JobCost, JobState, TraceNode
 from ttcq.settings import Settings
 from ttcq.worker.celery_app import make_celery
 from ttcq.worker.engines.sglang import SGLangEngine
@@ -43,6 +43,8 @@ STRATEGIES: dict[str, dict[str, Any]] = {
                             "early_stop_round": 2, "early_stop_min": 2},
     # The default policy scaled to n=4: the probe, then majority, best-of-N or beam search.
     "compute_optimal": {"verifier": "prm"},
+    "math_shepherd": {"verifier": "none", "n": 2, "rollouts": 3},
+    "omega": {"verifier": "none", "n": 2, "rollouts": 3},
     # The verifier signal: the probe's 2 samples scored by the PRM, kept by best-of-N.
     "compute_optimal_by_score": {"strategy": "compute_optimal", "verifier": "prm", "policy": {
         "probe": 2, "budget": 4, "difficulty": "verifier", "bins": [
@@ -65,6 +67,27 @@ def test_stored_tokens_equal_what_the_server_reported(
     cost = assert_stored_as_reported(sessions, job_id, client)
     assert cost.engine_model == engine.info.model and cost.seeded is False
     assert cost.engine_calls >= 1 and cost.flops > 0
+
+
+def test_rollouts_from_one_prefix_share_it_in_the_radix_cache(
+    sglang_recorded: tuple[SGLangEngine, SGLangRecorder], sessions: SessionFactory,
+) -> None:
+    """Math-Shepherd's R rollouts of a step continue one prefix: the server computes it
+    once, and every later prompt of the job is mostly served from its radix cache."""
+    engine, client = sglang_recorded
+    [job_id] = make_batch(sessions, **{**SHORT, "strategy": "math_shepherd", "n": 2,
+                                       "rollouts": 4, "verifier": "none"})
+    outcome = process_job(sessions=sessions, job_id=job_id, engine=engine, worker_name="t",
+                          lease_seconds=60, max_attempts=1, served=ServedVerifiers())
+    assert outcome == "succeeded", job_of(sessions, job_id).error
+    assert_stored_as_reported(sessions, job_id, client)
+    with sessions() as session:
+        rollouts = session.exec(select(TraceNode.prompt_tokens, TraceNode.cached_tokens)
+                                .where(TraceNode.job_id == job_id,
+                                       TraceNode.kind == "rollout")).all()
+    prompt = sum(p for p, _ in rollouts)
+    cached = sum(c for _, c in rollouts)
+    assert len(rollouts) >= 4 and cached / prompt >= 0.9, (cached, prompt)
 
 
 def _worker_env(db_url: str, redis_url: str, sglang: RunningServer, **extra: str) -> dict[str, str]:
