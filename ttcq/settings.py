@@ -49,6 +49,11 @@ class Settings(BaseSettings):
     orm_api: Literal["sglang", "vllm"] = "sglang"
     orm_model: str = ""
     orm_tokenizer_path: str = ""
+    # classifier_prm: a token-classification PRM (TRL's PRMTrainer, lab/prm_training.py) on
+    # vLLM --runner pooling; its tokenizer from tokenizer_path, else the folder vLLM reports.
+    classifier_prm_url: str = ""
+    classifier_prm_model: str = ""
+    classifier_prm_tokenizer_path: str = ""
     model_path: str = ""
     n_ctx: int = Field(default=4096, ge=256)
     # None: one thread per core that other processes leave free (worker/engines/cpu_share.py).

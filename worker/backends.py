@@ -2,11 +2,15 @@
 in-process, an SGLang server, or an OpenAI-compatible one) and the verifier servers."""
 
 import logging
+from typing import TYPE_CHECKING
 
 from ttcq.settings import Settings
 from ttcq.worker.engines.base import Engine
 from ttcq.worker.engines.http import ServerClient
 from ttcq.worker.verifiers.factory import ServedVerifiers
+
+if TYPE_CHECKING:
+    from ttcq.worker.verifiers.classifier_prm import ClassifierPRM
 
 logger = logging.getLogger(__name__)
 
@@ -31,7 +35,7 @@ def make_engine(settings: Settings) -> Engine:
 
 
 def make_served_verifiers(settings: Settings) -> ServedVerifiers:
-    """The PRM and ORM servers the settings name; those not named stay None."""
+    """The PRM, ORM and classifier-PRM servers the settings name; those not named stay None."""
     prm_engine = None
     if settings.prm_url:
         from ttcq.worker.engines.sglang import SGLangEngine
@@ -47,13 +51,31 @@ def make_served_verifiers(settings: Settings) -> ServedVerifiers:
                               timeout=settings.engine_timeout_seconds)
         tokenizer = HFTokenizer(settings.orm_tokenizer_path or _reward_folder(server))
         orm = OutcomeRewardModel(server, tokenizer, settings.orm_api, settings.orm_model)
-    return ServedVerifiers(prm_engine=prm_engine, prm_format=settings.prm_format, orm=orm)
+    return ServedVerifiers(prm_engine=prm_engine, prm_format=settings.prm_format, orm=orm,
+                           classifier_prm=_classifier_prm(settings))
+
+
+def _classifier_prm(settings: Settings) -> "ClassifierPRM | None":
+    if not settings.classifier_prm_url:
+        return None
+    from ttcq.worker.engines.hf_tokenizer import HFTokenizer
+    from ttcq.worker.verifiers.classifier_prm import ClassifierPRM
+
+    server = ServerClient(settings.classifier_prm_url, name="vllm classifier PRM",
+                          timeout=settings.engine_timeout_seconds)
+    folder = settings.classifier_prm_tokenizer_path or _vllm_model_folder(server)
+    return ClassifierPRM(server, HFTokenizer(folder), settings.classifier_prm_model)
 
 
 def _reward_folder(server: ServerClient) -> str:
     """An SGLang reward server says where its model lives; vLLM does not."""
     info = server.get("/get_model_info")
     return str(info.get("tokenizer_path") or info["model_path"])
+
+
+def _vllm_model_folder(server: ServerClient) -> str:
+    """The folder vLLM loaded its (first) model from: /v1/models calls it the root."""
+    return str(server.get("/v1/models")["data"][0]["root"])
 
 
 # Below this many KV-cache tokens per search in flight, the radix cache evicts a search's

