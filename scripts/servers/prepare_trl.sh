@@ -28,7 +28,7 @@ key() { { "$PY" --version 2>&1; printf '%s\n' "$@"; } | sha256sum | cut -c1-12; 
 
 dir="$CACHE/trl-$TRL_VERSION-$(key "$TORCH" "$PINS")"
 if [ ! -f "$dir/.ready" ]; then
-  echo "preparing TRL $TRL_VERSION in $dir (once; about 2 minutes)..." >&2
+  echo "preparing TRL $TRL_VERSION in $dir (once; about a minute)..." >&2
   : > "$LOG"
   rm -rf "$dir" && "$PY" -m venv "$dir"
   quiet "$dir/bin/python" -m pip install -q --upgrade pip
