@@ -189,11 +189,12 @@ def _verifier(name: str) -> tuple["Verifier", int]:
     from ttcq.worker.verifiers.factory import ServedVerifiers, make_verifier
 
     settings = get_settings()
-    served = make_served_verifiers(settings) if name in ("prm", "orm") else ServedVerifiers()
+    served = (make_served_verifiers(settings) if name in ("prm", "orm", "classifier_prm")
+              else ServedVerifiers())
     judge = served.prm_engine if name == "prm" else None
     if name == "self_judge" or (name == "prm" and judge is None):
         judge = make_engine(settings)  # the policy model judges
-    # checker, orm and none never touch the policy engine.
+    # checker, orm, classifier_prm and none never touch the policy engine.
     verifier = make_verifier(name, cast("Engine", judge), served)
     return verifier, judge.info.n_params if judge is not None else 0
 
