@@ -29,6 +29,7 @@ CONFIGS: dict[str, dict[str, Any]] = {
     "self_refine": {"rounds": 2, **JUDGED},
     "particle_filtering": {"n": 6, "pf_rounds": 2, **JUDGED},
     "rebase": {"n": 8, **JUDGED},
+    "mcts": {"mcts_simulations": 6, "beam_width": 2, **JUDGED},
     "compute_optimal": {"n": 16, **JUDGED},
     "math_shepherd": {"n": 3, "rollouts": 3, "verifier": "none"},
     "omega": {"n": 4, "rollouts": 3, "verifier": "none"},

@@ -9,8 +9,9 @@ from ttcq.db.models import Rescore
 SAMPLING = ("majority", "best_of_n", "weighted_best_of_n")
 TREE = ("beam_search", "dvts", "lookahead")
 # The budget is the x axis and the seed is noise: batches that differ only there are
-# replicates of one configuration (self-refine's budget is its number of rounds).
-NOT_A_SETTING = {"n", "seed", "rounds", "pf_rounds"}
+# replicates of one configuration (self-refine's budget is its number of rounds, mcts's
+# its simulations).
+NOT_A_SETTING = {"n", "seed", "rounds", "pf_rounds", "mcts_simulations"}
 IGNORED_BY = {
     "majority": {"verifier", "aggregation", "beam_width", "lookahead", "max_step_tokens",
                  "max_depth"},
@@ -22,6 +23,7 @@ IGNORED_BY["weighted_best_of_n"] = IGNORED_BY["best_of_n"]
 # before the field existed, absent), and a line must not split on them.
 READ_ONLY_BY = {
     "pf_temperature": {"particle_filtering"}, "rebase_temperature": {"rebase"},
+    "c_puct": {"mcts"}, "mcts_value": {"mcts"},
     "early_stop": set(SAMPLING), "early_stop_round": set(SAMPLING),
     "early_stop_min": set(SAMPLING),
 }

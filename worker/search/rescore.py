@@ -18,6 +18,8 @@ def curve_group_size(config: SearchConfig) -> int:
     # Particle filtering's rounds are groups of n (one round reads n, two 2n, ...).
     if config.strategy in ("beam_search", "lookahead", "particle_filtering", "rebase"):
         return config.n
+    if config.strategy == "mcts":  # one point, at its simulations
+        return config.mcts_simulations
     return 1
 
 

@@ -9,6 +9,7 @@ from ttcq.worker.search.beam import beam_search, lookahead_search
 from ttcq.worker.search.config import SearchConfig
 from ttcq.worker.search.dvts import dvts
 from ttcq.worker.search.labels import math_shepherd, omega
+from ttcq.worker.search.mcts import mcts
 from ttcq.worker.search.particles import particle_filtering
 from ttcq.worker.search.rebase import rebase
 from ttcq.worker.search.refine import self_refine
@@ -28,6 +29,7 @@ BASE_STRATEGIES: dict[str, Strategy] = {
     "self_refine": self_refine,
     "particle_filtering": particle_filtering,
     "rebase": rebase,
+    "mcts": mcts,
     "math_shepherd": math_shepherd,
     "omega": omega,
 }
