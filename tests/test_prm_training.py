@@ -6,6 +6,7 @@ import json
 import math
 import os
 import subprocess
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, cast
@@ -14,6 +15,10 @@ import httpx
 import pytest
 
 from lab.servers import ROOT, server_paths, vllm_server
+from ttcq.api.cli_labels import write_trl_parquet
+from ttcq.api.label_export import trl_row
+from ttcq.db.labels import LabelledSolution
+from ttcq.db.models import StepLabel
 from ttcq.settings import Settings
 from ttcq.worker.backends import make_served_verifiers
 from ttcq.worker.engines.base import Engine
@@ -76,23 +81,28 @@ PROBLEMS: list[tuple[str, list[str], int, list[str]]] = [
 
 
 def export_rows() -> list[dict[str, Any]]:
-    """Rows as `ttcq export --format trl` writes them: a right and a wrong solution each."""
+    """Rows made by `ttcq export --format trl`'s own row builder: a right and a wrong
+    solution of each problem, labelled as Math-Shepherd would (soft 0.75 where good)."""
     rows = []
     for i, (problem, right, wrong_at, wrong_tail) in enumerate(PROBLEMS):
         wrong = right[:wrong_at] + wrong_tail
         labels = [[True] * len(right), [True] * wrong_at + [False] * len(wrong_tail)]
         for candidate, (steps, good) in enumerate(zip([right, wrong], labels, strict=True)):
-            rows.append({"prompt": problem, "completions": [f"{s}\n\n" for s in steps],
-                         "labels": good, "soft_labels": [0.75 if g else 0.0 for g in good],
-                         "job_id": f"job-{i}", "candidate": candidate,
-                         "method": "math_shepherd"})
+            step_labels = [StepLabel(job_id=uuid.UUID(int=i), candidate=candidate, step=step,
+                                     node_id=step + 1, method="math_shepherd", rollouts=8,
+                                     successes=6 if g else 0, hard=g, soft=0.75 if g else 0.0)
+                           for step, g in enumerate(good)]
+            solution = LabelledSolution(uuid.UUID(int=i), i + 1, problem, None, candidate,
+                                        all(good), [f"{s}\n\n" for s in steps], step_labels)
+            rows.append(trl_row(solution))
     return rows
 
 
 @pytest.fixture(scope="module")
 def trl_export_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("export") / "prm.jsonl"
-    path.write_text("".join(json.dumps(row) + "\n" for row in export_rows()))
+    """The rows as `ttcq export -o prm.parquet` writes them."""
+    path = tmp_path_factory.mktemp("export") / "prm.parquet"
+    write_trl_parquet(export_rows(), path)
     return path
 
 
