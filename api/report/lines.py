@@ -23,7 +23,7 @@ IGNORED_BY["weighted_best_of_n"] = IGNORED_BY["best_of_n"]
 # before the field existed, absent), and a line must not split on them.
 READ_ONLY_BY = {
     "pf_temperature": {"particle_filtering"}, "rebase_temperature": {"rebase"},
-    "c_puct": {"mcts"}, "mcts_value": {"mcts"},
+    "c_puct": {"mcts"}, "mcts_value": {"mcts"}, "rollouts": {"math_shepherd", "omega"},
     "early_stop": set(SAMPLING), "early_stop_round": set(SAMPLING),
     "early_stop_min": set(SAMPLING),
 }
