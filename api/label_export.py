@@ -1,11 +1,13 @@
 """Step labels as training data: TRL's stepwise-supervision rows (`prompt`, `completions`,
 `labels`, as its PRM trainer reads them, with the soft labels beside) and OpenR /
-OmegaPRM-style trees (a question, its solutions, each step with its rollout counts)."""
+OmegaPRM-style trees (a question, its solutions, each step with its rollout counts, or
+for an MCTS batch its visits and Q-value)."""
 
 from collections.abc import Iterable, Iterator
 from typing import Any, Literal
 
 from ttcq.db.labels import LabelledSolution
+from ttcq.db.models import StepLabel
 
 ExportFormat = Literal["trl", "jsonl-tree"]
 FORMATS: tuple[ExportFormat, ...] = ("trl", "jsonl-tree")
@@ -38,13 +40,19 @@ def tree_rows(solutions: Iterable[LabelledSolution]) -> Iterator[dict[str, Any]]
                        "method": solution.labels[0].method, "solutions": []}
         current["solutions"].append({
             "candidate": solution.candidate, "correct": solution.correct,
-            "steps": [{"text": text, "rollouts": label.rollouts,
-                       "successes": label.successes, "mc_value": label.soft,
-                       "label": label.hard}
+            "steps": [_tree_step(text, label)
                       for text, label in zip(solution.steps, solution.labels, strict=True)],
         })
     if current is not None:
         yield current
+
+
+def _tree_step(text: str, label: StepLabel) -> dict[str, Any]:
+    if label.method == "mcts":  # visits and Q-value, not rollout counts
+        return {"text": text, "visits": label.rollouts, "q_value": label.soft,
+                "label": label.hard}
+    return {"text": text, "rollouts": label.rollouts, "successes": label.successes,
+            "mc_value": label.soft, "label": label.hard}
 
 
 def export_rows(solutions: Iterable[LabelledSolution], fmt: ExportFormat

@@ -22,6 +22,7 @@ from ttcq.db.labels import (
     create_label_batch,
     label_stats,
     labelled_solutions,
+    mcts_solutions,
 )
 from ttcq.db.session import session_scope
 from ttcq.worker.queue import enqueue_jobs, queue_for
@@ -87,13 +88,14 @@ def export_labels(
     batch_id: uuid.UUID, session: SessionDep, owner: OwnerDep, settings: SettingsDep,
     fmt: Annotated[ExportFormat, Query(alias="format")] = "trl",
 ) -> StreamingResponse:
-    """A label batch's step labels as training data, in dataset order."""
+    """A label batch's step labels as training data, in dataset order; of an MCTS batch,
+    its candidates with each step's Q-value as the soft label."""
     batch = owned_batch(session, batch_id, owner)
-    if batch.strategy not in LABEL_STRATEGIES:
+    if batch.strategy not in (*LABEL_STRATEGIES, "mcts"):
         raise HTTPException(status.HTTP_400_BAD_REQUEST,
-                            f"batch {batch_id} is a {batch.strategy} batch, not a label "
-                            f"batch: run `ttcq label --from-batch {batch_id}` first")
-    return StreamingResponse(_lines(settings.database_url, batch.id, fmt),
+                            f"batch {batch_id} is a {batch.strategy} batch, not a label or "
+                            f"mcts batch: run `ttcq label --from-batch {batch_id}` first")
+    return StreamingResponse(_lines(settings.database_url, batch.id, batch.strategy, fmt),
                              media_type="application/x-ndjson")
 
 
@@ -106,9 +108,10 @@ def read_label_stats(batch_id: uuid.UUID, session: SessionDep,
     return label_stats(session=session, batch_id=batch.id)
 
 
-def _lines(url: str, batch_id: uuid.UUID, fmt: ExportFormat) -> Iterator[str]:
+def _lines(url: str, batch_id: uuid.UUID, strategy: str, fmt: ExportFormat) -> Iterator[str]:
+    read = mcts_solutions if strategy == "mcts" else labelled_solutions
     with contextmanager(session_scope)(url) as session:
-        solutions = labelled_solutions(session=session, batch_id=batch_id)
+        solutions = read(session=session, batch_id=batch_id)
         for row in export_rows(solutions, fmt):
             yield json.dumps(row, ensure_ascii=False) + "\n"
 

@@ -169,3 +169,52 @@ def label_stats(*, session: Session, batch_id: uuid.UUID) -> dict[str, Any]:
             "measured_steps": measured, "rollouts": rollouts, "tokens": tokens,
             "tokens_per_label": tokens / steps if steps else None,
             "first_wrong_step": {str(step): count for step, count in first_wrong}}
+
+
+# A step's Q-value at or above this is labelled good when an MCTS batch is exported.
+Q_GOOD = 0.5
+
+
+def mcts_solutions(*, session: Session, batch_id: uuid.UUID) -> Iterator[LabelledSolution]:
+    """An MCTS batch's candidates as labelled solutions: each step's soft label is its
+    Q-value (the mean value backed up through it; its own value if never visited), hard =
+    Q >= Q_GOOD. A candidate that ends in a rollout ends with the rollout's text, labelled
+    by the candidate's grade. As labels rows: rollouts = the step's visits, successes = its
+    backed-up value summed (Q x visits, rounded)."""
+    jobs = session.exec(select(Job.id, Job.line, Job.problem, Job.gold)
+                        .where(Job.batch_id == batch_id, Job.state == JobState.succeeded)
+                        .order_by(col(Job.line))).all()
+    for job_id, line, problem, gold in jobs:
+        nodes = {n.node_id: n for n in session.exec(
+            select(TraceNode).where(TraceNode.job_id == job_id))}
+        candidates = session.exec(select(Candidate).where(Candidate.job_id == job_id)
+                                  .order_by(col(Candidate.idx))).all()
+        for candidate in candidates:
+            path = _path(nodes, candidate.leaf_node_id)
+            labels = [_q_label(job_id, candidate.idx, i, node, candidate.correct)
+                      for i, node in enumerate(path)]
+            if labels:
+                yield LabelledSolution(job_id, line, problem, gold, candidate.idx,
+                                       candidate.correct, [n.text for n in path], labels)
+
+
+def _path(nodes: dict[int, TraceNode], leaf: int) -> list[TraceNode]:
+    """Step and rollout nodes from below the prompt down to leaf."""
+    out = []
+    node: TraceNode | None = nodes[leaf]
+    while node is not None and node.kind in ("step", "rollout"):
+        out.append(node)
+        node = nodes.get(node.parent_id) if node.parent_id is not None else None
+    return out[::-1]
+
+
+def _q_label(job_id: uuid.UUID, candidate: int, step: int, node: TraceNode,
+             correct: bool | None) -> StepLabel:
+    if node.kind == "rollout":
+        soft = 1.0 if correct else 0.0
+    else:
+        soft = node.q_value if node.q_value is not None else (node.agg_score or 0.0)
+    visits = node.visits or 0
+    return StepLabel(job_id=job_id, candidate=candidate, step=step, node_id=node.node_id,
+                     method="mcts", rollouts=visits, successes=round(soft * visits),
+                     hard=soft >= Q_GOOD, soft=soft)

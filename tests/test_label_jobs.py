@@ -25,7 +25,7 @@ from lab.ground_truth.task import make_dataset
 from tests.utils.api_factories import ALICE, BOB, api_settings, auth, queued_messages, running_api
 from ttcq.api.cli import main
 from ttcq.db.jobs import reap_expired
-from ttcq.db.models import Batch, Candidate, Job, JobCost, StepLabel, utcnow
+from ttcq.db.models import Batch, Candidate, Job, JobCost, StepLabel, TraceNode, utcnow
 from ttcq.worker.engines.base import Completion, GenerationRequest
 from ttcq.worker.service import SessionFactory, process_job
 
@@ -230,3 +230,28 @@ def test_a_label_job_killed_midway_resumes_and_labels_each_step_once(
     assert len({(c, s) for c, s, *_ in labels}) == len(labels)
     with sessions() as session:  # the two rounds saved before the kill were not rolled again
         assert session.get(JobCost, job_id).resumed_calls == 2  # type: ignore[union-attr]
+
+
+def test_an_mcts_batch_exports_its_q_values_as_soft_labels(
+    client: httpx.Client, api: tuple[FastAPI, str], sessions: SessionFactory,
+) -> None:
+    config = {"strategy": "mcts", "mcts_simulations": 6, "beam_width": 2,
+              "verifier": "self_judge"}
+    batch = _submit(client, config, PROBLEMS[:2])
+    _run(sessions, batch["id"])
+    rows = [json.loads(line) for line in _export(api, batch["id"]).splitlines()]
+    with sessions() as session:
+        candidates = session.exec(select(func.count()).select_from(Candidate).where(
+            col(Candidate.job_id).in_(_jobs(sessions, batch["id"])))).one()
+        q_of = {(node.job_id, node.text): node for node in session.exec(
+            select(TraceNode).where(col(TraceNode.job_id).in_(_jobs(sessions, batch["id"]))))}
+    assert len(rows) == candidates and {row["method"] for row in rows} == {"mcts"}
+    for row in rows:
+        for text, soft, hard in zip(row["completions"], row["soft_labels"], row["labels"],
+                                    strict=True):
+            node = next(n for (job, t), n in q_of.items()
+                        if job == uuid.UUID(row["job_id"]) and t.strip() == text)
+            expected = node.q_value if node.q_value is not None else node.agg_score
+            assert soft == pytest.approx(expected) and hard == (soft >= 0.5)
+    tree = json.loads(_export(api, batch["id"], "--format", "jsonl-tree").splitlines()[0])
+    assert set(tree["solutions"][0]["steps"][0]) == {"text", "visits", "q_value", "label"}
