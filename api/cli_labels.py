@@ -3,7 +3,7 @@ batch's candidates) and `ttcq export` (a label batch's labels as training data).
 
 import json
 from collections.abc import Iterable, Iterator
-from itertools import islice
+from itertools import chain, islice
 from pathlib import Path
 from typing import Any
 
@@ -12,8 +12,9 @@ import click
 from ttcq.api.cli_options import api_client, client_options, dataset_options, field_mapping
 from ttcq.api.label_export import FORMATS
 from ttcq.api.output import OutputError, check_output_path, write_lines
+from ttcq.worker.search.names import LABEL_STRATEGIES
 
-METHODS = ("math_shepherd", "omega")
+METHODS = LABEL_STRATEGIES
 PARQUET_ROWS_PER_GROUP = 10_000
 
 
@@ -70,23 +71,28 @@ def label(dataset: Path | None, source: str | None, method: str, solutions: int,
 @click.argument("batch_id")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="trl", show_default=True,
               help="trl: TRL's stepwise supervision (prompt, completions, labels); "
-                   "jsonl-tree: a tree of steps per problem")
+                   "jsonl-tree: per problem, its solutions as paths of labelled steps")
 @click.option("-o", "--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help=".jsonl or .parquet (trl only); default: JSON lines to stdout")
 @client_options
 def export(batch_id: str, fmt: str, out: Path | None, api_url: str | None,
            token: str | None) -> None:
     """Write a label batch's step labels as training data."""
-    parquet = out is not None and out.suffix.lower() == ".parquet"
-    if parquet and fmt != "trl":
+    suffix = out.suffix.lower() if out is not None else ".jsonl"
+    if suffix not in (".jsonl", ".parquet"):
+        raise click.BadParameter("write .jsonl or .parquet", param_hint="--out")
+    if suffix == ".parquet" and fmt != "trl":
         raise click.BadParameter("Parquet holds the trl format only", param_hint="--out")
     with api_client(api_url, token) as client:
+        # The first line before the file: a refused export leaves no file behind.
         lines = client.label_lines(batch_id, fmt)
+        first = next(lines, None)
+        lines = chain([first] if first is not None else [], lines)
         try:
             if out is not None:
                 check_output_path(out)
             count = (write_trl_parquet((json.loads(line) for line in lines), out)
-                     if parquet and out is not None else write_lines(lines, out))
+                     if out is not None and suffix == ".parquet" else write_lines(lines, out))
         except OutputError as error:
             raise click.ClickException(str(error)) from None
     click.echo(f"wrote {count} {'solutions' if fmt == 'trl' else 'problems'}"

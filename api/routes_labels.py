@@ -37,7 +37,7 @@ class LabelRequest(BaseModel):
 
     method: Literal["math_shepherd", "omega"] = "math_shepherd"
     rollouts: int = Field(default=8, ge=1, le=256, description="rollouts from each prefix")
-    solutions: int = Field(default=16, ge=1, le=4096,
+    solutions: int = Field(default=4, ge=1, le=4096,
                            description="at most this many finished candidates per problem")
     config: dict[str, object] = Field(
         default_factory=dict, description="other SearchConfig fields for the rollouts "
@@ -60,6 +60,9 @@ def label_batch(batch_id: uuid.UUID, body: LabelRequest, response: Response,
     """A new batch that labels the steps of this batch's finished candidates, one job per
     problem that succeeded and has a gold answer. Nothing is queued when it cannot run."""
     source = owned_batch(session, batch_id, owner)
+    if source.strategy in LABEL_STRATEGIES:
+        raise bad_request(f"batch {batch_id} is a label batch: label the batch it labelled "
+                          "instead")
     inherited = {k: source.config[k] for k in SAMPLING_FIELDS if k in source.config}
     try:
         config = make_config(**{**inherited, **body.config, "strategy": body.method,
@@ -105,6 +108,9 @@ def read_label_stats(batch_id: uuid.UUID, session: SessionDep,
     """A label batch's labels in numbers: solutions and steps labelled, the share labelled
     good, rollouts spent, tokens computed per label, and the first wrong step by index."""
     batch = owned_batch(session, batch_id, owner)
+    if batch.strategy not in LABEL_STRATEGIES:
+        raise HTTPException(status.HTTP_400_BAD_REQUEST,
+                            f"batch {batch_id} is a {batch.strategy} batch, not a label batch")
     return label_stats(session=session, batch_id=batch.id)
 
 

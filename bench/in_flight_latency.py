@@ -14,7 +14,7 @@ import time
 from collections.abc import Sequence
 
 from celery.contrib.testing.worker import start_worker
-from sqlmodel import Session
+from sqlmodel import Session, col, func, select
 
 from bench.common import REDIS_URL, bench_database, save_results
 from bench.saturation import wait_done
@@ -22,6 +22,7 @@ from lab.ground_truth.engine import GroundTruthEngine
 from lab.ground_truth.task import make_dataset
 from ttcq.api.datasets import Limits, to_problems
 from ttcq.db.batches import create_batch
+from ttcq.db.models import StepLabel
 from ttcq.db.session import get_engine
 from ttcq.settings import Settings
 from ttcq.worker.engines.base import Completion, GenerationRequest, TokenLogprobs
@@ -49,11 +50,11 @@ class LatencyBoundEngine(GroundTruthEngine):
         return super().next_token_logprobs(prompts, token_ids)
 
 
-def run(db_url: str, k: int) -> dict[str, object]:
+def run(db_url: str, k: int, search: dict[str, object] | None = None) -> dict[str, object]:
     count = ONE_AT_A_TIME_PROBLEMS if k == 1 else PROBLEMS
     rows = make_dataset(count, seed=k)
     problems = list(to_problems(enumerate(rows, start=1), limits=Limits(10_000, count)))
-    config = make_config(seed=k, **CONFIG).model_dump(mode="json")
+    config = make_config(**{"seed": k, **(search or CONFIG)}).model_dump(mode="json")
     with Session(get_engine(db_url)) as session:
         _, ids = create_batch(session=session, owner="bench", problems=problems, config=config)
     settings = Settings(database_url=db_url, redis_url=REDIS_URL, engine="sglang",
@@ -68,8 +69,12 @@ def run(db_url: str, k: int) -> dict[str, object]:
         wait_done(db_url, ids)
         seconds = time.perf_counter() - start
     app.close()
+    with Session(get_engine(db_url)) as session:
+        labels = session.exec(select(func.count()).select_from(StepLabel)
+                              .where(col(StepLabel.job_id).in_(ids))).one()
     return {"in_flight": k, "problems": count, "seconds": round(seconds, 1),
-            "problems_per_min": round(count / seconds * 60, 1)}
+            "problems_per_min": round(count / seconds * 60, 1),
+            **({"labels_per_min": round(labels / seconds * 60, 1)} if labels else {})}
 
 
 def main() -> list[dict[str, object]]:

@@ -9,6 +9,7 @@ Math-Shepherd, as ratios within one run.
 - The ground-truth task (instant): OmegaPRM and Math-Shepherd label the same solutions;
   rollouts spent per solution, and how often their first wrong steps agree."""
 
+import argparse
 import json
 import time
 from collections.abc import Callable
@@ -16,9 +17,12 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from bench.common import RESULTS, save_results
+import httpx
+
+from bench import in_flight_latency
+from bench.common import RESULTS, bench_database, save_results
 from lab.ground_truth.engine import GroundTruthEngine
-from lab.ground_truth.task import Level, make_dataset
+from lab.ground_truth.task import Level, make_dataset, sound_path
 from lab.servers import server_paths, sglang_server
 from ttcq.worker.engines.base import Engine
 from ttcq.worker.engines.sglang import SGLangEngine
@@ -66,7 +70,9 @@ def sglang_rows() -> dict[str, Any]:
     problems = gsm8k(4)
     with sglang_server(paths["TTCQ_POLICY_MODEL_DIR"], RESULTS / "logs" / "sglang.log") as server:
         engine = SGLangEngine(server.url)
-        label(engine, problems[0], **{**SGLANG, "n": 1, "rollouts": 1})  # warm-up
+        label(engine, problems[0], **{**SGLANG, "strategy": "math_shepherd", "n": 1,
+                                      "rollouts": 1, "seed": 99})  # warm-up
+        flush = lambda: httpx.post(f"{server.url}/flush_cache", timeout=60).raise_for_status()  # noqa: E731
 
         def one_at_a_time() -> list[SearchResult]:
             return [label(engine, p, strategy="math_shepherd", **SGLANG) for p in problems]
@@ -76,8 +82,10 @@ def sglang_rows() -> dict[str, Any]:
                 return list(pool.map(lambda p: label(engine, p, strategy="math_shepherd",
                                                      **SGLANG), problems))
 
+        # Each mode starts from an empty radix cache: the second would find the first's.
+        flush()
         serial, results = per_minute(one_at_a_time)
-        engine.reset()
+        flush()
         parallel, _ = per_minute(in_flight)
         engine.close()
     return {**cache_row(results), "labels_per_minute_one_at_a_time": round(serial, 1),
@@ -86,29 +94,38 @@ def sglang_rows() -> dict[str, Any]:
 
 
 def omega_vs_shepherd(problems: int = 200, rollouts: int = 4) -> dict[str, Any]:
+    """Both label the same finished solutions, each with rollouts of its own; their first
+    wrong steps against each other and against the truth the steps' markers tell."""
     engine = GroundTruthEngine()
     levels = {1: Level(0.85, 6), 2: Level(0.7, 6), 3: Level(0.55, 6)}
     spent = {"math_shepherd": 0, "omega": 0}
     agree = wrong = solutions = 0
+    exact = {"math_shepherd": 0, "omega": 0}
     for row in make_dataset(problems, levels, seed=3):
         base = Problem(row["problem"], row["answer"])
-        shepherd = label(engine, base, strategy="math_shepherd", n=4, rollouts=rollouts,
-                         verifier="none")
-        texts = tuple(c.text for c in shepherd.candidates[:4])
-        omega = label(engine, Problem(row["problem"], row["answer"], solutions=texts),
-                      strategy="omega", n=4, rollouts=rollouts, verifier="none")
+        shepherd = label(engine, base, strategy="math_shepherd", n=4, rollouts=rollouts)
+        finished = [c for c in shepherd.candidates[:4] if c.finished]
+        omega = label(engine, Problem(row["problem"], row["answer"],
+                                      solutions=tuple(c.text for c in finished)),
+                      strategy="omega", n=4, rollouts=rollouts, seed=1)
         for result, method in ((shepherd, "math_shepherd"), (omega, "omega")):
             spent[method] += sum(1 for n in result.trace.nodes if n.kind == "rollout")
-        for index in range(4):
+        for index, candidate in enumerate(finished):
             solutions += 1
-            first = [_first_wrong(r, index) for r in (shepherd, omega)]
-            if first[0] is not None or first[1] is not None:
-                wrong += 1
-                agree += first[0] == first[1]
+            truth = [sound for _, sound in sound_path([candidate.text])]
+            if all(truth):
+                continue
+            wrong += 1
+            found = {"math_shepherd": _first_wrong(shepherd, candidate.index),
+                     "omega": _first_wrong(omega, index)}
+            agree += found["math_shepherd"] == found["omega"]
+            for method, step in found.items():
+                exact[method] += step == truth.index(False)
     return {"problems": problems, "solutions": solutions, "rollouts": rollouts,
             "rollouts_per_solution": {m: round(s / solutions, 2) for m, s in spent.items()},
             "omega_over_shepherd": round(spent["omega"] / spent["math_shepherd"], 3),
-            "wrong_solutions": wrong, "first_wrong_step_agreement": round(agree / wrong, 3)}
+            "wrong_solutions": wrong, "first_wrong_step_agreement": round(agree / wrong, 3),
+            "first_wrong_step_exact": {m: round(e / wrong, 3) for m, e in exact.items()}}
 
 
 def _first_wrong(result: SearchResult, candidate: int) -> int | None:
@@ -116,14 +133,36 @@ def _first_wrong(result: SearchResult, candidate: int) -> int | None:
     return min(steps) if steps else None
 
 
-def main() -> dict[str, Any]:
-    results = {"ground_truth": omega_vs_shepherd()}
-    print(json.dumps(results["ground_truth"]))
-    results["sglang"] = sglang_rows()
-    print(json.dumps(results["sglang"]))
+LATENCY_LABELS = {"strategy": "math_shepherd", "n": 4, "rollouts": 8, "verifier": "none"}
+
+
+def latency_rows() -> list[dict[str, Any]]:
+    """Labels per minute through a thread-pool worker on the latency-bound engine double
+    (every call 0.2 s, as in bench.in_flight_latency), 1 and 16 label jobs in flight."""
+    with bench_database("ttcq_bench_label_latency") as db_url:
+        rows = [in_flight_latency.run(db_url, k, LATENCY_LABELS) for k in (1, 16)]
+    rows[1]["in_flight_over_one_at_a_time"] = round(
+        float(rows[1]["labels_per_min"]) / float(rows[0]["labels_per_min"]), 2)
+    return rows
+
+
+PARTS = {"ground_truth": lambda: omega_vs_shepherd(), "latency_double": lambda: latency_rows(),
+         "sglang": lambda: sglang_rows()}
+
+
+def main(parts: list[str]) -> dict[str, Any]:
+    """Run the parts asked for; the others keep their figures from the last run."""
+    path = RESULTS / "label_rollouts.json"
+    results: dict[str, Any] = json.loads(path.read_text()) if path.exists() else {}
+    for part in parts:
+        results[part] = PARTS[part]()
+        print(json.dumps({part: results[part]}))
     save_results("label_rollouts", results)
     return results
 
 
 if __name__ == "__main__":
-    main()
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--part", action="append", choices=list(PARTS),
+                        help="run only this part (repeatable; default: all)")
+    main(parser.parse_args().part or list(PARTS))

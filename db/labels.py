@@ -12,9 +12,8 @@ from sqlalchemy import select as sql_select
 from sqlalchemy.orm import aliased
 from sqlmodel import Session, col, select
 
+from ttcq.db.batches import INSERT_CHUNK
 from ttcq.db.models import Batch, Candidate, Job, JobCost, JobState, StepLabel, TraceNode
-
-INSERT_CHUNK = 1000
 
 
 class LabelSourceError(ValueError):
@@ -29,9 +28,6 @@ def create_label_batch(
     and a finished candidate: each labels that job's candidates (its problem, gold and
     dataset line copied). All or nothing; raises LabelSourceError before storing if no
     job of the source can be labelled."""
-    if source.strategy in ("math_shepherd", "omega"):
-        raise LabelSourceError(f"batch {source.id} is a label batch: label the batch it "
-                               "labelled instead")
     counts = _source_counts(session, source.id)
     if not counts["with_gold"]:
         raise LabelSourceError(f"batch {source.id} has no gold answers: labels grade "
@@ -148,7 +144,7 @@ def label_stats(*, session: Session, batch_id: uuid.UUID) -> dict[str, Any]:
     labelled = col(StepLabel.job_id).in_(jobs)
     steps, positive, measured, solutions = session.connection().execute(
         sql_select(func.count(), _count_of(col(StepLabel.hard)),
-                   func.count(col(StepLabel.soft)), _count_of(col(StepLabel.step) == 0))
+                   _count_of(col(StepLabel.rollouts) > 0), _count_of(col(StepLabel.step) == 0))
         .where(labelled)).one()
     # All rollouts spent, those of omega's probes past the first wrong step included.
     rollouts = session.exec(select(func.count()).select_from(TraceNode).where(
@@ -210,8 +206,10 @@ def _path(nodes: dict[int, TraceNode], leaf: int) -> list[TraceNode]:
 
 def _q_label(job_id: uuid.UUID, candidate: int, step: int, node: TraceNode,
              correct: bool | None) -> StepLabel:
-    if node.kind == "rollout":
+    if node.kind == "rollout" and correct is not None:
         soft = 1.0 if correct else 0.0
+    elif node.kind == "rollout":  # no gold to grade it: the value mcts gave it
+        soft = node.agg_score or 0.0
     else:
         soft = node.q_value if node.q_value is not None else (node.agg_score or 0.0)
     visits = node.visits or 0

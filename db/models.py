@@ -80,7 +80,7 @@ class JobBase(SQLModel):
     started_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
     finished_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
     source_job_id: uuid.UUID | None = Field(
-        default=None, foreign_key="job.id",
+        default=None, foreign_key="job.id", index=True,
         description="a label job: the stored job whose candidates it labels")
 
 

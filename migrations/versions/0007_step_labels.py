@@ -34,6 +34,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("job_id", "candidate", "step"),
     )
     op.add_column("job", sa.Column("source_job_id", sa.Uuid(), nullable=True))
+    op.create_index(op.f("ix_job_source_job_id"), "job", ["source_job_id"])
     # SQLite adds a foreign key only by copying the table, which its views forbid; the
     # embedded database keeps the link without the constraint.
     if op.get_bind().dialect.name != "sqlite":
@@ -47,5 +48,6 @@ def downgrade() -> None:
     op.drop_column("trace_node", "visits")
     if op.get_bind().dialect.name != "sqlite":
         op.drop_constraint("job_source_job_id_fkey", "job", type_="foreignkey")
+    op.drop_index(op.f("ix_job_source_job_id"), table_name="job")
     op.drop_column("job", "source_job_id")
     op.drop_table("step_label")

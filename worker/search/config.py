@@ -95,6 +95,8 @@ class SearchConfig(BaseModel):
                 return {**values, "lookahead": DEFAULT_LOOKAHEAD}
         if isinstance(values, dict) and values.get("strategy") == "compute_optimal":
             return _with_policy(values)
+        if isinstance(values, dict) and values.get("strategy") in LABEL_STRATEGIES:
+            return {"verifier": "none", **values}  # labels grade rollouts, nothing scores
         return values
 
     @model_validator(mode="after")
@@ -110,8 +112,11 @@ class SearchConfig(BaseModel):
             self._check_policy_verifiers()
         elif (self.policy, self.batch_tokens, self.batch_allowance) != (None, None, None):
             raise ValueError("policy and batch_tokens are only used by strategy compute_optimal")
-        elif (self.strategy not in ("majority", "self_refine", *LABEL_STRATEGIES)
-              and self.verifier == "none"):
+        elif self.strategy in LABEL_STRATEGIES and self.verifier != "none":
+            raise ValueError(f"strategy {self.strategy} grades its rollouts against the gold "
+                             "and uses no verifier (set verifier none)")
+        elif self.strategy not in ("majority", "self_refine", *LABEL_STRATEGIES) and (
+                self.verifier == "none"):
             raise ValueError(f"strategy {self.strategy} needs a verifier")
         if self.strategy == "particle_filtering" and self.pf_rounds > 1 and self.n < 2:
             raise ValueError("pf_rounds: Particle Gibbs rounds need n >= 2 (one particle is "

@@ -18,7 +18,6 @@ One engine call per round (a step depth, or a binary-search round) over all solu
 the journal's checkpoints fall between rounds: a killed job resumes at the first round it
 had not finished."""
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ttcq.worker.engines.base import Completion, Engine, GenerationRequest
@@ -58,7 +57,6 @@ class Labeller:
         self.run = SearchRun(problem, config, engine, verifier)
         self.rollouts: list[Candidate] = []
         self._grades: dict[str | None, bool] = {}
-        self.solutions: list[Solution] = []
         self.solutions = self._given() if problem.solutions else self._sampled()
         self.run.read_answers([s.candidate for s in self.solutions])
         for solution in self.solutions:
@@ -237,5 +235,3 @@ def _omega_labels(labeller: Labeller, solution: Solution, bound: list[int] | Non
     elif first_wrong <= last:
         labeller.label(solution, first_wrong, rollouts, measured[first_wrong])
 
-
-LabelStrategy = Callable[[Problem, SearchConfig, Engine, Verifier], SearchResult]

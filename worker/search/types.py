@@ -10,7 +10,7 @@ NodeStatus = Literal["expanded", "pruned", "finished", "truncated", "selected"]
 # choice of strategy for the problem. Neither holds tokens.
 # How a path's step scores become one score (config.aggregation).
 Aggregation = Literal["last", "min", "prod", "mean"]
-# "rollout": a labeller's continuation from a step prefix to an answer.
+# "rollout": a continuation from a step to an answer (a labeller's, or mcts's value).
 NodeKind = Literal[
     "prompt", "step", "lookahead", "critique", "revision", "stop", "decision", "rollout",
 ]
