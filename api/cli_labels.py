@@ -117,7 +117,8 @@ def _trl_schema() -> Any:
     return pa.schema([
         ("prompt", pa.string()), ("completions", pa.list_(pa.string())),
         ("labels", pa.list_(pa.bool_())), ("soft_labels", pa.list_(pa.float64())),
-        ("job_id", pa.string()), ("line", pa.int64()), ("candidate", pa.int64()),
+        ("job_id", pa.string()), ("line", pa.int64()), ("source_job_id", pa.string()),
+        ("candidate", pa.int64()),
         ("correct", pa.bool_()), ("method", pa.string()),
     ])
 

@@ -22,6 +22,7 @@ def trl_row(solution: LabelledSolution) -> dict[str, Any]:
         "labels": [label.hard for label in solution.labels],
         "soft_labels": [label.soft for label in solution.labels],
         "job_id": str(solution.job_id), "line": solution.line,
+        "source_job_id": str(solution.source_job_id) if solution.source_job_id else None,
         "candidate": solution.candidate, "correct": solution.correct,
         "method": solution.labels[0].method,
     }

@@ -24,6 +24,7 @@ from lab.ground_truth.engine import GroundTruthEngine
 from lab.ground_truth.task import make_dataset
 from tests.utils.api_factories import ALICE, BOB, api_settings, auth, queued_messages, running_api
 from ttcq.api.cli import main
+from ttcq.db import labels as db_labels
 from ttcq.db.jobs import reap_expired
 from ttcq.db.models import Batch, Candidate, Job, JobCost, StepLabel, TraceNode, utcnow
 from ttcq.worker.engines.base import Completion, GenerationRequest
@@ -77,7 +78,9 @@ def _export(api: tuple[FastAPI, str], batch_id: str, *args: str) -> str:
 
 def test_labels_of_a_stored_batch_export_as_trl_rows_and_trees(
     client: httpx.Client, api: tuple[FastAPI, str], sessions: SessionFactory, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    monkeypatch.setattr(db_labels, "EXPORT_PAGE", 2)  # 3 problems: two pages
     source = _submit(client, SEARCH, PROBLEMS)
     _run(sessions, source["id"])
     response = client.post(f"/v1/batches/{source['id']}/label",
@@ -93,9 +96,11 @@ def test_labels_of_a_stored_batch_export_as_trl_rows_and_trees(
                                 .where(col(Candidate.job_id).in_(_jobs(sessions, source["id"])),
                                        Candidate.finish == "stop", Candidate.idx < 2)).one()
     assert len(rows) == finished  # one row per labelled solution
+    assert [row["line"] for row in rows] == sorted(row["line"] for row in rows)
     assert sum(len(row["labels"]) for row in rows) == len(stored)
     for row in rows:
         assert row["prompt"] in {p["problem"] for p in PROBLEMS}
+        assert uuid.UUID(row["source_job_id"]) in _jobs(sessions, source["id"])
         assert len(row["completions"]) == len(row["labels"]) == len(row["soft_labels"])
         assert all(text.startswith("Step ") and not text.endswith("\n") for text in
                    row["completions"])
