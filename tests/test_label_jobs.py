@@ -171,12 +171,18 @@ def test_bad_sources_are_refused_naming_why_and_queue_nothing(
     with sessions() as session:
         assert session.exec(select(func.count()).select_from(Batch)).one() == 2
     assert queued_messages(redis_url) == queued
+    stats = client.get(f"/v1/batches/{unfinished['id']}/labels/stats")
+    assert stats.status_code == 400 and "not a label batch" in stats.text
     missing_gold = client.post("/v1/batches", json={
         "config": {"strategy": "math_shepherd", "verifier": "none"},
         "problems": [PROBLEMS[0], {"problem": "What is 1 + 1?"}]})
     assert missing_gold.status_code == 400
     [error] = missing_gold.json()["detail"]["errors"]
     assert (error["line"], error["field"]) == (2, "answer") and "gold" in error["message"]
+    labelled = _submit(client, {"strategy": "omega", "n": 1, "rollouts": 1}, PROBLEMS[:1])
+    _run(sessions, labelled["id"])
+    again = client.post(f"/v1/batches/{labelled['id']}/label", json={})
+    assert again.status_code == 400 and "is a label batch" in again.text
     not_labels = client.get(f"/v1/batches/{unfinished['id']}/labels")
     assert not_labels.status_code == 400 and "ttcq label --from-batch" in not_labels.text
 
