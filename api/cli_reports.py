@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from ttcq.api.report.data import Report
     from ttcq.worker.engines.base import Engine
     from ttcq.worker.verifiers.base import Verifier
+    from ttcq.worker.verifiers.factory import ServedVerifiers
 
 DB_HELP = "read (and write) this database directly instead of the API, as `ttcq run` does"
 
@@ -172,8 +173,12 @@ def rescore_command(batch_id: str, aggregation: str | None, selection: str | Non
         raise click.UsageError("--verifier runs the verifier here, on the stored steps: "
                                "it needs --db URL (the API rescores with stored scores only)")
     if db_url:
-        judge = _verifier(verifier) if verifier else (None, 0)
-        result = _local_rescore(db_url, batch, aggregation, selection, *judge)
+        judge, n_params, served = _verifier(verifier) if verifier else (None, 0, None)
+        try:
+            result = _local_rescore(db_url, batch, aggregation, selection, judge, n_params)
+        finally:
+            if served is not None:
+                served.close()
     else:
         with api_client(api_url, token) as client:
             result = client.rescore(str(batch), aggregation=aggregation, selection=selection)
@@ -181,9 +186,10 @@ def rescore_command(batch_id: str, aggregation: str | None, selection: str | Non
     click.echo(_rescore_summary(result), err=True)
 
 
-def _verifier(name: str) -> tuple["Verifier", int]:
+def _verifier(name: str) -> tuple["Verifier", int, "ServedVerifiers"]:
     """The verifier by name, built from the worker's settings (TTCQ_ENGINE and the PRM and
-    ORM servers), and the parameters of the model that judges (for FLOPs)."""
+    ORM servers), the parameters of the model that judges (for FLOPs), and the servers
+    (to close when done)."""
     from ttcq.settings import get_settings
     from ttcq.worker.backends import make_engine, make_served_verifiers
     from ttcq.worker.verifiers.factory import ServedVerifiers, make_verifier
@@ -196,7 +202,7 @@ def _verifier(name: str) -> tuple["Verifier", int]:
         judge = make_engine(settings)  # the policy model judges
     # checker, orm, classifier_prm and none never touch the policy engine.
     verifier = make_verifier(name, cast("Engine", judge), served)
-    return verifier, judge.info.n_params if judge is not None else 0
+    return verifier, judge.info.n_params if judge is not None else 0, served
 
 
 def _local_rescore(url: str, batch_id: uuid.UUID, aggregation: Any, selection: Any,

@@ -13,17 +13,23 @@ from typing import Any, cast
 
 import httpx
 import pytest
+from click.testing import CliRunner
+from sqlmodel import col, select
 
 from lab.servers import ROOT, server_paths, vllm_server
+from tests.utils.api_factories import store_solution
+from tests.utils.jobs import make_batch
+from ttcq.api.cli import main
 from ttcq.api.cli_labels import write_trl_parquet
 from ttcq.api.label_export import trl_row
 from ttcq.db.labels import LabelledSolution
-from ttcq.db.models import StepLabel
-from ttcq.settings import Settings
+from ttcq.db.models import Candidate, Job, RescoreCandidate, StepLabel
+from ttcq.settings import Settings, get_settings
 from ttcq.worker.backends import make_served_verifiers
 from ttcq.worker.engines.base import Engine
 from ttcq.worker.engines.hf_tokenizer import HFTokenizer
 from ttcq.worker.engines.http import ServerClient
+from ttcq.worker.service import SessionFactory
 from ttcq.worker.verifiers.classifier_prm import ClassifierPRM
 from ttcq.worker.verifiers.factory import ServedVerifiers, make_verifier
 
@@ -217,3 +223,33 @@ def _trl_python(*args: str) -> str:
                                "TRL_EXPERIMENTAL_SILENCE": "1"})
     assert done.returncode == 0, done.stderr[-3000:]
     return done.stdout
+
+
+def test_ttcq_rescore_scores_a_stored_batch_with_the_trained_prm(
+    served_prm: tuple[ClassifierPRM, str], sessions: SessionFactory, db_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The loop closed: the PRM trained on the export rescores stored candidates."""
+    verifier, url = served_prm
+    [job_id] = make_batch(sessions)
+    store_solution(sessions, job_id, ["5", "7"])
+    monkeypatch.setenv("TTCQ_CLASSIFIER_PRM_URL", url)
+    monkeypatch.setenv("TTCQ_CLASSIFIER_PRM_MODEL", "prm")
+    get_settings.cache_clear()
+    try:
+        with sessions() as session:
+            job = session.get(Job, job_id)
+            assert job is not None
+            batch_id, problem = job.batch_id, job.problem
+        result = CliRunner().invoke(main, ["rescore", str(batch_id), "--verifier",
+                                           "classifier_prm", "--db", db_url])
+    finally:
+        get_settings.cache_clear()
+    assert result.exit_code == 0, result.output
+    with sessions() as session:
+        stored = session.exec(select(RescoreCandidate.idx, RescoreCandidate.step_scores)
+                              .order_by(col(RescoreCandidate.idx))).all()
+        texts = session.exec(select(Candidate.text).where(Candidate.job_id == job_id)
+                             .order_by(col(Candidate.idx))).all()
+    direct = verifier.score(problem, [[text] for text in texts]).scores
+    assert [scores for _, scores in stored] == [pytest.approx(s, abs=1e-3) for s in direct]

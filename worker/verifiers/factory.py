@@ -32,6 +32,14 @@ class ServedVerifiers:
             return self
         return replace(self, prm_engine=MeteredEngine(self.prm_engine, before_call))
 
+    def close(self) -> None:
+        """Release the servers' connections; the verifiers are not used afterwards."""
+        if self.prm_engine is not None:
+            self.prm_engine.close()
+        for model in (self.orm, self.classifier_prm):
+            if model is not None:
+                model.server.close()
+
 
 def make_verifier(name: str, engine: Engine, served: ServedVerifiers | None = None) -> Verifier:
     served = served or ServedVerifiers()
