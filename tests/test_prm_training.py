@@ -252,4 +252,6 @@ def test_ttcq_rescore_scores_a_stored_batch_with_the_trained_prm(
         texts = session.exec(select(Candidate.text).where(Candidate.job_id == job_id)
                              .order_by(col(Candidate.idx))).all()
     direct = verifier.score(problem, [[text] for text in texts]).scores
-    assert [scores for _, scores in stored] == [pytest.approx(s, abs=1e-3) for s in direct]
+    # vLLM's CPU runner computes in bf16: the same sequence in another batch can differ in
+    # the third decimal (seen: 0.3581 against 0.3610).
+    assert [scores for _, scores in stored] == [pytest.approx(s, abs=0.02) for s in direct]
