@@ -26,7 +26,13 @@ READ_ONLY_BY = {
     "c_puct": {"mcts"}, "mcts_value": {"mcts"}, "rollouts": {"math_shepherd", "omega"},
     "early_stop": set(SAMPLING), "early_stop_round": set(SAMPLING),
     "early_stop_min": set(SAMPLING),
+    **{field: {"deepconf"} for field in ("deepconf_mode", "deepconf_keep", "deepconf_window",
+                                         "deepconf_warmup", "deepconf_top_k", "chunk_tokens")},
 }
+# Fields every strategy reads, added after batches were stored: at their default they are
+# what such a batch did, so they split no line.
+LATER_DEFAULTS: dict[str, Any] = {"think_open": "<think>", "think_close": "</think>",
+                                  "think_budget": None, "think_min": None, "think_wait": "Wait"}
 DEFAULT_SELECTION = {"majority": "majority", "weighted_best_of_n": "weighted"}
 
 Key = tuple[tuple[str, Any], ...]
@@ -37,6 +43,7 @@ def settings(config: Mapping[str, Any], model: str) -> dict[str, Any]:
     strategy = config["strategy"]
     ignored = NOT_A_SETTING | IGNORED_BY.get(strategy, set())
     ignored |= {field for field, readers in READ_ONLY_BY.items() if strategy not in readers}
+    ignored |= {f for f, default in LATER_DEFAULTS.items() if config.get(f, default) == default}
     if config.get("early_stop") is None:
         ignored |= {"early_stop", "early_stop_round", "early_stop_min"}
     if strategy == "self_refine" and config.get("verifier") == "none":

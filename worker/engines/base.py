@@ -23,6 +23,9 @@ class SamplingParams:
     top_k: int = 0
     stop: tuple[str, ...] = ()
     seed: int | None = None
+    # k: for each generated token, the logprobs of the k likeliest tokens (DeepConf's token
+    # confidence is minus their mean); 0 asks for none.
+    top_logprobs: int = 0
 
 
 @dataclass(frozen=True)
@@ -65,6 +68,9 @@ class Completion:
     matched_stop: str | None
     prompt_tokens: int
     cached_tokens: int
+    # With params.top_logprobs = k: per generated token, the logprobs of its k likeliest
+    # tokens, likeliest first (fewer where the server had fewer).
+    top_logprobs: list[list[float]] | None = None
 
     @property
     def completion_tokens(self) -> int:

@@ -60,6 +60,31 @@ class SearchConfig(BaseModel):
         default="verifier",
         description="mcts: a new node's value is its verifier score, or the verifier's "
                     "score of one greedy rollout to an answer from it")
+    # Reasoning models: a thought between these tags, then the answer (graded alone).
+    think_open: str = Field(default="<think>", min_length=1)
+    think_close: str = Field(default="</think>", min_length=1)
+    think_budget: int | None = Field(
+        default=None, ge=1, description="s1 budget forcing: close a thought at T tokens and "
+                                        "ask for the answer")
+    think_min: int | None = Field(
+        default=None, ge=1, description="extend a thought that ends before M tokens with "
+                                        "think_wait")
+    think_wait: str = Field(default="Wait", min_length=1)
+    deepconf_mode: Literal["offline", "online"] = Field(
+        default="online", description="deepconf: filter finished traces (offline) or stop "
+                                      "low-confidence ones early (online)")
+    deepconf_keep: float = Field(
+        default=10.0, gt=0.0, le=100.0,
+        description="deepconf: η, percent of traces kept (offline), or the percentile of the "
+                    "warm-up's confidences a trace must stay above (online: 100 - η)")
+    deepconf_window: int = Field(default=2048, ge=1,
+                                 description="deepconf: tokens per group confidence")
+    deepconf_warmup: int = Field(default=16, ge=1,
+                                 description="deepconf online: traces that set the threshold")
+    deepconf_top_k: int = Field(default=20, ge=1, le=20,
+                                description="deepconf: logprobs per token in its confidence")
+    chunk_tokens: int = Field(default=256, ge=1,
+                              description="deepconf online: tokens generated between checks")
     early_stop: float | None = Field(
         default=None, gt=0.0, le=1.0,
         description="sampling: stop once the leading answer holds this share of the samples",
