@@ -35,7 +35,8 @@ class SearchRun:
         return self.engine.chat_prompt(messages)
 
     def params(
-        self, *, max_tokens: int, seed: int, stop: bool = False, greedy: bool = False
+        self, *, max_tokens: int, seed: int, stop: bool = False, greedy: bool = False,
+        top_logprobs: int = 0,
     ) -> SamplingParams:
         c = self.config
         return SamplingParams(
@@ -45,6 +46,7 @@ class SearchRun:
             top_k=c.top_k,
             stop=(c.step_delimiter,) if stop else (),
             seed=c.seed + seed,
+            top_logprobs=top_logprobs,
         )
 
     def generate(self, requests: Sequence[GenerationRequest]) -> list[list[Completion]]:

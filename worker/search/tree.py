@@ -117,11 +117,12 @@ class TreeSearch:
         ]
         results = self.run.generate(requests)
         return [
-            [self._child(parent, completion, kind) for completion in completions]
+            [self.child(parent, completion, kind) for completion in completions]
             for parent, completions in zip(parents, results, strict=True)
         ]
 
-    def _child(self, parent: Beam, completion: Completion, kind: NodeKind) -> Beam:
+    def child(self, parent: Beam, completion: Completion, kind: NodeKind) -> Beam:
+        """The beam that parent becomes with completion as its next step."""
         # The completion's tokens land on this node and nowhere else: cost stays exact.
         node = self.run.trace.add(parent.node, kind, completion.text, completion)
         text = parent.text + completion.text
