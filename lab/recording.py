@@ -63,7 +63,8 @@ class SGLangRecorder(ServerClient):
     def post(self, path: str, body: dict[str, Any]) -> Any:
         reply = super().post(path, body)
         outs = [out["meta_info"] for out in (reply if isinstance(reply, list) else [reply])]
-        (self.logprob_metas if body.get("return_logprob") else self.metas).extend(outs)
+        # Verifier calls name the tokens they read; generation may ask logprobs too (top-k).
+        (self.logprob_metas if "token_ids_logprob" in body else self.metas).extend(outs)
         return reply
 
     def reported(self, *, logprobs: bool = False) -> Tokens:
@@ -81,10 +82,17 @@ class OpenAIRecorder(ServerClient):
         super().__init__(url, name="openai (recorded)")
         self.usages: list[dict[str, Any]] = []
         self.logprob_usages: list[dict[str, Any]] = []
+        self.choices: list[dict[str, Any]] = []  # of generation calls, as sent
 
     def post(self, path: str, body: dict[str, Any]) -> Any:
         reply = super().post(path, body)
-        (self.logprob_usages if "logprobs" in body else self.usages).append(reply["usage"])
+        # Generation always sends n; a verifier's logprob call never does (both may
+        # ask for logprobs).
+        if "n" in body:
+            self.usages.append(reply["usage"])
+            self.choices.extend(reply["choices"])
+        else:
+            self.logprob_usages.append(reply["usage"])
         return reply
 
     def reported(self, *, logprobs: bool = False) -> Tokens:

@@ -81,6 +81,16 @@ def sample_token(logits: np.ndarray, params: SamplingParams, rng: np.random.Gene
     return int(np.searchsorted(np.cumsum(probs), rng.random() * probs.sum(), side="right"))
 
 
+def top_logprobs(logits: np.ndarray, k: int) -> list[float]:
+    """The k likeliest tokens' logprobs, likeliest first: of the model's own distribution,
+    before temperature and truncation, as llama-cpp-python's and vLLM's logprobs are."""
+    shifted = logits.astype(np.float64) - logits.max()
+    log_z = np.log(np.exp(shifted).sum())
+    k = min(k, len(shifted))
+    best = np.partition(shifted, len(shifted) - k)[len(shifted) - k:]
+    return sorted((float(x - log_z) for x in best), reverse=True)
+
+
 @dataclass
 class _Slot:
     """One sample being generated."""
@@ -95,6 +105,7 @@ class _Slot:
     text: bytes = b""
     finish: str | None = None
     matched: str | None = None
+    top_logprobs: list[list[float]] = field(default_factory=list)
 
 
 class LlamaCppEngine:
@@ -219,6 +230,8 @@ class LlamaCppEngine:
     def _advance(self, s: _Slot, logits: np.ndarray) -> bool:
         """Sample one token for s; True while it should go on."""
         token = sample_token(logits, s.params, s.rng)
+        if s.params.top_logprobs > 0:
+            s.top_logprobs.append(top_logprobs(logits, s.params.top_logprobs))
         s.tokens.append(token)
         if token in self.info.eos_token_ids:
             s.finish = "stop"
@@ -245,6 +258,7 @@ class LlamaCppEngine:
             matched_stop=s.matched,
             prompt_tokens=len(s.prompt),
             cached_tokens=s.cached,
+            top_logprobs=s.top_logprobs if s.params.top_logprobs > 0 else None,
         )
 
     def next_token_logprobs(

@@ -73,11 +73,17 @@ class OpenAIEngine(ServedEngine):
             body["stop"] = list(params.stop)
         if params.seed is not None:
             body["seed"] = params.seed
+        if params.top_logprobs > 0:
+            # vLLM refuses k above its --max-logprobs (20 by default) with a 400.
+            body["logprobs"] = params.top_logprobs
         if self.vllm:
             body.update(return_token_ids=True, include_stop_str_in_output=True,
                         stop_token_ids=list(self.info.eos_token_ids))
             if params.top_k > 0:
                 body["top_k"] = params.top_k
+            if params.top_logprobs > 0:
+                # Keyed by id, not text: two tokens that decode alike would share a key.
+                body["return_tokens_as_token_ids"] = True
         return body
 
     def _one_request(self, request: GenerationRequest) -> list[Completion]:
@@ -107,11 +113,16 @@ class OpenAIEngine(ServedEngine):
         ids = choice.get("token_ids") if self.vllm else self.tokenize(text)
         if ids is None:
             raise EngineError(f"{self.server.name} returned no token ids")
+        top = _top_logprobs(choice, params.top_logprobs) if params.top_logprobs else None
+        if self.vllm and top is not None and len(top) != len(ids):
+            raise EngineError(f"{self.server.name} sent top logprobs for {len(top)} of "
+                              f"{len(ids)} generated tokens")
         return Completion(
             token_ids=list(ids), text=text,
             finish_reason="length" if choice.get("finish_reason") == "length" else "stop",
             matched_stop=stop_reason if isinstance(stop_reason, str) else None,
             prompt_tokens=0, cached_tokens=0,
+            top_logprobs=top,
         )
 
     def next_token_logprobs(
@@ -148,3 +159,10 @@ class OpenAIEngine(ServedEngine):
 def _cached(usage: dict[str, Any]) -> int:
     details = usage.get("prompt_tokens_details") or {}
     return int(details.get("cached_tokens") or 0)
+
+
+def _top_logprobs(choice: dict[str, Any], k: int) -> list[list[float]]:
+    """Per generated token, the k likeliest logprobs. The API's dict per position also holds
+    the sampled token (k + 1 entries when it is not among the k), and is unordered."""
+    positions = (choice.get("logprobs") or {}).get("top_logprobs") or []
+    return [sorted((top or {}).values(), reverse=True)[:k] for top in positions]

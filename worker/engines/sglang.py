@@ -89,13 +89,16 @@ class SGLangEngine(ServedEngine):
             self._check_prompt(r.prompt_ids)
         warm = self._warm_up(requests)
         flat = [(i, j) for i, r in enumerate(requests) for j in range(r.n)]
-        outputs = self._post_generate({
+        body: dict[str, Any] = {
             "input_ids": [list(requests[i].prompt_ids) for i, _ in flat],
             "sampling_params": [self._sampling(requests[i], j) for i, j in flat],
-        }, expected=len(flat))
+        }
+        if any(r.params.top_logprobs > 0 for r in requests):
+            body.update(_top_logprobs_fields([requests[i] for i, _ in flat]))
+        outputs = self._post_generate(body, expected=len(flat))
         results: list[list[Completion]] = [[] for _ in requests]
         for (i, _), out in zip(flat, outputs, strict=True):
-            results[i].append(self._completion(out))
+            results[i].append(self._completion(out, requests[i].params.top_logprobs))
         for i, (prompt_tokens, cached_tokens) in warm.items():
             first = results[i][0]
             first.prompt_tokens += prompt_tokens
@@ -164,7 +167,7 @@ class SGLangEngine(ServedEngine):
             raise EngineError(f"{self.server.name}: {len(outputs)} outputs for {expected} inputs")
         return outputs
 
-    def _completion(self, out: dict[str, Any]) -> Completion:
+    def _completion(self, out: dict[str, Any], top_logprobs: int = 0) -> Completion:
         meta = out["meta_info"]
         finish = meta.get("finish_reason") or {}
         if finish.get("type") == "abort":
@@ -181,7 +184,17 @@ class SGLangEngine(ServedEngine):
             matched_stop=matched if isinstance(matched, str) else None,  # an id: end of text
             prompt_tokens=meta["prompt_tokens"],
             cached_tokens=meta["cached_tokens"],
+            top_logprobs=self._top_logprobs(meta, len(ids)) if top_logprobs > 0 else None,
         )
+
+    def _top_logprobs(self, meta: dict[str, Any], generated: int) -> list[list[float]]:
+        """Per output token, its top-k entries ([logprob, id, text]) as logprobs, likeliest
+        first; they come sorted, and are sorted again so no server version can break it."""
+        top = meta.get("output_top_logprobs") or []
+        if len(top) != generated:
+            raise EngineError(f"{self.server.name} sent top logprobs for {len(top)} of "
+                              f"{generated} output tokens")
+        return [sorted((float(e[0]) for e in entries or []), reverse=True) for entries in top]
 
     # Logprobs
     def next_token_logprobs(
@@ -231,3 +244,14 @@ class SGLangEngine(ServedEngine):
             )
             for i, lp in zip(group, found, strict=True)
         ]
+
+
+def _top_logprobs_fields(samples: Sequence[GenerationRequest]) -> dict[str, Any]:
+    """/generate's logprob fields, one entry per input. Logprobs start at the prompt's end:
+    input logprobs from position s would cap radix-cache reuse at s, and a chunked trace
+    continuing by ids must find its whole prefix cached."""
+    return {
+        "return_logprob": [r.params.top_logprobs > 0 for r in samples],
+        "top_logprobs_num": [r.params.top_logprobs for r in samples],
+        "logprob_start_len": [len(r.prompt_ids) for r in samples],
+    }
