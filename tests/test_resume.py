@@ -33,6 +33,7 @@ CONFIGS: dict[str, dict[str, Any]] = {
     "compute_optimal": {"n": 16, **JUDGED},
     "math_shepherd": {"n": 3, "rollouts": 3, "verifier": "none"},
     "omega": {"n": 4, "rollouts": 3, "verifier": "none"},
+    "deepconf": {"n": 8, "deepconf_warmup": 2, "deepconf_window": 16, "deepconf_keep": 50.0},
 }
 PROBLEMS = [Problem(row["problem"], row["answer"]) for row in make_dataset(4, seed=11)]
 

@@ -28,6 +28,7 @@ import re
 from array import array
 from collections.abc import Sequence
 
+from lab.ground_truth.confidence import Confidence
 from lab.ground_truth.task import SOUND, STEP, TaskSpec, sound_path, step_text
 from lab.ground_truth.verifier import GroundTruthVerifier
 from ttcq.worker.engines.base import (
@@ -46,10 +47,12 @@ UNLIKELY = -30.0  # logprob of a token the judge would not say
 
 
 class GroundTruthEngine:
-    def __init__(self, judge: GroundTruthVerifier | None = None, n_params: int = 1_000_000):
+    def __init__(self, judge: GroundTruthVerifier | None = None, n_params: int = 1_000_000,
+                 confidence: Confidence | None = None):
         # n_params is nominal: it only makes the FLOPs estimate non-zero.
         self.info = EngineInfo(model="ground-truth", eos_token_ids=(EOS,), n_params=n_params)
         self.judge = judge or GroundTruthVerifier()
+        self.confidence = confidence or Confidence()
         self._seen: set[tuple[int, ...]] = set()
 
     # Text and tokens
@@ -82,9 +85,14 @@ class GroundTruthEngine:
         greedy = params.temperature == 0.0
         seed = 0 if greedy else (params.seed or 0) + j
         rng = random.Random(_digest(prompt, seed))
-        text = self._continuation(self.detokenize(prompt), rng, greedy)
+        before = self.detokenize(prompt)
+        text = self._continuation(before, rng, greedy)
         completion = _finish(self.tokenize(text) + [EOS], text, params, len(prompt), cached)
         self._seen.add(tuple(prompt) + tuple(completion.token_ids))
+        if params.top_logprobs:
+            reply = _TURN.split(before)[-1]
+            levels = self.confidence.stream(reply, text)[: completion.completion_tokens]
+            completion.top_logprobs = [[-level] * params.top_logprobs for level in levels]
         return completion
 
     def _cached(self, prompt: Sequence[int]) -> int:

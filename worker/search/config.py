@@ -122,6 +122,8 @@ class SearchConfig(BaseModel):
             return _with_policy(values)
         if isinstance(values, dict) and values.get("strategy") in LABEL_STRATEGIES:
             return {"verifier": "none", **values}  # labels grade rollouts, nothing scores
+        if isinstance(values, dict) and values.get("strategy") == "deepconf":
+            return {"verifier": "none", **values}  # the model's own confidence is the judge
         return values
 
     @model_validator(mode="after")
@@ -140,7 +142,8 @@ class SearchConfig(BaseModel):
         elif self.strategy in LABEL_STRATEGIES and self.verifier != "none":
             raise ValueError(f"strategy {self.strategy} grades its rollouts against the gold "
                              "and uses no verifier (set verifier none)")
-        elif self.strategy not in ("majority", "self_refine", *LABEL_STRATEGIES) and (
+        elif self.strategy not in ("majority", "self_refine", "deepconf",
+                                   *LABEL_STRATEGIES) and (
                 self.verifier == "none"):
             raise ValueError(f"strategy {self.strategy} needs a verifier")
         if self.strategy == "particle_filtering" and self.pf_rounds > 1 and self.n < 2:

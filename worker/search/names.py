@@ -6,7 +6,7 @@ from typing import Literal
 StrategyName = Literal[
     "majority", "best_of_n", "weighted_best_of_n", "beam_search", "dvts", "lookahead",
     "self_refine", "compute_optimal", "particle_filtering", "rebase", "mcts",
-    "math_shepherd", "omega",
+    "math_shepherd", "omega", "deepconf",
 ]
 # Independent samples: the first k of n are a run of k (a probe continues into them).
 SAMPLING_STRATEGIES: tuple[StrategyName, ...] = ("majority", "best_of_n", "weighted_best_of_n")

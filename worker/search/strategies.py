@@ -7,6 +7,7 @@ from collections.abc import Callable
 from ttcq.worker.engines.base import Engine
 from ttcq.worker.search.beam import beam_search, lookahead_search
 from ttcq.worker.search.config import SearchConfig
+from ttcq.worker.search.deepconf import deepconf
 from ttcq.worker.search.dvts import dvts
 from ttcq.worker.search.labels import math_shepherd, omega
 from ttcq.worker.search.mcts import mcts
@@ -32,6 +33,7 @@ BASE_STRATEGIES: dict[str, Strategy] = {
     "mcts": mcts,
     "math_shepherd": math_shepherd,
     "omega": omega,
+    "deepconf": deepconf,
 }
 
 

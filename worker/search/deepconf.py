@@ -1,0 +1,201 @@
+"""DeepConf (Fu et al. 2025): parallel traces filtered by the model's own token confidence.
+
+A token's confidence is minus the mean of its top-k logprobs (high: the model was sure); a
+group's is the mean over a sliding window of deepconf_window tokens; a trace's is its
+lowest group confidence. Traces grow in chunks (up to chunk_tokens, ending at a step
+delimiter), each continuing the trace by token ids, so the radix cache keeps its prefix.
+
+- offline: all n traces run to the end; the η% (deepconf_keep) most confident vote, each
+  with its confidence as weight.
+- online: a warm-up of deepconf_warmup traces runs to the end and sets the threshold, the
+  (100 - η)th percentile of their confidences. The other traces run a batch of warm-up size
+  at a time; one whose latest group confidence falls below the threshold stops there (a
+  "stop" node says why; it is no candidate). Sampling stops once the leading answer holds
+  CONSENSUS of the confidence-weighted vote, or the budget n is spent. The warm-up traces
+  and the survivors vote, weighted by confidence.
+
+Every trace's confidence is its candidate's score; the vote picks among candidates."""
+
+import math
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+
+from ttcq.worker.engines.base import Completion, Engine, GenerationRequest
+from ttcq.worker.search.answers import has_boxed_answer
+from ttcq.worker.search.config import SearchConfig
+from ttcq.worker.search.run import SearchRun
+from ttcq.worker.search.tree import Beam, BeamState, TreeSearch
+from ttcq.worker.search.types import Candidate, Problem, SearchResult
+from ttcq.worker.verifiers.base import Verifier
+
+CONSENSUS = 0.95  # online: the leader's share of the weighted vote that stops sampling
+
+
+@dataclass
+class Chain:
+    """One trace: its path so far and the confidence of every token it generated."""
+
+    beam: Beam
+    confidences: list[float] = field(default_factory=list)
+    stopped: bool = False
+
+    @property
+    def open(self) -> bool:
+        return self.beam.state == "open" and not self.stopped
+
+
+def token_confidence(top_logprobs: Sequence[float]) -> float:
+    return -sum(top_logprobs) / len(top_logprobs) if top_logprobs else 0.0
+
+
+def lowest_group(confidences: Sequence[float], window: int) -> float:
+    """The lowest mean over `window` consecutive tokens (over all of them if fewer)."""
+    if not confidences:
+        return 0.0
+    if len(confidences) <= window:
+        return sum(confidences) / len(confidences)
+    total = sum(confidences[:window])
+    lowest = total
+    for i in range(window, len(confidences)):
+        total += confidences[i] - confidences[i - window]
+        lowest = min(lowest, total)
+    return lowest / window
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """The q-th percentile, interpolated between the two nearest ranks (numpy's default)."""
+    ordered = sorted(values)
+    rank = (len(ordered) - 1) * q / 100.0
+    below, above = math.floor(rank), math.ceil(rank)
+    return ordered[below] + (ordered[above] - ordered[below]) * (rank - below)
+
+
+class DeepConf:
+    def __init__(self, run: SearchRun):
+        self.run, self.config = run, run.config
+        self.tree = TreeSearch(run)
+        self.next_seed = 0  # one per chunk: no two chunks of a search share a seed
+        self.started = 0
+
+    def start(self, count: int) -> list[Chain]:
+        """count new traces, numbered (their group) in the order they start."""
+        first, self.started = self.started, self.started + count
+        return [Chain(self.tree.root(group=first + i)) for i in range(count)]
+
+    def grow(self, chains: Sequence[Chain], threshold: float | None = None) -> None:
+        """Grow the chains a chunk at a time, all in one engine call per chunk, until each
+        has ended or (with a threshold) fallen below it."""
+        while live := [chain for chain in chains if chain.open]:
+            requests = [self._request(chain) for chain in live]
+            for chain, [completion] in zip(live, self.run.generate(requests), strict=True):
+                self._extend(chain, completion)
+                if threshold is not None:  # the last chunk too: it may end below
+                    self._check(chain, threshold)
+
+    def _request(self, chain: Chain) -> GenerationRequest:
+        c = self.config
+        self.next_seed += 1
+        params = self.run.params(max_tokens=min(c.chunk_tokens, c.max_tokens - chain.beam.spent),
+                                 seed=self.next_seed, stop=True, top_logprobs=c.deepconf_top_k)
+        return GenerationRequest(chain.beam.token_ids, params, 1)
+
+    def _extend(self, chain: Chain, completion: Completion) -> None:
+        beam = self.tree.child(chain.beam, completion, "step")
+        chain.beam = replace(beam, state=self._state(beam, completion))
+        chain.confidences += [token_confidence(top) for top in completion.top_logprobs or []]
+
+    def _state(self, beam: Beam, completion: Completion) -> BeamState:
+        """A chunk cut by its size is no truncation: only the trace's own budget is."""
+        if completion.hit_eos or has_boxed_answer(beam.text):
+            return "finished"
+        if beam.spent >= self.config.max_tokens or beam.node.depth >= self.config.max_depth:
+            return "truncated"
+        return "open"
+
+    def _check(self, chain: Chain, threshold: float) -> None:
+        window = chain.confidences[-self.config.deepconf_window:]
+        group = sum(window) / len(window) if window else 0.0
+        if group < threshold:
+            chain.stopped = True
+            chain.beam.node.status = "pruned"
+            self.run.trace.add(chain.beam.node, "stop",
+                               f"deepconf: group confidence {group:.3f} below the threshold "
+                               f"{threshold:.3f} after {len(chain.confidences)} tokens")
+
+    def confidence(self, chain: Chain) -> float:
+        return lowest_group(chain.confidences, self.config.deepconf_window)
+
+    def candidates(self, chains: Sequence[Chain]) -> list[Candidate]:
+        """Ended traces as candidates, their confidence as score (stopped ones are none)."""
+        out = []
+        for chain in chains:
+            if chain.stopped:
+                continue
+            self.tree.add_candidate(chain.beam)
+            candidate = self.tree.candidates[-1]
+            candidate.score = self.confidence(chain)
+            out.append(candidate)
+        return out
+
+
+def _leader_share(voters: Sequence[Candidate]) -> float:
+    weight: dict[str | None, float] = defaultdict(float)
+    for c in voters:
+        weight[c.canonical] += c.score or 0.0
+    total = sum(weight.values())
+    return max(weight.values()) / total if total > 0 else 0.0
+
+
+def deepconf(problem: Problem, config: SearchConfig, engine: Engine,
+             verifier: Verifier) -> SearchResult:
+    run = SearchRun(problem, config, engine, verifier)
+    search = DeepConf(run)
+    if config.deepconf_mode == "offline":
+        chains = search.start(config.n)
+        search.grow(chains)
+        candidates = search.candidates(chains)
+        run.read_answers(candidates)
+        keep = max(1, math.ceil(len(candidates) * config.deepconf_keep / 100))
+        ranked = sorted(candidates, key=lambda c: (-(c.score or 0.0), c.index))
+        return _finish(run, candidates, ranked[:keep])
+    warmup = search.start(min(config.deepconf_warmup, config.n))
+    search.grow(warmup)
+    candidates = search.candidates(warmup)
+    run.read_answers(candidates)
+    threshold = percentile([c.score or 0.0 for c in candidates], 100.0 - config.deepconf_keep)
+    voters = list(candidates)  # every warm-up trace votes, as in the paper's online mode
+    started = len(warmup)
+    while started < config.n and _leader_share(_finished(voters)) < CONSENSUS:
+        batch = search.start(min(len(warmup), config.n - started))
+        started += len(batch)
+        search.grow(batch, threshold)
+        survivors = search.candidates(batch)
+        run.read_answers(survivors)
+        candidates += survivors
+        voters += survivors
+    return _finish(run, candidates, voters)
+
+
+def _finished(candidates: Sequence[Candidate]) -> list[Candidate]:
+    return [c for c in candidates if c.finished and c.canonical is not None]
+
+
+def _finish(run: SearchRun, candidates: list[Candidate], voters: list[Candidate]
+            ) -> SearchResult:
+    """The confidence-weighted vote of the voters; with none, the most confident ended
+    trace (an answer only if it finished)."""
+    pool = _finished(voters) or _finished(candidates) or candidates
+    weight: dict[str | None, float] = defaultdict(float)
+    for c in pool:
+        weight[c.canonical] += c.score or 0.0
+    best = max(weight, key=lambda answer: (weight[answer], -min(
+        c.index for c in pool if c.canonical == answer)))
+    chosen = max((c for c in pool if c.canonical == best),
+                 key=lambda c: (c.score or 0.0, -c.index))
+    chosen.selected = True
+    run.trace.nodes[chosen.leaf_id].status = "selected"
+    return SearchResult(strategy=run.config.strategy, candidates=candidates,
+                        trace=run.trace, selected=chosen.index,
+                        generation=run.engine.usage, verification=run.verification,
+                        curve={run.config.n: chosen.index})
