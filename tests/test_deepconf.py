@@ -9,15 +9,20 @@ from statistics import mean, pvariance
 
 import numpy as np
 import pytest
+from sqlalchemy import update
+from sqlmodel import col, func, select
 
 from lab.ground_truth.confidence import Confidence
 from lab.ground_truth.engine import GroundTruthEngine
 from lab.ground_truth.simulate_deepconf import Run, majority, offline, online
 from lab.ground_truth.task import Level, TaskSpec, make_dataset
+from tests.utils.jobs import make_batch, stored_tokens
+from ttcq.db.models import Candidate, Job, TraceNode
 from ttcq.worker.search.config import ConfigError, make_config
 from ttcq.worker.search.deepconf import lowest_group, percentile, token_confidence
 from ttcq.worker.search.strategies import run_base_strategy
 from ttcq.worker.search.types import Problem, SearchResult
+from ttcq.worker.service import SessionFactory, process_job
 from ttcq.worker.verifiers.base import NoVerifier
 
 LEVELS = {1: Level(0.8, 4), 2: Level(0.65, 4), 3: Level(0.5, 4)}
@@ -136,3 +141,24 @@ def test_a_keep_share_outside_0_to_100_is_refused_naming_the_field() -> None:
     for keep in (0.0, 100.5):
         with pytest.raises(ConfigError, match="deepconf_keep"):
             make_config(strategy="deepconf", deepconf_keep=keep)
+
+
+def test_a_deepconf_job_stores_its_stops_confidences_and_exact_costs(
+    sessions: SessionFactory,
+) -> None:
+    [job_id] = make_batch(sessions, **{**ONLINE, "n": 16})
+    engine = GroundTruthEngine(confidence=SEPARATED)
+    row = make_dataset(1, LEVELS, seed=4)[0]
+    with sessions() as session:  # a ground-truth problem in place of the arithmetic one
+        session.exec(update(Job).where(col(Job.id) == job_id)
+                     .values(problem=row["problem"], gold=row["answer"]))
+        session.commit()
+    assert process_job(sessions=sessions, job_id=job_id, engine=engine, worker_name="w",
+                       lease_seconds=60, max_attempts=1) == "succeeded"
+    with sessions() as session:
+        in_cost, in_trace = stored_tokens(session, job_id)
+        stops = session.exec(select(func.count()).select_from(TraceNode).where(
+            TraceNode.job_id == job_id, TraceNode.kind == "stop")).one()
+        scores = session.exec(select(Candidate.score).where(Candidate.job_id == job_id)).all()
+    assert in_cost == in_trace and stops > 0
+    assert scores and all(score is not None and score > 0 for score in scores)
