@@ -11,6 +11,7 @@ import pytest
 from lab.recording import OpenAIRecorder
 from lab.servers import RunningServer, server_paths, vllm_server
 from tests.utils.jobs import assert_stored_as_reported, job_of, make_batch
+from tests.utils.top_logprobs import assert_top_logprobs, counts
 from ttcq.worker.engines.base import EngineError, GenerationRequest, SamplingParams
 from ttcq.worker.engines.openai import OpenAIEngine
 from ttcq.worker.service import SessionFactory, process_job
@@ -95,6 +96,39 @@ def test_next_token_logprobs_read_by_token_id(
     assert set(result.logprobs) == {yes, no} and all(v <= 0 for v in result.logprobs.values())
     assert (result.prompt_tokens, result.cached_tokens, result.completion_tokens) == \
         client.reported(logprobs=True)
+
+
+def test_top_logprobs_are_the_servers_k_likeliest_per_generated_token(
+    recorded: tuple[OpenAIEngine, OpenAIRecorder],
+) -> None:
+    engine, client = recorded
+    p = prompt(engine, "Name three colours, one per line.")
+    params = SamplingParams(max_tokens=12, stop=("\n",), top_logprobs=3)
+    samples = engine.generate([GenerationRequest(p, params, n=2)])[0]
+    for c, choice in zip(samples, client.choices, strict=True):
+        assert_top_logprobs(c, 3)
+        assert c.top_logprobs is not None
+        # Each position's dict also holds the sampled token when it is not among the 3.
+        sent = choice["logprobs"]
+        assert c.top_logprobs == [sorted(t.values(), reverse=True)[:3]
+                                  for t in sent["top_logprobs"]]
+        assert all(lp <= top[0] for lp, top in
+                   zip(sent["token_logprobs"], c.top_logprobs, strict=True))
+
+
+def test_top_logprobs_cost_the_same_tokens_and_are_capped_at_20(
+    recorded: tuple[OpenAIEngine, OpenAIRecorder],
+) -> None:
+    engine, _ = recorded
+    long = prompt(engine, "Count the cats. " + "A cat sat on a mat. " * 30)
+    cold, with_top, plain = (engine.generate([GenerationRequest(
+        long, SamplingParams(max_tokens=6, temperature=0.0, top_logprobs=k))])[0][0]
+        for k in (0, 20, 0))
+    assert cold.top_logprobs is None and counts(with_top) == counts(plain)
+    assert with_top.cached_tokens >= 128  # the prefix cache still serves the prompt
+    with pytest.raises(EngineError, match="HTTP 400"):
+        engine.generate([GenerationRequest(long, SamplingParams(max_tokens=1,
+                                                                top_logprobs=21))])
 
 
 def test_a_bad_request_names_the_servers_message(vllm: RunningServer) -> None:
