@@ -234,6 +234,8 @@ class JobCostBase(SQLModel):
     wasted_tokens: int = 0
     wasted_cached_tokens: int = 0
     resumed_calls: int = Field(default=0, description="calls taken from a checkpoint")
+    # Of completion_tokens, those generated inside reasoning models' thoughts.
+    thinking_tokens: int = 0
 
 
 class JobCost(JobCostBase, table=True):

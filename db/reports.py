@@ -25,6 +25,8 @@ class CurveRow:
     correct: int
     tokens: float  # summed over the problems, for the whole run (at its full budget)
     flops: float
+    generated: float = 0.0  # completion tokens, summed as tokens are
+    thinking: float = 0.0  # of those, the ones inside thoughts
 
 
 def _level() -> Any:
@@ -33,6 +35,10 @@ def _level() -> Any:
 
 def _job_tokens() -> Any:
     return JobCost.prompt_tokens + JobCost.completion_tokens + JobCost.verifier_tokens
+
+
+def _generated() -> list[Any]:
+    return [func.sum(JobCost.completion_tokens), func.sum(JobCost.thinking_tokens)]
 
 
 def _counts(point: Any) -> list[Any]:
@@ -47,7 +53,8 @@ def batch_curves(*, session: Session, batch_ids: Sequence[uuid.UUID]) -> list[Cu
     level = _level()
     query = (
         select_columns(col(Job.batch_id), level, col(BudgetPoint.n), *_counts(BudgetPoint),
-                       func.sum(_job_tokens()), func.sum(cast(JobCost.flops, Float)))
+                       func.sum(_job_tokens()), func.sum(cast(JobCost.flops, Float)),
+                       *_generated())
         .select_from(BudgetPoint).join(Job, col(Job.id) == BudgetPoint.job_id)
         .outerjoin(JobCost, col(JobCost.job_id) == BudgetPoint.job_id)
         .where(col(Job.batch_id).in_(batch_ids))
@@ -63,7 +70,8 @@ def rescore_curves(*, session: Session, rescore_ids: Sequence[uuid.UUID]) -> lis
     flops = cast(JobCost.flops, Float) + func.coalesce(RescoreCost.flops, 0.0)
     query = (
         select_columns(col(RescorePoint.rescore_id), level, col(RescorePoint.n),
-                       *_counts(RescorePoint), func.sum(tokens), func.sum(flops))
+                       *_counts(RescorePoint), func.sum(tokens), func.sum(flops),
+                       *_generated())
         .select_from(RescorePoint).join(Job, col(Job.id) == RescorePoint.job_id)
         .outerjoin(JobCost, col(JobCost.job_id) == RescorePoint.job_id)
         .outerjoin(RescoreCost, (col(RescoreCost.rescore_id) == RescorePoint.rescore_id)
@@ -75,9 +83,10 @@ def rescore_curves(*, session: Session, rescore_ids: Sequence[uuid.UUID]) -> lis
 
 
 def _row(values: Any) -> CurveRow:
-    source, level, n, problems, graded, correct, tokens, flops = values
+    source, level, n, problems, graded, correct, tokens, flops, generated, thinking = values
     return CurveRow(source, None if level is None else str(level), n, problems, graded,
-                    int(correct or 0), float(tokens or 0), float(flops or 0))
+                    int(correct or 0), float(tokens or 0), float(flops or 0),
+                    float(generated or 0), float(thinking or 0))
 
 
 def rescores_of(*, session: Session, batch_ids: Sequence[uuid.UUID]) -> list[Rescore]:

@@ -67,6 +67,7 @@ def cost_record(result: SearchResult, wall_seconds: float, info: EngineInfo,
         wasted_tokens=wasted.prompt_tokens + wasted.completion_tokens,
         wasted_cached_tokens=wasted.cached_tokens,
         resumed_calls=journal.replayed,
+        thinking_tokens=result.thinking_tokens,
     )
 
 

@@ -41,6 +41,9 @@ class ReportPoint(BaseModel):
         description="prompt + completion + verifier tokens; below the run's full budget, "
                     "its share n/N of the run's tokens")
     flops_per_problem: float
+    thinking_share: float | None = Field(
+        default=None, description="of the generated tokens, the share inside reasoning "
+                                  "models' thoughts; null where nothing was generated")
 
 
 class Report(BaseModel):
@@ -66,6 +69,8 @@ class _Sums:
     correct: int = 0
     tokens: float = 0.0
     flops: float = 0.0
+    generated: float = 0.0
+    thinking: float = 0.0
 
     def add(self, row: CurveRow, share: float) -> None:
         self.problems += row.problems
@@ -73,6 +78,8 @@ class _Sums:
         self.correct += row.correct
         self.tokens += row.tokens * share
         self.flops += row.flops * share
+        self.generated += row.generated * share
+        self.thinking += row.thinking * share
 
 
 @dataclass
@@ -150,6 +157,7 @@ def _point(name: str, level: str | None, n: int, sums: _Sums) -> ReportPoint:
         correct=sums.correct, accuracy=sums.correct / sums.graded if sums.graded else None,
         ci_low=low, ci_high=high, tokens_per_problem=sums.tokens / max(sums.problems, 1),
         flops_per_problem=sums.flops / max(sums.problems, 1),
+        thinking_share=sums.thinking / sums.generated if sums.generated else None,
     )
 
 

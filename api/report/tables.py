@@ -7,7 +7,8 @@ from pathlib import Path
 from ttcq.api.report.data import Report, ReportPoint, panels, points_of
 
 CSV_COLUMNS = ["configuration", "level", "budget", "problems", "graded", "correct",
-               "accuracy", "ci_low", "ci_high", "tokens_per_problem", "flops_per_problem"]
+               "accuracy", "ci_low", "ci_high", "tokens_per_problem", "flops_per_problem",
+               "thinking_share"]
 
 
 def write_csv(report: Report, path: Path) -> None:
@@ -37,17 +38,18 @@ def _row(point: ReportPoint) -> str:
                 if point.ci_low is not None else "–")
     return (f"| {point.configuration} | {point.budget} | {point.graded} | "
             f"{_percent(point.accuracy)} | {interval} | {_compact(point.tokens_per_problem)} | "
-            f"{_compact(point.flops_per_problem)} |")
+            f"{_compact(point.flops_per_problem)} | {_percent(point.thinking_share)} |")
 
 
 def markdown(report: Report) -> str:
     lines = ["# ttcq report", "",
              "Accuracy over solved problems with a gold answer; 95% Wilson intervals. Below "
-             "a run's full budget N, tokens and FLOPs are its share n/N of what it spent.", ""]
+             "a run's full budget N, tokens and FLOPs are its share n/N of what it spent; "
+             "thinking is the share of generated tokens inside thoughts.", ""]
     for level in panels(report):
         lines += [f"## {'All problems' if level is None else f'Level {level}'}", "",
                   "| configuration | n | graded | accuracy | 95% interval | tokens/problem "
-                  "| FLOPs/problem |", "|---|---:|---:|---:|---|---:|---:|"]
+                  "| FLOPs/problem | thinking |", "|---|---:|---:|---:|---|---:|---:|---:|"]
         for points in points_of(report, level).values():
             lines += [_row(p) for p in points]
         lines.append("")

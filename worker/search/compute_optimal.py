@@ -126,7 +126,8 @@ def _graft(run: SearchRun, probe: list[Candidate], inner: SearchResult) -> Searc
     verification.add(inner.verification)
     return SearchResult(strategy=inner.strategy, candidates=probe + moved, trace=run.trace,
                         selected=inner.selected + k, generation=generation,
-                        verification=verification)
+                        verification=verification,
+                        thinking_tokens=run.thinking_tokens + inner.thinking_tokens)
 
 
 def _moved(node: TraceNode, new_id: int, parent: int) -> TraceNode:

@@ -8,6 +8,7 @@ from ttcq.worker.engines.metered import MeteredEngine
 from ttcq.worker.search.answers import canonical_answer, extract_answer
 from ttcq.worker.search.config import SearchConfig
 from ttcq.worker.search.scoring import aggregate, budget_curve, select
+from ttcq.worker.search.thinking import opens_thought, split_reasoning
 from ttcq.worker.search.types import Candidate, Problem, SearchResult, Trace, TraceNode
 from ttcq.worker.verifiers.base import Verifier
 
@@ -24,6 +25,8 @@ class SearchRun:
         self.trace = Trace()
         self.root = self.trace.add(None, "prompt", problem.text)
         self.prompt_ids = tuple(self.chat([problem.text]))
+        self.opened_by_prompt = opens_thought(self.engine, self.prompt_ids, config.think_open)
+        self.thinking_tokens = 0  # generated tokens inside thoughts, where a strategy counts
 
     def chat(self, user_turns: Sequence[str], assistant_turns: Sequence[str] = ()) -> list[int]:
         """Token ids of the system prompt, alternating user/assistant turns, reply start."""
@@ -82,12 +85,18 @@ class SearchRun:
             generation=self.engine.usage,
             verification=self.verification,
             curve=budget_curve(candidates, method, group_n * group_size, group_size),
+            thinking_tokens=self.thinking_tokens,
         )
+
+    def answer_part(self, text: str) -> str:
+        """What is graded: the text after the thought (all of it without one)."""
+        c = self.config
+        return split_reasoning(text, c.think_open, c.think_close, self.opened_by_prompt).answer
 
     def read_answers(self, candidates: list[Candidate]) -> None:
         """Each candidate's answer, its canonical form (finished ones only) and score."""
         for c in candidates:
-            extracted = extract_answer(c.text)
+            extracted = extract_answer(self.answer_part(c.text))
             c.answer, c.extraction = extracted.answer, extracted.method
             c.canonical = canonical_answer(c.answer) if c.finished else None
             if c.step_scores:

@@ -1,12 +1,16 @@
 """Strategies over N independent samples: majority, best-of-N, weighted best-of-N, each
 optionally stopping early once the answers drawn so far agree."""
 
+from collections.abc import Callable
+
 from ttcq.worker.engines.base import Completion, Engine, GenerationRequest
 from ttcq.worker.search.answers import canonical_answer, extract_answer
 from ttcq.worker.search.config import SearchConfig
+from ttcq.worker.search.forcing import draw_forced
 from ttcq.worker.search.run import SearchRun
 from ttcq.worker.search.scoring import aggregate
 from ttcq.worker.search.steps import split_steps
+from ttcq.worker.search.thinking import thinking_tokens
 from ttcq.worker.search.types import Candidate, Problem, SearchResult, TraceNode
 from ttcq.worker.verifiers.base import Verifier
 
@@ -41,6 +45,8 @@ def draw_samples(run: SearchRun, start: int = 0, count: int | None = None) -> li
     seed + j, so drawing the first k and then the rest gives exactly the n of one call."""
     c = run.config
     count = c.n - start if count is None else count
+    if c.think_budget is not None or c.think_min is not None:
+        return draw_forced(run, start, count)
     request = GenerationRequest(
         run.prompt_ids, run.params(max_tokens=c.max_tokens, seed=start), count
     )
@@ -48,6 +54,8 @@ def draw_samples(run: SearchRun, start: int = 0, count: int | None = None) -> li
     candidates = []
     for i, completion in enumerate(completions, start=start):
         leaf = add_solution(run, run.root, completion)
+        run.thinking_tokens += thinking_tokens(
+            run.engine, completion, c.think_open, c.think_close, run.opened_by_prompt)
         candidates.append(
             Candidate(
                 index=i,
@@ -83,14 +91,16 @@ def sample_candidates(run: SearchRun, *, score: bool) -> list[Candidate]:
         if score:
             score_samples(run, drawn)
         candidates += drawn
-        if c.early_stop is not None and (reason := settled(candidates, c)):
+        if c.early_stop is not None and (
+                reason := settled(candidates, c, answer_part=run.answer_part)):
             if len(candidates) < c.n:
                 run.trace.add(run.root, "stop", reason)
             break
     return candidates
 
 
-def settled(candidates: list[Candidate], config: SearchConfig) -> str | None:
+def settled(candidates: list[Candidate], config: SearchConfig,
+            answer_part: Callable[[str], str] = lambda text: text) -> str | None:
     """Why sampling may stop here, or None: the leading answer holds at least the
     early_stop share of all samples so far (cut-off and answerless ones count against it).
     Where the selection weighs answers by score (weighted best-of-N), so does the share."""
@@ -104,7 +114,8 @@ def settled(candidates: list[Candidate], config: SearchConfig) -> str | None:
     for c in candidates:
         w = aggregate(c.step_scores, config.aggregation) if by_score else 1.0
         total += w
-        key = canonical_answer(extract_answer(c.text).answer) if c.finished else None
+        key = (canonical_answer(extract_answer(answer_part(c.text)).answer) if c.finished
+               else None)
         if key is not None:
             weight[key] = weight.get(key, 0.0) + w
     if not weight or total <= 0.0:

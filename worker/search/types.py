@@ -11,8 +11,11 @@ NodeStatus = Literal["expanded", "pruned", "finished", "truncated", "selected"]
 # How a path's step scores become one score (config.aggregation).
 Aggregation = Literal["last", "min", "prod", "mean"]
 # "rollout": a continuation from a step to an answer (a labeller's, or mcts's value).
+# "forced": text ttcq appended to a thought (budget forcing); its tokens are counted as
+# prompt tokens of the call that continues from it, not here.
 NodeKind = Literal[
     "prompt", "step", "lookahead", "critique", "revision", "stop", "decision", "rollout",
+    "forced",
 ]
 
 
@@ -137,6 +140,8 @@ class SearchResult:
     # Budget n -> index of the candidate chosen with only the first n of the budget.
     curve: dict[int, int] = field(default_factory=dict)
     labels: list[StepLabel] = field(default_factory=list)
+    # Of generation.completion_tokens, those inside thoughts (0 where none is counted).
+    thinking_tokens: int = 0
 
     @property
     def chosen(self) -> Candidate:
