@@ -25,10 +25,14 @@ def test_top_logprobs_are_the_servers_per_generated_token(
     engine, client = sglang_recorded
     p = prompt(engine, "Name three colours, one per line.")
     params = SamplingParams(max_tokens=12, temperature=0.8, stop=("\n",), top_logprobs=K)
-    samples = engine.generate([GenerationRequest(p, params, n=2)])[0]
+    plain = SamplingParams(max_tokens=4)
+    # One batch may mix samples with and without logprobs.
+    samples, (without,) = engine.generate([GenerationRequest(p, params, n=2),
+                                           GenerationRequest(p, plain)])
+    assert without.top_logprobs is None
     sent = [m for m in client.metas if m["completion_tokens"] > 0]
-    assert len(sent) == 2
-    for c, meta in zip(samples, sent, strict=True):
+    assert len(sent) == 3 and not sent[2].get("output_top_logprobs")
+    for c, meta in zip(samples, sent[:2], strict=True):
         assert_top_logprobs(c, K)
         assert c.top_logprobs == [[e[0] for e in top] for top in meta["output_top_logprobs"]]
         chosen = [lp for lp, *_ in meta["output_token_logprobs"]]
