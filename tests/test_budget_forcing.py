@@ -49,7 +49,7 @@ def _search(script: Script, strategy: str = "majority", journal: Journal | None 
     recorder = RecordingEngine(engine)
     guarded = journal.engine(recorder) if journal else recorder
     verifier = "checker" if strategy != "majority" else "none"
-    config = make_config(strategy=strategy, verifier=verifier, n=3, **values)
+    config = make_config(strategy=strategy, verifier=verifier, **{"n": 3, **values})
     result = run_search(PROBLEM, config, guarded, make_verifier(verifier, guarded))
     return result, recorder, engine
 
@@ -143,3 +143,19 @@ def test_a_forced_search_resumes_exactly_from_its_journal() -> None:
     assert [(n.kind, n.text, n.prompt_tokens, n.completion_tokens)
             for n in resumed.trace.nodes] == [
         (n.kind, n.text, n.prompt_tokens, n.completion_tokens) for n in reference.trace.nodes]
+
+
+def seeded_rambler(so_far: str, seed: int) -> str:
+    """Thinks for ever, differently per seed; answers with its seed's parity once asked."""
+    if so_far.endswith(ANSWER_CUE):
+        return f"{seed % 2}}}<eos>"
+    return "<think>" + str(seed % 7) * 100
+
+
+def test_forced_samples_drawn_in_rounds_are_those_of_one_call() -> None:
+    whole, _, _ = _search(seeded_rambler, think_budget=40, n=4)
+    rounds, _, engine = _search(seeded_rambler, think_budget=40, n=4, early_stop=1.0,
+                                early_stop_round=2, early_stop_min=2)
+    assert len(engine.calls) == 4  # two rounds of (thoughts, answers): no early stop
+    assert [c.text for c in rounds.candidates] == [c.text for c in whole.candidates]
+    assert rounds.thinking_tokens == whole.thinking_tokens == 4 * 40
