@@ -10,7 +10,7 @@ from lab.recording import RecordingEngine
 from tests.utils.thinker import Script, ScriptedThinker
 from ttcq.worker.engines.base import EngineInfo
 from ttcq.worker.journal import Call, Journal, decode_calls, encode_calls
-from ttcq.worker.search.config import make_config
+from ttcq.worker.search.config import ConfigError, make_config
 from ttcq.worker.search.registry import run_search
 from ttcq.worker.search.thinking import ANSWER_CUE, FORCED_ANSWER_TOKENS
 from ttcq.worker.search.types import Problem, SearchResult
@@ -159,3 +159,10 @@ def test_forced_samples_drawn_in_rounds_are_those_of_one_call() -> None:
     assert len(engine.calls) == 4  # two rounds of (thoughts, answers): no early stop
     assert [c.text for c in rounds.candidates] == [c.text for c in whole.candidates]
     assert rounds.thinking_tokens == whole.thinking_tokens == 4 * 40
+
+
+def test_forcing_where_it_does_not_apply_or_a_minimum_past_the_budget_is_refused() -> None:
+    with pytest.raises(ConfigError, match="think_budget: strategy beam_search"):
+        make_config(strategy="beam_search", verifier="checker", think_budget=256)
+    with pytest.raises(ConfigError, match=r"think_min: 300 must be below think_budget \(256\)"):
+        make_config(strategy="majority", think_budget=256, think_min=300)

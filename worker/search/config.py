@@ -150,7 +150,17 @@ class SearchConfig(BaseModel):
             raise ValueError("pf_rounds: Particle Gibbs rounds need n >= 2 (one particle is "
                              "the reference, the others are new)")
         self._check_early_stop()
+        self._check_thinking()
         return self
+
+    def _check_thinking(self) -> None:
+        forced = [name for name in ("think_budget", "think_min") if getattr(self, name)]
+        if forced and self.strategy not in (*SAMPLING_STRATEGIES, "compute_optimal"):
+            raise ValueError(f"{forced[0]}: strategy {self.strategy} does not force thoughts "
+                             f"(only {', '.join(SAMPLING_STRATEGIES)} and compute_optimal)")
+        if self.think_budget and self.think_min and self.think_min >= self.think_budget:
+            raise ValueError(f"think_min: {self.think_min} must be below think_budget "
+                             f"({self.think_budget})")
 
     def _check_policy_verifiers(self) -> None:
         """One job, one verifier: the probe's scores and every bin's are this job's."""
