@@ -166,3 +166,27 @@ def test_forcing_where_it_does_not_apply_or_a_minimum_past_the_budget_is_refused
         make_config(strategy="beam_search", verifier="checker", think_budget=256)
     with pytest.raises(ConfigError, match=r"think_min: 300 must be below think_budget \(256\)"):
         make_config(strategy="majority", think_budget=256, think_min=300)
+    # compute_optimal's policy bins are checked as the configs they run.
+    with pytest.raises(ConfigError, match="policy.bins.3: think_budget: strategy beam_search"):
+        make_config(strategy="compute_optimal", verifier="checker", think_budget=256)
+
+
+def uneven_thinker(so_far: str, seed: int) -> str:
+    """Closes its first thought early for sample 1 only (a Wait follows), late for the
+    others; answers with its seed once asked."""
+    if so_far.endswith(ANSWER_CUE):
+        return f"{seed % 97}}}<eos>"
+    if so_far.endswith("</think>"):
+        return f"\\boxed{{{seed % 97}}}<eos>"
+    short = seed == 1 and "Wait" not in so_far
+    return "<think>" + "x" * (5 if short else 60) + "</think>"
+
+
+def test_forced_samples_with_a_minimum_are_the_same_however_they_are_batched() -> None:
+    """A sample's seeds follow its own calls: one that waits more takes no other's seed."""
+    values = {"think_budget": 40, "think_min": 20, "n": 4}
+    whole, _, _ = _search(uneven_thinker, **values)
+    rounds, _, _ = _search(uneven_thinker, early_stop=1.0, early_stop_round=2,
+                           early_stop_min=2, **values)
+    assert [c.text for c in rounds.candidates] == [c.text for c in whole.candidates]
+    assert any("Wait" in c.text for c in whole.candidates)

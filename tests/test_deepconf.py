@@ -15,11 +15,19 @@ from sqlmodel import col, func, select
 from lab.ground_truth.confidence import Confidence
 from lab.ground_truth.engine import GroundTruthEngine
 from lab.ground_truth.simulate_deepconf import Run, majority, offline, online
-from lab.ground_truth.task import Level, TaskSpec, make_dataset
+from lab.ground_truth.task import Level, TaskSpec, make_dataset, step_text
 from tests.utils.jobs import make_batch, stored_tokens
 from ttcq.db.models import Candidate, Job, TraceNode
+from ttcq.worker.engines.base import Completion, EngineError
 from ttcq.worker.search.config import ConfigError, make_config
-from ttcq.worker.search.deepconf import lowest_group, percentile, token_confidence
+from ttcq.worker.search.deepconf import (
+    Chain,
+    DeepConf,
+    lowest_group,
+    percentile,
+    token_confidence,
+)
+from ttcq.worker.search.run import SearchRun
 from ttcq.worker.search.strategies import run_base_strategy
 from ttcq.worker.search.types import Problem, SearchResult
 from ttcq.worker.service import SessionFactory, process_job
@@ -92,34 +100,40 @@ def test_majority_matches_the_simulation(separated_majority: list[tuple[bool, in
 def test_online_deepconf_saves_tokens_and_gains_accuracy_when_confidence_separates(
     separated_online: list[tuple[bool, int]], separated_majority: list[tuple[bool, int]],
 ) -> None:
-    """Measured: 0.59 of majority's tokens at N = 32 and 64.5% solved against 26%: the
+    """The issue's goal, at least half the tokens saved at no loss of accuracy. Measured:
+    0.44 of majority's tokens at N = 32 and 79.5% solved against 26%: the
     confidence-weighted votes of sound traces outvote the likeliest wrong answer that sinks
     majority on the hard levels."""
     tokens = mean(t for _, t in separated_online) / mean(t for _, t in separated_majority)
     accuracy = mean(c for c, _ in separated_online) - mean(c for c, _ in separated_majority)
-    assert tokens <= 0.7 and accuracy >= 0.1, (tokens, accuracy)
+    assert tokens <= 0.5 and accuracy >= 0.1, (tokens, accuracy)
 
 
 def test_online_deepconf_loses_accuracy_when_confidence_does_not_separate() -> None:
     """When confidence says nothing about soundness the filter stops traces at random and
-    the vote is a smaller one: measured 2 points below majority at equal N (24% against
-    26%, 200 problems), 3 in the simulation."""
+    the vote is a smaller one: 3.3 points below majority at equal N in the simulation
+    (22.3% against 25.7%, 3,000 problems each), 1 point in the 200 searched."""
     blurred = _simulated(lambda spec, rng: online(spec, BLURRED, N, WARMUP, 10.0, rng))
     voted = _simulated(lambda spec, rng: majority(spec, BLURRED, N, rng))
     _agree(_searches(ONLINE, BLURRED), blurred)
     assert mean(c for c, _ in blurred) < mean(c for c, _ in voted)
 
 
-def _one(config: dict[str, object]) -> SearchResult:
-    row = make_dataset(1, LEVELS, seed=4)[0]
-    return run_base_strategy(Problem(row["problem"], row["answer"]), make_config(**config),
-                             GroundTruthEngine(confidence=SEPARATED), NoVerifier())
+def _stopped_search(config: dict[str, object]) -> SearchResult:
+    """The first search of a few problems in which some trace was stopped."""
+    engine = GroundTruthEngine(confidence=SEPARATED)
+    for row in make_dataset(20, LEVELS, seed=4):
+        result = run_base_strategy(Problem(row["problem"], row["answer"]),
+                                   make_config(**config), engine, NoVerifier())
+        if any(n.kind == "stop" for n in result.trace.nodes):
+            return result
+    raise AssertionError("no trace was stopped in 20 problems")
 
 
 def test_a_stopped_trace_says_why_and_is_no_candidate_and_costs_stay_exact() -> None:
-    result = _one(ONLINE)
+    result = _stopped_search(ONLINE)
     stops = [n for n in result.trace.nodes if n.kind == "stop"]
-    assert stops and all("below the threshold" in n.text for n in stops)
+    assert all("below the threshold" in n.text and n.agg_score is not None for n in stops)
     stopped = {n.parent_id for n in stops}
     assert all(c.leaf_id not in stopped for c in result.candidates)
     usage = result.trace.usage()
@@ -162,3 +176,66 @@ def test_a_deepconf_job_stores_its_stops_confidences_and_exact_costs(
         scores = session.exec(select(Candidate.score).where(Candidate.job_id == job_id)).all()
     assert in_cost == in_trace and stops > 0
     assert scores and all(score is not None and score > 0 for score in scores)
+
+
+def test_the_simulations_assumptions_hold_for_these_settings() -> None:
+    """Windows shorter than any step, chunks longer than any, traces within their budget:
+    what lets the simulation read a trace's confidences off its steps' levels."""
+    config = make_config(**ONLINE)
+    lengths = [len(step_text(number, sound, 0, answer)) + 2
+               for number in range(1, 5) for sound in (True, False)
+               for answer in (None, "10", "99")]
+    assert config.deepconf_window <= min(lengths) - 2
+    assert config.chunk_tokens >= max(lengths)
+    assert config.max_tokens >= 4 * max(lengths)
+
+
+def _chain(confidences: list[float], new: int) -> tuple[DeepConf, Chain]:
+    row = make_dataset(1, LEVELS, seed=4)[0]
+    run = SearchRun(Problem(row["problem"], row["answer"]),
+                    make_config(**{**ONLINE, "deepconf_window": 4}),
+                    GroundTruthEngine(), NoVerifier())
+    search = DeepConf(run)
+    [chain] = search.start(1)
+    chain.confidences, chain.new_tokens = confidences, new
+    return search, chain
+
+
+def test_a_dip_inside_the_newest_chunk_stops_the_trace() -> None:
+    search, chain = _chain([3.0] * 8 + [0.5] * 4 + [3.0] * 6, new=10)
+    search._check(chain, threshold=2.0)
+    assert chain.stopped
+
+
+def test_no_stop_before_a_full_window_nor_for_an_older_dip() -> None:
+    search, chain = _chain([0.5, 0.5, 0.5], new=3)  # shorter than the window of 4
+    search._check(chain, threshold=2.0)
+    assert not chain.stopped
+    search, chain = _chain([0.5] * 4 + [3.0] * 8, new=5)  # the dip ended before this chunk
+    search._check(chain, threshold=2.0)
+    assert not chain.stopped
+
+
+def test_an_engine_without_top_logprobs_is_a_clear_error() -> None:
+    search, chain = _chain([], new=0)
+    bare = Completion([65, 66], "AB", "length", None, 10, 0)
+    with pytest.raises(EngineError, match="top-20 logprobs"):
+        search._extend(chain, bare)
+
+
+def test_an_answer_inside_a_thought_does_not_end_the_trace() -> None:
+    search, chain = _chain([], new=0)
+    thought = "<think>maybe \\boxed{1}\n\n"
+    step = Completion(list(map(ord, thought)), thought, "stop", "\n\n", 10, 0,
+                      top_logprobs=[[-0.1]] * len(thought))
+    search._extend(chain, step)
+    assert chain.beam.state == "open"
+
+
+def test_a_thought_across_chunks_is_counted_as_thinking() -> None:
+    search, chain = _chain([], new=0)
+    for text in ("<think>abc", "def</think>so", " \\boxed{7}"):
+        search._extend(chain, Completion(list(map(ord, text)), text, "length", None, 10, 0,
+                                         top_logprobs=[[-0.1]] * len(text)))
+    # "<think>abc" (10) and "def</think>" (11) are thought; "so" and the answer are not.
+    assert search.run.thinking_tokens == 21 and not chain.thinking

@@ -1,5 +1,5 @@
 """Top logprobs on the embedded llama.cpp engine (real SmolLM2), and the journal keeping
-them: what DeepConf reads its token confidence from."""
+what DeepConf reads from them, each token's confidence."""
 
 import pytest
 
@@ -7,6 +7,7 @@ from tests.utils.top_logprobs import assert_top_logprobs, counts, generate_in_ch
 from ttcq.worker.engines.base import Completion, GenerationRequest, SamplingParams
 from ttcq.worker.engines.llamacpp import LlamaCppEngine
 from ttcq.worker.journal import Call, decode_calls, encode_calls
+from ttcq.worker.search.deepconf import token_confidence
 
 K = 5
 
@@ -63,9 +64,16 @@ def test_chunks_continued_by_ids_find_all_but_the_newest_token_cached(
         assert i == 0 or chunk.cached_tokens == sent - 1
 
 
-def test_the_journal_keeps_top_logprobs_exactly() -> None:
+def test_the_journal_keeps_each_tokens_confidence_in_one_number() -> None:
+    """A checkpoint holds one logprob a token, with the token confidence of its k."""
     confident = Completion([5, 2], "a", "stop", None, 10, 4,
                            top_logprobs=[[-0.1, -2.5, -9999.0], [-1e-07, -17.25]])
     plain = Completion([7], "b", "length", None, 0, 0)
     (call,) = decode_calls(encode_calls([Call("generate", "k", [[confident, plain]], 0.5)]))
-    assert call.result == [[confident, plain]]
+    [[kept, plain_again]] = call.result
+    assert plain_again == plain
+    assert (kept.token_ids, kept.text, kept.prompt_tokens, kept.cached_tokens) == (
+        [5, 2], "a", 10, 4)
+    assert kept.top_logprobs is not None and [len(t) for t in kept.top_logprobs] == [1, 1]
+    assert [token_confidence(t) for t in kept.top_logprobs] == [
+        token_confidence(t) for t in confident.top_logprobs]

@@ -29,6 +29,7 @@ from typing import Any, Literal
 
 from ttcq.worker.engines.base import Completion, Engine, GenerationRequest, Usage, usage_of
 from ttcq.worker.engines.wrapper import EngineWrapper
+from ttcq.worker.search.deepconf import token_confidence
 from ttcq.worker.verifiers.base import Verifier, VerifierOutput
 
 CallKind = Literal["generate", "score"]
@@ -181,8 +182,20 @@ def _call_json(call: Call) -> dict[str, Any]:
     if call.kind == "score":
         result: Any = {"scores": call.result.scores, "usage": asdict(call.result.usage)}
     else:
-        result = [[asdict(c) for c in samples] for samples in call.result]
+        result = [[_completion_json(c) for c in samples] for samples in call.result]
     return {"kind": call.kind, "key": call.key, "seconds": call.seconds, "result": result}
+
+
+def _completion_json(completion: Completion) -> dict[str, Any]:
+    """A completion as saved. Searches read top-k logprobs only through their token
+    confidence (worker.search.deepconf), so a token's k logprobs are kept as the one
+    logprob with the same confidence: a checkpoint of a long trace holds one number a
+    token, not k."""
+    data = asdict(completion)
+    if completion.top_logprobs is not None:
+        data["top_logprobs"] = [[-token_confidence(top)] if top else []
+                                for top in completion.top_logprobs]
+    return data
 
 
 def _call_of(item: dict[str, Any]) -> Call:

@@ -66,9 +66,9 @@ def online(spec: TaskSpec, model: Confidence, n: int, warmup: int, keep: float,
     first = [_trace(spec, model, rng) for _ in range(min(warmup, n))]
     tokens = sum(sum(t) for _, t, _ in first)
     threshold = float(np.percentile([levels[-1] for levels, _, _ in first], 100.0 - keep))
-    votes = [(answer, levels[-1]) for levels, _, answer in first]
+    votes = [(answer, levels[-1]) for levels, _, answer in first if levels[-1] >= threshold]
     started = len(first)
-    while started < n and _share(votes) < CONSENSUS:
+    while started < n:  # batches of warm-up size; the consensus checked after each
         size = min(len(first), n - started)
         started += size
         for _ in range(size):
@@ -77,6 +77,8 @@ def online(spec: TaskSpec, model: Confidence, n: int, warmup: int, keep: float,
             tokens += sum(counts if stop is None else counts[: stop + 1])
             if stop is None:
                 votes.append((answer, levels[-1]))
+        if _share(votes) >= CONSENSUS:
+            break
     return Run(_vote(votes) == spec.answer, tokens)
 
 

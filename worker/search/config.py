@@ -84,7 +84,8 @@ class SearchConfig(BaseModel):
     deepconf_top_k: int = Field(default=20, ge=1, le=20,
                                 description="deepconf: logprobs per token in its confidence")
     chunk_tokens: int = Field(default=256, ge=1,
-                              description="deepconf online: tokens generated between checks")
+                              description="deepconf: most tokens a trace grows by in one call "
+                                          "(a chunk also ends at a step delimiter)")
     early_stop: float | None = Field(
         default=None, gt=0.0, le=1.0,
         description="sampling: stop once the leading answer holds this share of the samples",

@@ -9,22 +9,28 @@ delimiter), each continuing the trace by token ids, so the radix cache keeps its
   with its confidence as weight.
 - online: a warm-up of deepconf_warmup traces runs to the end and sets the threshold, the
   (100 - η)th percentile of their confidences. The other traces run a batch of warm-up size
-  at a time; one whose latest group confidence falls below the threshold stops there (a
-  "stop" node says why; it is no candidate). Sampling stops once the leading answer holds
-  CONSENSUS of the confidence-weighted vote, or the budget n is spent. The warm-up traces
-  and the survivors vote, weighted by confidence.
+  at a time; one with a full window whose group confidence falls below the threshold stops
+  there (a "stop" node says why and holds its confidence; it is no candidate). Sampling
+  stops once the leading answer holds CONSENSUS of the confidence-weighted vote, or the
+  budget n is spent. As in the authors' reference code (facebookresearch/deepconf,
+  deepconf-online.py), the warm-up traces at or above the threshold and the survivors vote,
+  weighted by confidence.
 
-Every trace's confidence is its candidate's score; the vote picks among candidates."""
+A trace ends at the end of the sequence, at an answer in its answer part (not in a
+thought), or when its token budget (or the model's context) is spent: chunks are no steps,
+so max_depth does not apply. Every trace's confidence is its candidate's score; the vote
+picks among candidates."""
 
 import math
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
-from ttcq.worker.engines.base import Completion, Engine, GenerationRequest
+from ttcq.worker.engines.base import Completion, Engine, EngineError, GenerationRequest
 from ttcq.worker.search.answers import has_boxed_answer
 from ttcq.worker.search.config import SearchConfig
 from ttcq.worker.search.run import SearchRun
+from ttcq.worker.search.thinking import thinking_tokens
 from ttcq.worker.search.tree import Beam, BeamState, TreeSearch
 from ttcq.worker.search.types import Candidate, Problem, SearchResult
 from ttcq.worker.verifiers.base import Verifier
@@ -38,15 +44,22 @@ class Chain:
 
     beam: Beam
     confidences: list[float] = field(default_factory=list)
+    new_tokens: int = 0  # of the latest chunk
     stopped: bool = False
+    thinking: bool = False  # inside a thought at the end of the latest chunk
 
     @property
     def open(self) -> bool:
         return self.beam.state == "open" and not self.stopped
 
 
+LOGPROB_FLOOR = -100.0  # a probability a server rounded to 0 must not outweigh the rest
+
+
 def token_confidence(top_logprobs: Sequence[float]) -> float:
-    return -sum(top_logprobs) / len(top_logprobs) if top_logprobs else 0.0
+    if not top_logprobs:
+        return 0.0
+    return -sum(max(lp, LOGPROB_FLOOR) for lp in top_logprobs) / len(top_logprobs)
 
 
 def lowest_group(confidences: Sequence[float], window: int) -> float:
@@ -81,7 +94,8 @@ class DeepConf:
     def start(self, count: int) -> list[Chain]:
         """count new traces, numbered (their group) in the order they start."""
         first, self.started = self.started, self.started + count
-        return [Chain(self.tree.root(group=first + i)) for i in range(count)]
+        return [Chain(self.tree.root(group=first + i), thinking=self.run.opened_by_prompt)
+                for i in range(count)]
 
     def grow(self, chains: Sequence[Chain], threshold: float | None = None) -> None:
         """Grow the chains a chunk at a time, all in one engine call per chunk, until each
@@ -101,27 +115,56 @@ class DeepConf:
         return GenerationRequest(chain.beam.token_ids, params, 1)
 
     def _extend(self, chain: Chain, completion: Completion) -> None:
+        top = completion.top_logprobs
+        if top is None or len(top) != completion.completion_tokens:
+            raise EngineError(f"deepconf needs top-{self.config.deepconf_top_k} logprobs for "
+                              f"every generated token; the engine returned "
+                              f"{'none' if top is None else len(top)} for "
+                              f"{completion.completion_tokens} tokens")
         beam = self.tree.child(chain.beam, completion, "step")
         chain.beam = replace(beam, state=self._state(beam, completion))
-        chain.confidences += [token_confidence(top) for top in completion.top_logprobs or []]
+        chain.new_tokens = len(top)
+        chain.confidences += [token_confidence(t) for t in top]
+        self._count_thought(chain, completion)
+
+    def _count_thought(self, chain: Chain, completion: Completion) -> None:
+        """Generated tokens inside thoughts, chunk by chunk (a thought spans chunks)."""
+        c, text = self.config, completion.text
+        self.run.thinking_tokens += thinking_tokens(self.run.engine, completion, c.think_open,
+                                                    c.think_close, chain.thinking)
+        if c.think_close in text:
+            chain.thinking = c.think_open in text.rsplit(c.think_close, 1)[1]
+        else:
+            chain.thinking = chain.thinking or c.think_open in text
 
     def _state(self, beam: Beam, completion: Completion) -> BeamState:
-        """A chunk cut by its size is no truncation: only the trace's own budget is."""
-        if completion.hit_eos or has_boxed_answer(beam.text):
+        """A chunk cut by its size is no truncation: only the trace's budget is, or the
+        model's context (fewer tokens came back than were asked for)."""
+        if completion.hit_eos or has_boxed_answer(self.run.answer_part(beam.text)):
             return "finished"
-        if beam.spent >= self.config.max_tokens or beam.node.depth >= self.config.max_depth:
+        asked = min(self.config.chunk_tokens, self.config.max_tokens - beam.spent
+                    + completion.completion_tokens)
+        cut_short = (completion.finish_reason == "length"
+                     and completion.completion_tokens < asked)
+        if beam.spent >= self.config.max_tokens or cut_short:
             return "truncated"
         return "open"
 
     def _check(self, chain: Chain, threshold: float) -> None:
-        window = chain.confidences[-self.config.deepconf_window:]
-        group = sum(window) / len(window) if window else 0.0
+        """Stop the chain if a full window ending in its newest chunk fell below."""
+        window = self.config.deepconf_window
+        if len(chain.confidences) < window:
+            return
+        recent = chain.confidences[-(chain.new_tokens + window - 1):]
+        group = lowest_group(recent, window)
         if group < threshold:
             chain.stopped = True
             chain.beam.node.status = "pruned"
-            self.run.trace.add(chain.beam.node, "stop",
-                               f"deepconf: group confidence {group:.3f} below the threshold "
-                               f"{threshold:.3f} after {len(chain.confidences)} tokens")
+            stop = self.run.trace.add(chain.beam.node, "stop",
+                                      f"deepconf: group confidence {group:.3f} below the "
+                                      f"threshold {threshold:.3f} after "
+                                      f"{len(chain.confidences)} tokens")
+            stop.agg_score = self.confidence(chain)  # every trace's confidence is stored
 
     def confidence(self, chain: Chain) -> float:
         return lowest_group(chain.confidences, self.config.deepconf_window)
@@ -164,9 +207,10 @@ def deepconf(problem: Problem, config: SearchConfig, engine: Engine,
     candidates = search.candidates(warmup)
     run.read_answers(candidates)
     threshold = percentile([c.score or 0.0 for c in candidates], 100.0 - config.deepconf_keep)
-    voters = list(candidates)  # every warm-up trace votes, as in the paper's online mode
+    voters = [c for c in candidates if (c.score or 0.0) >= threshold]
     started = len(warmup)
-    while started < config.n and _leader_share(_finished(voters)) < CONSENSUS:
+    # The consensus is checked as each batch ends (the paper checks as each trace ends).
+    while started < config.n:
         batch = search.start(min(len(warmup), config.n - started))
         started += len(batch)
         search.grow(batch, threshold)
@@ -174,6 +218,8 @@ def deepconf(problem: Problem, config: SearchConfig, engine: Engine,
         run.read_answers(survivors)
         candidates += survivors
         voters += survivors
+        if _leader_share(_finished(voters)) >= CONSENSUS:
+            break
     return _finish(run, candidates, voters)
 
 
@@ -198,4 +244,5 @@ def _finish(run: SearchRun, candidates: list[Candidate], voters: list[Candidate]
     return SearchResult(strategy=run.config.strategy, candidates=candidates,
                         trace=run.trace, selected=chosen.index,
                         generation=run.engine.usage, verification=run.verification,
-                        curve={run.config.n: chosen.index})
+                        curve={run.config.n: chosen.index},
+                        thinking_tokens=run.thinking_tokens)

@@ -49,6 +49,13 @@ class Forced:
     stage: Stage = "think"
     answer_tokens: int = 0
     finish: FinishReason = "length"
+    calls: int = 1  # this sample's engine calls so far: its next call's seed round
+
+    def next_seed(self) -> int:
+        """Its own rounds, not the call's: a sample is the same however it was batched."""
+        seed = self.index + self.calls * ROUND_SEED_STRIDE
+        self.calls += 1
+        return seed
 
 
 def check_budget(run: SearchRun) -> None:
@@ -75,17 +82,14 @@ def draw_forced(run: SearchRun, start: int, count: int) -> list[Candidate]:
     first = GenerationRequest(run.prompt_ids, _thought_params(run, _limit(c), start), count)
     for sample, completion in zip(samples, run.generate([first])[0], strict=True):
         _after_thought(run, sample, completion)
-    round_ = 1
     while thinking := [s for s in samples if s.stage == "think"]:
         requests = [GenerationRequest(run.prompt_ids + tuple(s.ids), _thought_params(
-            run, _limit(c) - s.thought, s.index + round_ * ROUND_SEED_STRIDE)) for s in thinking]
+            run, _limit(c) - s.thought, s.next_seed())) for s in thinking]
         for sample, out in zip(thinking, run.generate(requests), strict=True):
             _after_thought(run, sample, out[0])
-        round_ += 1
     if answering := [s for s in samples if s.stage == "answer"]:
         requests = [GenerationRequest(run.prompt_ids + tuple(s.ids), run.params(
-            max_tokens=s.answer_tokens, seed=s.index + round_ * ROUND_SEED_STRIDE))
-            for s in answering]
+            max_tokens=s.answer_tokens, seed=s.next_seed())) for s in answering]
         for sample, out in zip(answering, run.generate(requests), strict=True):
             _after_answer(run, sample, out[0])
     return [Candidate(index=s.index, group=s.index, leaf_id=s.node.id, text=s.text,
