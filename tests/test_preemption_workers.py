@@ -122,7 +122,11 @@ def test_a_poison_job_fails_alone_and_the_others_survive_repeated_kills(
     assert "it crashes or hangs its worker" in (job.error or "")
     assert _states(sessions, healthy) == {"succeeded": 31}
     _stored_once(sessions, healthy)
-    assert all(job_of(sessions, j).strikes == 0 for j in healthy)  # none charged
+    # A healthy job running alone that a preemption kills before its first checkpoint is
+    # charged like the poison (the blame rule's known limit, docs/operations.md): rare, and
+    # never enough to fail it.
+    strikes = [job_of(sessions, j).strikes for j in healthy]
+    assert sum(strikes) <= 2 and max(strikes) <= 1, strikes
     assert restarts >= 5 and kills >= 1  # the poison's losses, and others on top
 
 

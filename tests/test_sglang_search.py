@@ -14,12 +14,16 @@ from sqlmodel import select
 from lab.recording import SGLangRecorder
 from lab.servers import RunningServer
 from tests.utils.jobs import assert_stored_as_reported, job_of, make_batch, wait_for_state
-from ttcq.db.models import JobCost, JobState, TraceNode
+from ttcq.db.models import JobCost, JobState
 from ttcq.settings import Settings
 from ttcq.worker.celery_app import make_celery
 from ttcq.worker.engines.sglang import SGLangEngine
 from ttcq.worker.queue import enqueue_jobs
+from ttcq.worker.search.config import make_config
+from ttcq.worker.search.registry import run_search
+from ttcq.worker.search.types import Problem
 from ttcq.worker.service import SessionFactory, process_job
+from ttcq.worker.verifiers.base import NoVerifier
 from ttcq.worker.verifiers.factory import ServedVerifiers
 
 # A real server starts within the first test that needs it: minutes on a loaded machine.
@@ -69,25 +73,30 @@ def test_stored_tokens_equal_what_the_server_reported(
     assert cost.engine_calls >= 1 and cost.flops > 0
 
 
+SOLUTION = ("Natalia sold 48 clips in April.\n\nIn May she sold half as many: 48 / 2 = 24.\n\n"
+            "Altogether she sold 48 + 24 = 72 clips.\n\nThe answer is \\boxed{72}.")
+
+
 def test_rollouts_from_one_prefix_share_it_in_the_radix_cache(
-    sglang_recorded: tuple[SGLangEngine, SGLangRecorder], sessions: SessionFactory,
+    sglang_recorded: tuple[SGLangEngine, SGLangRecorder],
 ) -> None:
     """Math-Shepherd's R rollouts of a step continue one prefix: the server computes it
-    once, and every later prompt of the job is mostly served from its radix cache."""
+    once, and every rollout's prompt is mostly served from its radix cache. A given
+    solution of four steps (the server samples unseeded: its own may have one step)."""
     engine, client = sglang_recorded
-    [job_id] = make_batch(sessions, **{**SHORT, "strategy": "math_shepherd", "n": 2,
-                                       "rollouts": 4, "verifier": "none"})
-    outcome = process_job(sessions=sessions, job_id=job_id, engine=engine, worker_name="t",
-                          lease_seconds=60, max_attempts=1, served=ServedVerifiers())
-    assert outcome == "succeeded", job_of(sessions, job_id).error
-    assert_stored_as_reported(sessions, job_id, client)
-    with sessions() as session:
-        rollouts = session.exec(select(TraceNode.prompt_tokens, TraceNode.cached_tokens)
-                                .where(TraceNode.job_id == job_id,
-                                       TraceNode.kind == "rollout")).all()
-    prompt = sum(p for p, _ in rollouts)
-    cached = sum(c for _, c in rollouts)
-    assert len(rollouts) >= 4 and cached / prompt >= 0.9, (cached, prompt)
+    problem = Problem("Natalia sold clips to 48 of her friends in April, and then she sold "
+                      "half as many clips in May. How many clips did Natalia sell altogether "
+                      "in April and May?", "72", solutions=(SOLUTION,))
+    config = make_config(**{**SHORT, "strategy": "math_shepherd", "n": 1, "rollouts": 4})
+    result = run_search(problem, config, engine, NoVerifier())
+    usage = result.trace.usage()
+    assert (usage.prompt_tokens, usage.cached_tokens, usage.completion_tokens) == \
+        client.reported()  # the given solution cost nothing; the rollouts what was reported
+    rollouts = [n for n in result.trace.nodes if n.kind == "rollout"]
+    prompt = sum(n.prompt_tokens for n in rollouts)
+    cached = sum(n.cached_tokens for n in rollouts)
+    assert len(rollouts) == 3 * 4 and cached / prompt >= 0.9, (cached, prompt)
+    assert [label.rollouts for label in result.labels] == [4, 4, 4, 0]
 
 
 def _worker_env(db_url: str, redis_url: str, sglang: RunningServer, **extra: str) -> dict[str, str]:
