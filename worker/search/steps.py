@@ -6,9 +6,9 @@ from collections.abc import Sequence
 from ttcq.worker.engines.base import Engine
 
 
-def _prefix_len(engine: Engine, ids: Sequence[int], chars: int) -> int:
+def tokens_through(engine: Engine, ids: Sequence[int], chars: int) -> int:
     """Fewest leading tokens whose text is at least `chars` characters long."""
-    lo, hi = 1, len(ids)
+    lo, hi = 0, len(ids)
     while lo < hi:
         mid = (lo + hi) // 2
         if len(engine.detokenize(ids[:mid])) >= chars:
@@ -34,7 +34,7 @@ def split_steps(
         search_from = end_char
         if not text[start_char:found].strip():
             continue  # a blank run: keep it with the next step
-        end_tok = max(_prefix_len(engine, token_ids, end_char), start_tok + 1)
+        end_tok = max(tokens_through(engine, token_ids, end_char), start_tok + 1)
         if end_tok >= len(token_ids):
             break
         end_char = len(engine.detokenize(token_ids[:end_tok]))

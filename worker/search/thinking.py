@@ -5,6 +5,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ttcq.worker.engines.base import Completion, Engine
+from ttcq.worker.search.steps import tokens_through
 
 # Budget forcing closes a thought cut off at its budget with think_close and this cue: the
 # model's next tokens are the answer itself, inside the box extract_answer reads first.
@@ -39,18 +40,6 @@ def opens_thought(engine: Engine, prompt_ids: Sequence[int], think_open: str) ->
     # Only the tail is read: a token holds at least one character of text here.
     tail = engine.detokenize(prompt_ids[-(len(think_open) + 4):])
     return tail.rstrip().endswith(think_open)
-
-
-def tokens_through(engine: Engine, ids: Sequence[int], chars: int) -> int:
-    """Fewest leading tokens whose text is at least `chars` characters long."""
-    lo, hi = 0, len(ids)
-    while lo < hi:
-        mid = (lo + hi) // 2
-        if len(engine.detokenize(ids[:mid])) >= chars:
-            hi = mid
-        else:
-            lo = mid + 1
-    return lo
 
 
 def tokens_before_close(engine: Engine, completion: Completion, think_close: str) -> int:
