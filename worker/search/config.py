@@ -22,6 +22,9 @@ DEFAULT_SELECTION: dict[str, Selection] = {
     "majority": "majority",
     "weighted_best_of_n": "weighted",
 }
+# Strategies whose judge is no verifier (labels grade rollouts against the gold; DeepConf
+# reads the model's own confidence): their verifier defaults to none.
+UNVERIFIED: tuple[str, ...] = (*LABEL_STRATEGIES, "deepconf")
 # `--strategy lookahead` without `--lookahead`: one greedy step before each score, the
 # cheapest lookahead (at most one extra step per candidate step) that is not beam search.
 DEFAULT_LOOKAHEAD = 1
@@ -121,10 +124,8 @@ class SearchConfig(BaseModel):
                 return {**values, "lookahead": DEFAULT_LOOKAHEAD}
         if isinstance(values, dict) and values.get("strategy") == "compute_optimal":
             return _with_policy(values)
-        if isinstance(values, dict) and values.get("strategy") in LABEL_STRATEGIES:
-            return {"verifier": "none", **values}  # labels grade rollouts, nothing scores
-        if isinstance(values, dict) and values.get("strategy") == "deepconf":
-            return {"verifier": "none", **values}  # the model's own confidence is the judge
+        if isinstance(values, dict) and values.get("strategy") in UNVERIFIED:
+            return {"verifier": "none", **values}
         return values
 
     @model_validator(mode="after")
@@ -143,8 +144,7 @@ class SearchConfig(BaseModel):
         elif self.strategy in LABEL_STRATEGIES and self.verifier != "none":
             raise ValueError(f"strategy {self.strategy} grades its rollouts against the gold "
                              "and uses no verifier (set verifier none)")
-        elif self.strategy not in ("majority", "self_refine", "deepconf",
-                                   *LABEL_STRATEGIES) and (
+        elif self.strategy not in ("majority", "self_refine", *UNVERIFIED) and (
                 self.verifier == "none"):
             raise ValueError(f"strategy {self.strategy} needs a verifier")
         if self.strategy == "particle_filtering" and self.pf_rounds > 1 and self.n < 2:
