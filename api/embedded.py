@@ -36,6 +36,7 @@ from ttcq.db.session import get_engine, session_scope
 from ttcq.settings import Settings, get_settings
 from ttcq.worker.engines.base import Engine, EngineError
 from ttcq.worker.search.config import ConfigError, SearchConfig, make_config
+from ttcq.worker.search.names import LABEL_STRATEGIES
 
 if TYPE_CHECKING:  # the search stack (sympy, math-verify) loads only when `run` runs
     from ttcq.worker.service import SessionFactory
@@ -81,6 +82,16 @@ def _search_config(recipe: Path | None, flags: dict[str, Any], problems: int) ->
         return make_config(**values)
     except ConfigError as error:
         raise click.UsageError(f"invalid config: {error}") from None
+
+
+def _check_golds(path: Path, problems: list[ProblemIn], config: SearchConfig) -> None:
+    """A label batch grades rollouts against the gold: refused before any is run, as the
+    API refuses it."""
+    if config.strategy not in LABEL_STRATEGIES:
+        return
+    if missing := next((p.line for p in problems if p.gold is None), None):
+        raise click.ClickException(f"{path}: line {missing}: answer: missing: step labels "
+                                   "grade their rollouts against the gold answer")
 
 
 def _problems(path: Path, pairs: tuple[str, ...], settings: Settings,
@@ -157,6 +168,7 @@ def run_command(file: Path, recipe: Path | None, field_pairs: tuple[str, ...],
     settings = get_settings()
     problems = _problems(file, field_pairs, settings, limit)
     config = _search_config(recipe, flags, len(problems))
+    _check_golds(file, problems, config)
     if out is not None:
         _check_out(out)  # before the long part, not after it
     started = time.perf_counter()

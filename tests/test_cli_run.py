@@ -59,6 +59,15 @@ def test_run_rejects_a_bad_dataset_before_creating_a_database(tmp_path: Path) ->
     assert not db.exists()
 
 
+def test_run_refuses_labels_of_a_problem_without_a_gold_answer(tmp_path: Path) -> None:
+    data = tmp_path / "labels.jsonl"
+    data.write_text('{"problem": "2+2?", "answer": "4"}\n{"problem": "3+3?"}\n')
+    db = tmp_path / "never.db"
+    result = run(str(data), "--strategy", "math_shepherd", "--db", f"sqlite:///{db}")
+    assert result.exit_code != 0 and "line 2: answer: missing" in result.stderr
+    assert not db.exists()
+
+
 def test_run_rejects_an_impossible_config(tmp_path: Path) -> None:
     result = run(str(EXAMPLES), "--strategy", "dvts", "--n", "6", "--beam-width", "4",
                  "--db", f"sqlite:///{tmp_path / 'never.db'}")
