@@ -44,6 +44,12 @@ def last_boxed(text: str) -> str | None:
     return None
 
 
+def closing_box(text: str) -> str | None:
+    """Contents of a box opened before text (a prompt ending in \\boxed{): text up to the
+    brace that closes it, or None if it never closes."""
+    return _braced(text, 0)
+
+
 def _braced(text: str, begin: int) -> str | None:
     """Text from begin up to the brace that closes the one before it, or None."""
     depth = 1

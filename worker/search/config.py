@@ -73,6 +73,11 @@ class SearchConfig(BaseModel):
         default=None, ge=1, description="extend a thought that ends before M tokens with "
                                         "think_wait")
     think_wait: str = Field(default="Wait", min_length=1)
+    probe_every: int | None = Field(
+        default=None, ge=1, description="answer probing: thinking tokens between probes for "
+                                        "the answer so far (Dynasor)")
+    probe_agree: int = Field(default=3, ge=2, le=16,
+                             description="answer probing: agreeing answers that end a thought")
     deepconf_mode: Literal["offline", "online"] = Field(
         default="online", description="deepconf: filter finished traces (offline) or stop "
                                       "low-confidence ones early (online)")
@@ -159,6 +164,10 @@ class SearchConfig(BaseModel):
         if forced and self.strategy not in (*SAMPLING_STRATEGIES, "compute_optimal"):
             raise ValueError(f"{forced[0]}: strategy {self.strategy} does not force thoughts "
                              f"(only {', '.join(SAMPLING_STRATEGIES)} and compute_optimal)")
+        probing = (*SAMPLING_STRATEGIES, "deepconf", "compute_optimal")
+        if self.probe_every is not None and self.strategy not in probing:
+            raise ValueError(f"probe_every: strategy {self.strategy} does not probe thoughts "
+                             f"(only {', '.join(probing)})")
         if self.think_budget and self.think_min and self.think_min >= self.think_budget:
             raise ValueError(f"think_min: {self.think_min} must be below think_budget "
                              f"({self.think_budget})")

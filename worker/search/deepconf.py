@@ -29,6 +29,7 @@ from dataclasses import dataclass, field, replace
 from ttcq.worker.engines.base import Completion, Engine, EngineError, GenerationRequest
 from ttcq.worker.search.answers import has_boxed_answer
 from ttcq.worker.search.config import SearchConfig
+from ttcq.worker.search.probing import ProbeLog, probe
 from ttcq.worker.search.run import SearchRun
 from ttcq.worker.search.thinking import thinking_tokens
 from ttcq.worker.search.tree import Beam, BeamState, TreeSearch
@@ -45,8 +46,10 @@ class Chain:
     beam: Beam
     confidences: list[float] = field(default_factory=list)
     new_tokens: int = 0  # of the latest chunk
+    asked: int = 0  # tokens the latest chunk could have had
     stopped: bool = False
     thinking: bool = False  # inside a thought at the end of the latest chunk
+    probes: ProbeLog = field(default_factory=ProbeLog)
 
     @property
     def open(self) -> bool:
@@ -106,12 +109,17 @@ class DeepConf:
                 self._extend(chain, completion)
                 if threshold is not None:  # the last chunk too: it may end below
                     self._check(chain, threshold)
+            self._probe([chain for chain in live if chain.open and chain.thinking])
 
     def _request(self, chain: Chain) -> GenerationRequest:
         c = self.config
         self.next_seed += 1
-        params = self.run.params(max_tokens=min(c.chunk_tokens, c.max_tokens - chain.beam.spent),
-                                 seed=self.next_seed, stop=True, top_logprobs=c.deepconf_top_k)
+        size = min(c.chunk_tokens, c.max_tokens - chain.beam.spent)
+        if c.probe_every is not None and chain.thinking:  # a chunk ends where a probe is due
+            size = max(1, min(size, c.probe_every - chain.probes.since))
+        chain.asked = size
+        params = self.run.params(max_tokens=size, seed=self.next_seed, stop=True,
+                                 top_logprobs=c.deepconf_top_k)
         return GenerationRequest(chain.beam.token_ids, params, 1)
 
     def _extend(self, chain: Chain, completion: Completion) -> None:
@@ -122,7 +130,7 @@ class DeepConf:
                               f"{'none' if top is None else len(top)} for "
                               f"{completion.completion_tokens} tokens")
         beam = self.tree.child(chain.beam, completion, "step")
-        chain.beam = replace(beam, state=self._state(beam, completion))
+        chain.beam = replace(beam, state=self._state(beam, completion, chain.asked))
         chain.new_tokens = len(top)
         chain.confidences += [token_confidence(t) for t in top]
         self._count_thought(chain, completion)
@@ -130,20 +138,34 @@ class DeepConf:
     def _count_thought(self, chain: Chain, completion: Completion) -> None:
         """Generated tokens inside thoughts, chunk by chunk (a thought spans chunks)."""
         c, text = self.config, completion.text
-        self.run.thinking_tokens += thinking_tokens(self.run.engine, completion, c.think_open,
-                                                    c.think_close, chain.thinking)
+        thought = thinking_tokens(self.run.engine, completion, c.think_open, c.think_close,
+                                  chain.thinking)
+        self.run.thinking_tokens += thought
+        chain.probes.since += thought
         if c.think_close in text:
             chain.thinking = c.think_open in text.rsplit(c.think_close, 1)[1]
         else:
             chain.thinking = chain.thinking or c.think_open in text
 
-    def _state(self, beam: Beam, completion: Completion) -> BeamState:
+    def _probe(self, chains: Sequence[Chain]) -> None:
+        """Probe the chains due; a settled one ends with its probe as its answer."""
+        due = [chain for chain in chains if chain.probes.due(self.config.probe_every)]
+        if not due:
+            return
+        probes = probe(self.run, [(chain.beam.token_ids, chain.beam.node) for chain in due],
+                       [chain.probes for chain in due])
+        for chain, done in zip(due, probes, strict=True):
+            if chain.probes.settled(self.config.probe_agree):
+                done.node.status = "finished"
+                chain.beam = replace(chain.beam, node=done.node, state="finished",
+                                     token_ids=chain.beam.token_ids + done.token_ids,
+                                     text=chain.beam.text + done.node.text)
+
+    def _state(self, beam: Beam, completion: Completion, asked: int) -> BeamState:
         """A chunk cut by its size is no truncation: only the trace's budget is, or the
         model's context (fewer tokens came back than were asked for)."""
         if completion.hit_eos or has_boxed_answer(self.run.answer_part(beam.text)):
             return "finished"
-        asked = min(self.config.chunk_tokens, self.config.max_tokens - beam.spent
-                    + completion.completion_tokens)
         cut_short = (completion.finish_reason == "length"
                      and completion.completion_tokens < asked)
         if beam.spent >= self.config.max_tokens or cut_short:

@@ -1,16 +1,19 @@
-"""s1 budget forcing for sampled thoughts (Muennighoff et al. 2025).
+"""s1 budget forcing for sampled thoughts (Muennighoff et al. 2025), and answer probing
+(probing.py) for them.
 
 A thought is generated up to think_budget T tokens, stopping at think_close. One that has
 not closed by then (or ended without closing) gets think_close and ANSWER_CUE appended, and
 the answer is generated from there, continued by token ids. With think_min M, a thought
-that closes before M tokens has its think_close replaced by think_wait and goes on.
+that closes before M tokens has its think_close replaced by think_wait and goes on. With
+probe_every K, thoughts grow K tokens a call and are probed between calls; one whose
+probes settle ends with its last probe as its answer.
 
 Every engine call's tokens land on trace nodes exactly as the engine reported them: a
 segment's prompt tokens on its first node, its generated tokens on its step nodes (a
 replaced close tag, or an end-of-sequence token, on the segment's last one). Text ttcq
 appends is a "forced" node holding no tokens: the next call counts them as prompt."""
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from ttcq.worker.engines.base import (
@@ -21,6 +24,7 @@ from ttcq.worker.engines.base import (
 )
 from ttcq.worker.search.answers import has_boxed_answer
 from ttcq.worker.search.config import SearchConfig
+from ttcq.worker.search.probing import ProbeLog, probe
 from ttcq.worker.search.run import SearchRun
 from ttcq.worker.search.steps import split_steps
 from ttcq.worker.search.thinking import (
@@ -50,6 +54,7 @@ class Forced:
     answer_tokens: int = 0
     finish: FinishReason = "length"
     calls: int = 1  # this sample's engine calls so far: its next call's seed round
+    probes: ProbeLog = field(default_factory=ProbeLog)
 
     def next_seed(self) -> int:
         """Its own rounds, not the call's: a sample is the same however it was batched."""
@@ -79,12 +84,16 @@ def draw_forced(run: SearchRun, start: int, count: int) -> list[Candidate]:
     check_budget(run)
     c = run.config
     samples = [Forced(start + j, run.root, []) for j in range(count)]
-    first = GenerationRequest(run.prompt_ids, _thought_params(run, _limit(c), start), count)
+    first = GenerationRequest(run.prompt_ids, _thought_params(run, _ask(c, samples[0]), start),
+                              count)
     for sample, completion in zip(samples, run.generate([first])[0], strict=True):
         _after_thought(run, sample, completion)
-    while thinking := [s for s in samples if s.stage == "think"]:
+    while True:
+        _probe_due(run, [s for s in samples if s.stage == "think"])
+        if not (thinking := [s for s in samples if s.stage == "think"]):
+            break
         requests = [GenerationRequest(run.prompt_ids + tuple(s.ids), _thought_params(
-            run, _limit(c) - s.thought, s.next_seed())) for s in thinking]
+            run, _ask(c, s), s.next_seed())) for s in thinking]
         for sample, out in zip(thinking, run.generate(requests), strict=True):
             _after_thought(run, sample, out[0])
     if answering := [s for s in samples if s.stage == "answer"]:
@@ -98,6 +107,28 @@ def draw_forced(run: SearchRun, start: int, count: int) -> list[Candidate]:
 
 def _limit(config: SearchConfig) -> int:
     return config.think_budget if config.think_budget is not None else config.max_tokens
+
+
+def _ask(config: SearchConfig, s: Forced) -> int:
+    """Thinking tokens the sample's next call may write: to its budget, or its next probe."""
+    room = _limit(config) - s.thought
+    return room if config.probe_every is None else min(room, config.probe_every - s.probes.since)
+
+
+def _probe_due(run: SearchRun, thinking: list[Forced]) -> None:
+    """Probe the samples due in one call; a settled one ends with its probe as answer."""
+    c = run.config
+    due = [s for s in thinking if s.probes.due(c.probe_every)]
+    if not due:
+        return
+    probes = probe(run, [(run.prompt_ids + tuple(s.ids), s.node) for s in due],
+                   [s.probes for s in due])
+    for s, done in zip(due, probes, strict=True):
+        if s.probes.settled(c.probe_agree):
+            done.node.status = "finished"
+            s.node, s.stage, s.finish = done.node, "done", "stop"
+            s.ids += done.token_ids
+            s.text += done.node.text
 
 
 def _thought_params(run: SearchRun, max_tokens: int, seed: int) -> SamplingParams:
@@ -127,6 +158,9 @@ def _after_thought(run: SearchRun, s: Forced, completion: Completion) -> None:
     while ids and ids[-1] in eos:
         ids.pop()
     _segment(run, s, ids, completion.text, completion)
+    if (run.config.probe_every is not None and completion.finish_reason == "length"
+            and ids and s.thought < _limit(c)):
+        return  # a probing call's end: the sample thinks on after its probe
     _close_or_cut(run, s, completion.finish_reason)
 
 
@@ -166,6 +200,7 @@ def _segment(run: SearchRun, s: Forced, ids: list[int], text: str,
     s.text += text
     if s.stage == "think":
         s.thought += len(ids)
+        s.probes.since += len(ids)
 
 
 def _force(run: SearchRun, s: Forced, text: str, *, in_thought: bool) -> None:

@@ -45,7 +45,7 @@ def draw_samples(run: SearchRun, start: int = 0, count: int | None = None) -> li
     seed + j, so drawing the first k and then the rest gives exactly the n of one call."""
     c = run.config
     count = c.n - start if count is None else count
-    if c.think_budget is not None or c.think_min is not None:
+    if (c.think_budget, c.think_min, c.probe_every) != (None, None, None):
         return draw_forced(run, start, count)
     request = GenerationRequest(
         run.prompt_ids, run.params(max_tokens=c.max_tokens, seed=start), count
