@@ -30,7 +30,6 @@ from ttcq.worker.engines.base import Completion, Engine, EngineError, Generation
 from ttcq.worker.search.answers import has_boxed_answer
 from ttcq.worker.search.config import SearchConfig
 from ttcq.worker.search.run import SearchRun
-from ttcq.worker.search.thinking import thinking_tokens
 from ttcq.worker.search.tree import Beam, BeamState, TreeSearch
 from ttcq.worker.search.types import Candidate, Problem, SearchResult
 from ttcq.worker.verifiers.base import Verifier
@@ -46,7 +45,6 @@ class Chain:
     confidences: list[float] = field(default_factory=list)
     new_tokens: int = 0  # of the latest chunk
     stopped: bool = False
-    thinking: bool = False  # inside a thought at the end of the latest chunk
 
     @property
     def open(self) -> bool:
@@ -94,7 +92,7 @@ class DeepConf:
     def start(self, count: int) -> list[Chain]:
         """count new traces, numbered (their group) in the order they start."""
         first, self.started = self.started, self.started + count
-        return [Chain(self.tree.root(group=first + i), thinking=self.run.opened_by_prompt)
+        return [Chain(self.tree.root(group=first + i))
                 for i in range(count)]
 
     def grow(self, chains: Sequence[Chain], threshold: float | None = None) -> None:
@@ -125,17 +123,6 @@ class DeepConf:
         chain.beam = replace(beam, state=self._state(beam, completion))
         chain.new_tokens = len(top)
         chain.confidences += [token_confidence(t) for t in top]
-        self._count_thought(chain, completion)
-
-    def _count_thought(self, chain: Chain, completion: Completion) -> None:
-        """Generated tokens inside thoughts, chunk by chunk (a thought spans chunks)."""
-        c, text = self.config, completion.text
-        self.run.thinking_tokens += thinking_tokens(self.run.engine, completion, c.think_open,
-                                                    c.think_close, chain.thinking)
-        if c.think_close in text:
-            chain.thinking = c.think_open in text.rsplit(c.think_close, 1)[1]
-        else:
-            chain.thinking = chain.thinking or c.think_open in text
 
     def _state(self, beam: Beam, completion: Completion) -> BeamState:
         """A chunk cut by its size is no truncation: only the trace's budget is, or the
