@@ -72,7 +72,9 @@ FAMILIES: dict[str, dict[str, Any]] = {
     "self_refine": {"rounds": 2},
     "math_shepherd": {"n": 2, "rollouts": 2, "verifier": "none"},
     "omega": {"n": 2, "rollouts": 2, "verifier": "none"},
-    "deepconf": {"n": 4, "verifier": "none", "deepconf_mode": "offline", "chunk_tokens": 8, "deepconf_window": 4},
+    # Chunks of 8 tokens cut "</think>" in two: "ef</thin" and "k>".
+    "deepconf": {"n": 4, "verifier": "none", "deepconf_mode": "offline", "chunk_tokens": 8,
+                 "deepconf_window": 4},
 }
 
 
