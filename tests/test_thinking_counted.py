@@ -111,3 +111,13 @@ def test_a_close_cut_between_two_calls_ends_the_thought_where_it_ends() -> None:
     assert thinking_tokens(engine, chunk, "<think>", "</think>", False, "<think>ab</thin") == 2
     assert thinking_tokens(engine, chunk, "<think>", "</think>", False, "<think>a</think>") == 0
     assert thinking_tokens(engine, chunk, "<think>", "</think>", True, "ab") == 4
+
+
+@pytest.mark.parametrize("strategy", ["math_shepherd", "omega"])
+def test_a_rollout_cut_inside_the_thought_counts_whole(strategy: str) -> None:
+    """At 12 tokens every solution stops inside its thought ("<think>ab\\n\\nc"), and so
+    does every rollout from its first step: all of their tokens are thinking."""
+    result, engine = _search(strategy, n=2, rollouts=2, verifier="none", max_tokens=12)
+    assert any(n.kind == "rollout" for n in result.trace.nodes)
+    assert result.thinking_tokens == engine.thought_tokens()
+    assert result.thinking_tokens == result.generation.completion_tokens
