@@ -128,3 +128,17 @@ def test_a_minimum_without_a_budget_leaves_a_cut_thought_unanswered() -> None:
 
 def test_the_simulations_cue_is_the_searchs() -> None:
     assert CUE == len("</think>" + ANSWER_CUE)
+
+
+def test_a_forced_thought_is_the_unforced_one_cut_at_its_budget() -> None:
+    """The engine's thought does not depend on the call's token limit: forcing at T cuts
+    the very thought the sample would have written, then asks for its answer."""
+    engine = GroundTruthEngine(thinking=MODEL)
+    for row in make_dataset(20, seed=24):
+        problem = Problem(row["problem"], row["answer"])
+        texts = [run_base_strategy(problem, make_config(
+            strategy="majority", verifier="none", n=1, max_tokens=MAX_TOKENS, **budget),
+            engine, NoVerifier()).candidates[0].text for budget in ({}, {"think_budget": 256})]
+        whole, forced = texts
+        cut = forced.find("</think>" + ANSWER_CUE)
+        assert whole.startswith(forced[:cut] if cut >= 0 else forced.split("</think>")[0])
