@@ -231,11 +231,3 @@ def test_an_answer_inside_a_thought_does_not_end_the_trace() -> None:
     search._extend(chain, step)
     assert chain.beam.state == "open"
 
-
-def test_a_thought_across_chunks_is_counted_as_thinking() -> None:
-    search, chain = _chain([], new=0)
-    for text in ("<think>abc", "def</think>so", " \\boxed{7}"):
-        search._extend(chain, Completion(list(map(ord, text)), text, "length", None, 10, 0,
-                                         top_logprobs=[[-0.1]] * len(text)))
-    # "<think>abc" (10) and "def</think>" (11) are thought; "so" and the answer are not.
-    assert search.run.thinking_tokens == 21 and not chain.thinking

@@ -14,6 +14,9 @@ problems of mixed difficulty are problems with different p.
   self-judge verifier's yes/no question with GroundTruthVerifier's score.
 - GroundTruthVerifier (verifier.py) implements worker.verifiers.base.Verifier: a PRM whose
   score of a sound step is Beta(q, 1) and of an unsound one Beta(1, q), q the quality.
+- thought.py: with a thinking format on, the engine writes a thought of attempts that
+  each solve with p**L and close after a geometric number, then the answer;
+  simulate_forcing.py is budget forcing's numpy reference on it.
 - reference.py (exact: majority, best-of-N, weighted best-of-N) and simulate.py (Monte
   Carlo written from the model alone: beam search, lookahead, DVTS) say what each
   strategy's accuracy should be; they share no code with worker.search.

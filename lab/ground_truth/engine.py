@@ -17,6 +17,10 @@ ground-truth task (see lab.ground_truth), instantly and reproducibly.
 - next_token_logprobs answers the self-judge verifier: for a prompt that shows a path of
   ground-truth steps, P(first token) / (P(first) + P(second)) is the judge's score of the
   last step, so `self_judge` on this engine is GroundTruthVerifier.
+- With a thinking model (`thinking=Thinking()`, lab.ground_truth.thought) a reply is a
+  thought of attempts, closed by `</think>`, then the answer; its length and accuracy
+  follow that model, and it continues any prefix (after "Wait", after a forced cue). At
+  temperature 0 a thought is the seed-0 draw of its prompt: fixed, not the likeliest.
 - The prefix cache is ideal within a search (since reset): a prompt that is a sequence
   already prompted or produced is cached but for its last token, as SGLang reports.
 """
@@ -30,6 +34,7 @@ from collections.abc import Sequence
 
 from lab.ground_truth.confidence import Confidence
 from lab.ground_truth.task import SOUND, STEP, TaskSpec, sound_path, step_text
+from lab.ground_truth.thought import Thinking, reply_after
 from lab.ground_truth.verifier import GroundTruthVerifier
 from ttcq.worker.engines.base import (
     Completion,
@@ -48,11 +53,12 @@ UNLIKELY = -30.0  # logprob of a token the judge would not say
 
 class GroundTruthEngine:
     def __init__(self, judge: GroundTruthVerifier | None = None, n_params: int = 1_000_000,
-                 confidence: Confidence | None = None):
+                 confidence: Confidence | None = None, thinking: Thinking | None = None):
         # n_params is nominal: it only makes the FLOPs estimate non-zero.
         self.info = EngineInfo(model="ground-truth", eos_token_ids=(EOS,), n_params=n_params)
         self.judge = judge or GroundTruthVerifier()
         self.confidence = confidence or Confidence()
+        self.thinking = thinking  # None: no thinking format, solutions are steps
         self._seen: set[tuple[int, ...]] = set()
 
     # Text and tokens
@@ -86,7 +92,7 @@ class GroundTruthEngine:
         seed = 0 if greedy else (params.seed or 0) + j
         rng = random.Random(_digest(prompt, seed))
         before = self.detokenize(prompt)
-        text = self._continuation(before, rng, greedy)
+        text = self._continuation(before, rng, greedy, params.max_tokens)
         completion = _finish(self.tokenize(text) + [EOS], text, params, len(prompt), cached)
         self._seen.add(tuple(prompt) + tuple(completion.token_ids))
         if params.top_logprobs:
@@ -101,12 +107,14 @@ class GroundTruthEngine:
         self._seen.add(key)
         return len(prompt) - 1 if hit else 0
 
-    def _continuation(self, prompt: str, rng: random.Random, greedy: bool) -> str:
+    def _continuation(self, prompt: str, rng: random.Random, greedy: bool, limit: int) -> str:
         turns = _TURN.split(prompt)  # ['', role, content, role, content, ...]
         roles, reply = turns[1::2], turns[-1]
         spec = TaskSpec.find(prompt)
         if spec is None or roles.count("assistant") % 2 == 0:
             return REVIEW  # not our task, or self-refine's critique turn
+        if self.thinking is not None:
+            return reply_after(spec, self.thinking, reply, rng, limit)
         return _steps_after(spec, reply, rng, greedy)
 
     # The self-judge verifier's question

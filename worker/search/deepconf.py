@@ -31,7 +31,7 @@ from ttcq.worker.search.answers import has_boxed_answer
 from ttcq.worker.search.config import SearchConfig
 from ttcq.worker.search.probing import ProbeLog, probe
 from ttcq.worker.search.run import SearchRun
-from ttcq.worker.search.thinking import thinking_tokens
+from ttcq.worker.search.thinking import thinking_tokens, thought_open_after
 from ttcq.worker.search.tree import Beam, BeamState, TreeSearch
 from ttcq.worker.search.types import Candidate, Problem, SearchResult
 from ttcq.worker.verifiers.base import Verifier
@@ -129,23 +129,21 @@ class DeepConf:
                               f"every generated token; the engine returned "
                               f"{'none' if top is None else len(top)} for "
                               f"{completion.completion_tokens} tokens")
+        reply = chain.beam.text
         beam = self.tree.child(chain.beam, completion, "step")
         chain.beam = replace(beam, state=self._state(beam, completion, chain.asked))
         chain.new_tokens = len(top)
         chain.confidences += [token_confidence(t) for t in top]
-        self._count_thought(chain, completion)
+        self._follow_thought(chain, completion, reply)
 
-    def _count_thought(self, chain: Chain, completion: Completion) -> None:
-        """Generated tokens inside thoughts, chunk by chunk (a thought spans chunks)."""
-        c, text = self.config, completion.text
-        thought = thinking_tokens(self.run.engine, completion, c.think_open, c.think_close,
-                                  chain.thinking)
-        self.run.thinking_tokens += thought
-        chain.probes.since += thought
-        if c.think_close in text:
-            chain.thinking = c.think_open in text.rsplit(c.think_close, 1)[1]
-        else:
-            chain.thinking = chain.thinking or c.think_open in text
+    def _follow_thought(self, chain: Chain, completion: Completion, reply: str) -> None:
+        """Whether the chain is inside a thought now, and its thinking tokens since its
+        last probe (the run counts the search's own)."""
+        c = self.config
+        chain.probes.since += thinking_tokens(self.run.engine, completion, c.think_open,
+                                              c.think_close, self.run.opened_by_prompt, reply)
+        chain.thinking = thought_open_after(chain.beam.text, c.think_open, c.think_close,
+                                            self.run.opened_by_prompt) is True
 
     def _probe(self, chains: Sequence[Chain]) -> None:
         """Probe the chains due; a settled one ends with its probe as its answer."""

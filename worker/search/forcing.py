@@ -138,7 +138,6 @@ def _thought_params(run: SearchRun, max_tokens: int, seed: int) -> SamplingParam
 
 def _after_thought(run: SearchRun, s: Forced, completion: Completion) -> None:
     c = run.config
-    run.thinking_tokens += completion.completion_tokens
     if c.think_close in completion.text:
         kept = tokens_before_close(run.engine, completion, c.think_close)
         if c.think_min is not None and s.thought + kept < c.think_min:

@@ -166,7 +166,8 @@ class Labeller:
             strategy=self.run.config.strategy, candidates=solutions + self.rollouts,
             trace=self.run.trace, selected=chosen, generation=self.run.engine.usage,
             verification=self.run.verification,
-            curve=budget_curve(solutions, "majority", len(solutions)), labels=labels)
+            curve=budget_curve(solutions, "majority", len(solutions)), labels=labels,
+            thinking_tokens=self.run.thinking_tokens)
 
 
 def _rolled_steps(solution: Solution) -> int:

@@ -8,7 +8,11 @@ from ttcq.worker.engines.metered import MeteredEngine
 from ttcq.worker.search.answers import canonical_answer, extract_answer
 from ttcq.worker.search.config import SearchConfig
 from ttcq.worker.search.scoring import aggregate, budget_curve, select
-from ttcq.worker.search.thinking import opens_thought, split_reasoning
+from ttcq.worker.search.thinking import (
+    opens_thought,
+    split_reasoning,
+    thinking_tokens,
+)
 from ttcq.worker.search.types import Candidate, Problem, SearchResult, Trace, TraceNode
 from ttcq.worker.verifiers.base import Verifier
 
@@ -26,7 +30,7 @@ class SearchRun:
         self.root = self.trace.add(None, "prompt", problem.text)
         self.prompt_ids = tuple(self.chat([problem.text]))
         self.opened_by_prompt = opens_thought(self.engine, self.prompt_ids, config.think_open)
-        self.thinking_tokens = 0  # generated tokens inside thoughts, where a strategy counts
+        self.thinking_tokens = 0  # generated tokens inside thoughts, counted by generate
 
     def chat(self, user_turns: Sequence[str], assistant_turns: Sequence[str] = ()) -> list[int]:
         """Token ids of the system prompt, alternating user/assistant turns, reply start."""
@@ -53,7 +57,25 @@ class SearchRun:
         )
 
     def generate(self, requests: Sequence[GenerationRequest]) -> list[list[Completion]]:
-        return self.engine.generate(requests)
+        """The engine's completions; their tokens inside thoughts are counted here, so every
+        strategy counts them the same way."""
+        results = self.engine.generate(requests)
+        c = self.config
+        for request, completions in zip(requests, results, strict=True):
+            opened, reply = self._reply_of(request.prompt_ids)
+            for completion in completions:
+                self.thinking_tokens += thinking_tokens(
+                    self.engine, completion, c.think_open, c.think_close, opened, reply)
+        return results
+
+    def _reply_of(self, prompt_ids: Sequence[int]) -> tuple[bool, str]:
+        """Whether a prompt's reply was opened as a thought by the template, and its text
+        so far: a continuation of this run's prompt reads the whole reply (a thought's
+        close may lie anywhere in it), another chat (self-refine's turns) only its end."""
+        base = len(self.prompt_ids)
+        if tuple(prompt_ids[:base]) != self.prompt_ids:
+            return opens_thought(self.engine, prompt_ids, self.config.think_open), ""
+        return self.opened_by_prompt, self.engine.detokenize(prompt_ids[base:])
 
     def score(
         self, paths: Sequence[Sequence[str]], *, last_only: bool = False

@@ -10,7 +10,6 @@ from ttcq.worker.search.forcing import draw_forced
 from ttcq.worker.search.run import SearchRun
 from ttcq.worker.search.scoring import aggregate
 from ttcq.worker.search.steps import split_steps
-from ttcq.worker.search.thinking import thinking_tokens
 from ttcq.worker.search.types import Candidate, Problem, SearchResult, TraceNode
 from ttcq.worker.verifiers.base import Verifier
 
@@ -54,8 +53,6 @@ def draw_samples(run: SearchRun, start: int = 0, count: int | None = None) -> li
     candidates = []
     for i, completion in enumerate(completions, start=start):
         leaf = add_solution(run, run.root, completion)
-        run.thinking_tokens += thinking_tokens(
-            run.engine, completion, c.think_open, c.think_close, run.opened_by_prompt)
         candidates.append(
             Candidate(
                 index=i,

@@ -48,13 +48,30 @@ def tokens_before_close(engine: Engine, completion: Completion, think_close: str
     return max(0, tokens_through(engine, completion.token_ids, start + 1) - 1)
 
 
+def thought_open_after(reply: str, think_open: str, think_close: str,
+                       opened_by_prompt: bool) -> bool | None:
+    """Where a reply so far stands: inside its thought (True), before any (False), or past
+    its close (None: what follows is answer, as split_reasoning reads it)."""
+    if think_close in reply:
+        return None
+    return opened_by_prompt or think_open in reply
+
+
 def thinking_tokens(engine: Engine, completion: Completion, think_open: str,
-                    think_close: str, opened_by_prompt: bool) -> int:
+                    think_close: str, opened_by_prompt: bool, reply: str = "") -> int:
     """Generated tokens of a completion that lie in its thought: up to the token that
-    ends think_close, or all of them for a thought that never closes."""
-    parts = split_reasoning(completion.text, think_open, think_close, opened_by_prompt)
+    ends think_close, or all of them for a thought that never closes. reply: the reply
+    the completion continues (its thought may be open, a tag may have begun there)."""
+    inside = thought_open_after(reply, think_open, think_close, opened_by_prompt)
+    if inside is None:
+        return 0
+    # A tag cut between two calls (DeepConf's chunks) is found across the cut.
+    keep = len(think_close) - 1
+    tail = reply[max(0, len(reply) - keep):] if keep else ""
+    text = tail + completion.text
+    parts = split_reasoning(text, think_open, think_close, inside)
     if parts.thought is None:
         return 0
-    if think_close not in completion.text:
+    if think_close not in text:
         return completion.completion_tokens  # cut off (end-of-sequence token included)
-    return tokens_through(engine, completion.token_ids, len(parts.thought))
+    return tokens_through(engine, completion.token_ids, len(parts.thought) - len(tail))
