@@ -1,7 +1,8 @@
 """A scripted reasoning engine for thinking-format and budget-forcing tests, and a wrapper
 that makes a real model's assistant turn open with a thought."""
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 from ttcq.worker.engines.base import (
     Completion,
@@ -38,7 +39,8 @@ class ScriptedThinker:
     def detokenize(self, token_ids: Sequence[int]) -> str:
         return "".join(chr(t) for t in token_ids if t != EOS)
 
-    def chat_prompt(self, messages: Sequence[dict[str, str]]) -> list[int]:
+    def chat_prompt(self, messages: Sequence[dict[str, str]],
+                    template_kwargs: Mapping[str, Any] | None = None) -> list[int]:
         return self.tokenize(f"U:{messages[-1]['content']}{ASSISTANT}{self.opening}")
 
     def reset(self) -> None:
@@ -87,5 +89,7 @@ class ThoughtOpening(EngineWrapper):
     """TEST DOUBLE around a real engine: its chat prompt opens the assistant's turn with a
     thought, as reasoning models' chat templates do (SmolLM2's does not)."""
 
-    def chat_prompt(self, messages: Sequence[dict[str, str]]) -> list[int]:
-        return self.inner.chat_prompt(messages) + self.inner.tokenize("<think>\n")
+    def chat_prompt(self, messages: Sequence[dict[str, str]],
+                    template_kwargs: Mapping[str, Any] | None = None) -> list[int]:
+        return self.inner.chat_prompt(messages, template_kwargs) + self.inner.tokenize(
+            "<think>\n")

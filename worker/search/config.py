@@ -73,6 +73,10 @@ class SearchConfig(BaseModel):
         default=None, ge=1, description="extend a thought that ends before M tokens with "
                                         "think_wait")
     think_wait: str = Field(default="Wait", min_length=1)
+    # Passed to the model's chat template as SGLang and vLLM pass chat_template_kwargs.
+    chat_template_kwargs: dict[str, bool | int | float | str] = Field(
+        default_factory=dict, description="the chat template's own switches, e.g. Qwen3's "
+                                          "{enable_thinking: false}")
     probe_every: int | None = Field(
         default=None, ge=1, description="answer probing: thinking tokens between probes for "
                                         "the answer so far (Dynasor)")
