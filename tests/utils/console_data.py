@@ -33,6 +33,7 @@ class ConsoleData:
     majority_batch: uuid.UUID
     majority_job: uuid.UUID  # the same problem as beam_job
     failed_job: uuid.UUID  # a job of the majority batch, failed
+    waiting_batch: uuid.UUID  # alice's, two jobs queued and none run
     bob_batch: uuid.UUID
 
 
@@ -72,6 +73,7 @@ def store_console_batches(sessions: SessionFactory, problems: int = 4) -> Consol
     majority, jobs = submit(sessions, found, "alice", **RUNS["majority"])
     _fail(sessions, jobs[-1])
     solve(sessions, jobs[:-1], quality=QUALITY)
+    waiting, _ = submit(sessions, found[:2], "alice", **RUNS["majority"])
     bob = run_batch(sessions, found[:1], quality=QUALITY, owner="bob", **RUNS["majority"])
     return ConsoleData(beam, beam_job, _mark_up_a_pruned_step(sessions, beam_job), majority,
-                       jobs[0], jobs[-1], bob)
+                       jobs[0], jobs[-1], waiting, bob)
