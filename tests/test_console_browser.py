@@ -76,8 +76,13 @@ def _open(browser: WebDriver, url: str) -> str:
 
 
 def _shot(browser: WebDriver, name: str) -> None:
+    """The whole page (the window stretched to its height for the shot), top first."""
     SHOTS.mkdir(parents=True, exist_ok=True)
+    height = browser.execute_script("return document.documentElement.scrollHeight")
+    browser.set_window_size(1400, min(max(int(height), 1000), 2400))
+    browser.execute_script("window.scrollTo(0, 0)")
     browser.save_screenshot(str(SHOTS / f"{name}.png"))
+    browser.set_window_size(1400, 1000)
 
 
 def _node(browser: WebDriver, node_id: int) -> WebElement:
