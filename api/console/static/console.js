@@ -61,6 +61,7 @@ const ttcq = (() => {
       document.getElementById("logout").hidden = false;
       try {
         await run();
+        document.body.dataset.readyMs = performance.now().toFixed(1);  // since navigation
         document.body.dataset.ready = "1";
       } catch (error) {
         if (error instanceof NotFound) showNotFound();
