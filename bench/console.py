@@ -6,7 +6,8 @@ Measured: each /v1 read the pages make (median of REPEATS, after a warm-up), and
 Debian's Chromium is installed (scripts/browser.sh), the pages themselves in headless
 Chromium: from navigation until the page has drawn (data-ready, polled by WebDriver), the
 page's own clock from navigation to drawn, and the tree's "Expand all" of every node.
-(The report endpoint is measured by bench.report_speed.) `python -m bench.console`; figures in bench/results/console.json."""
+(The report endpoint is measured by bench.report_speed.)
+`python -m bench.console`; figures in bench/results/console.json."""
 
 import json
 import random

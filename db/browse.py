@@ -73,7 +73,7 @@ def problem_rows(
 
 def batch_levels(*, session: Session, batch_id: uuid.UUID) -> list[str]:
     """The distinct `level` values of the batch's problems (for the level filter)."""
-    query = (select_columns(_level()).where(col(Job.batch_id) == batch_id)
+    query: Any = (select_columns(_level()).where(col(Job.batch_id) == batch_id)
              .where(_level().is_not(None)).distinct())
     return sorted(str(level) for (level,) in session.execute(query))
 
@@ -81,7 +81,7 @@ def batch_levels(*, session: Session, batch_id: uuid.UUID) -> list[str]:
 def failed_jobs(*, session: Session, batch_id: uuid.UUID, limit: int = 100
                 ) -> list[dict[str, Any]]:
     """The batch's failed jobs in dataset order: why each failed, and its last error."""
-    query = (
+    query: Any = (
         select_columns(col(Job.id).label("job_id"), col(Job.line), col(Job.custom_id),
                        col(Job.failure), col(Job.error), col(Job.attempts))
         .where(col(Job.batch_id) == batch_id, col(Job.state) == JobState.failed)

@@ -89,7 +89,8 @@ def test_the_tree_has_no_texts_and_a_chosen_path_to_the_selected_leaf(
     path = tree["chosen_path"]
     assert len(nodes) == stored and "text" not in nodes[0]
     assert (path[0], path[-1], nodes[path[-1]]["status"]) == (0, leaf, "selected")
-    assert all(nodes[child]["parent_id"] == parent for parent, child in zip(path, path[1:]))
+    assert all(nodes[child]["parent_id"] == parent
+               for parent, child in zip(path, path[1:], strict=False))
     assert tree["batch"]["strategy"] == "beam_search"
 
 

@@ -17,7 +17,12 @@ from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support.ui import WebDriverWait
 
 from tests.utils.api_factories import ALICE, api_settings, auth, running_api
-from tests.utils.console_data import FAILURE_MESSAGE, MARKUP_STEP, ConsoleData, store_console_batches
+from tests.utils.console_data import (
+    FAILURE_MESSAGE,
+    MARKUP_STEP,
+    ConsoleData,
+    store_console_batches,
+)
 from ttcq.worker.service import SessionFactory
 
 pytestmark = pytest.mark.browser
