@@ -109,11 +109,13 @@ def test_the_batch_list_shows_the_callers_batches_with_progress(
 def test_requeue_and_cancel_call_the_api(browser: WebDriver, base_url: str,
                                          data: ConsoleData) -> None:
     _open(browser, base_url + "/")
+    assert browser.find_element(By.ID, "live").text == "live"  # polling: jobs are queued
     row = f'tr[data-batch-id="{data.waiting_batch}"]'
     browser.find_element(By.CSS_SELECTOR, f"{row} button[title^='send queued']").click()
     _wait(browser, lambda d: "requeue:" in d.find_element(By.ID, "message").text)
     browser.find_element(By.CSS_SELECTOR, f"{row} .actions button").click()  # Cancel
     _wait(browser, lambda d: "cancelled 2" in d.find_element(By.CSS_SELECTOR, row).text)
+    assert browser.find_element(By.ID, "live").text == ""  # nothing left to follow
     with httpx.Client(base_url=base_url, headers=auth()) as client:
         batch = client.get(f"/v1/batches/{data.waiting_batch}").json()
     assert (batch["cancel_requested"], batch["counts"]["cancelled"]) == (True, 2)

@@ -5,6 +5,7 @@
   const { el, api, num, pct, short } = ttcq;
   const batchId = document.getElementById("batch").dataset.batchId;
   const PAGE = 50;
+  const POLL_MS = 3000;
   let offset = 0;
 
   // YAML for the config's plain values; strings that YAML would read otherwise are quoted.
@@ -84,9 +85,19 @@
     document.getElementById("next").disabled = last >= page.total;
   }
 
+  // While jobs run, the summary, states and cost follow them (the curves and problems
+  // stay as loaded: they are redrawn by reloading the page).
+  async function poll() {
+    const [batch, cost] = await Promise.all([api(`/v1/batches/${batchId}`), api(`/v1/batches/${batchId}/cost`)]);
+    showBatch(batch);
+    showCost(cost);
+    if (batch.done < batch.total) setTimeout(() => poll().catch(() => {}), POLL_MS);
+  }
+
   async function run() {
     const batch = await api(`/v1/batches/${batchId}`);  // a 404 here shows "not found"
     showBatch(batch);
+    if (batch.done < batch.total) setTimeout(() => poll().catch(() => {}), POLL_MS);
     const [cost, failed, report] = await Promise.all([
       api(`/v1/batches/${batchId}/cost`), api(`/v1/batches/${batchId}/failures`),
       api(`/v1/report?batch_id=${batchId}`), loadProblems()]);
