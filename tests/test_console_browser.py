@@ -189,4 +189,6 @@ def test_two_jobs_of_one_problem_side_by_side(browser: WebDriver, base_url: str,
         view = browser.find_element(By.ID, pane)
         assert strategy in view.find_element(By.TAG_NAME, "h1").text
         assert view.find_elements(By.CSS_SELECTOR, "li.on-path")
+    stop = browser.find_element(By.CSS_SELECTOR, "#job-b li.kind-stop.note")  # stopped early
+    assert "stop" in stop.text
     _shot(browser, "compare")

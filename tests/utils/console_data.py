@@ -70,7 +70,8 @@ def store_console_batches(sessions: SessionFactory, problems: int = 4) -> Consol
     found = list(to_problems(enumerate(rows, start=1), limits=Limits(10_000, len(rows))))
     beam = run_batch(sessions, found, quality=QUALITY, owner="alice", **RUNS["beam_search_4"])
     beam_job = _job_ids(sessions, beam)[0]
-    majority, jobs = submit(sessions, found, "alice", **RUNS["majority"])
+    # Stopping once the answers agree leaves a stop node in the tree, as a note.
+    majority, jobs = submit(sessions, found, "alice", **RUNS["majority"], early_stop=0.5)
     _fail(sessions, jobs[-1])
     solve(sessions, jobs[:-1], quality=QUALITY)
     waiting, _ = submit(sessions, found[:2], "alice", **RUNS["majority"])
