@@ -131,4 +131,5 @@ def test_the_reads_are_typed_in_the_spec(client: httpx.Client) -> None:
 def test_the_console_pages_are_served(client: httpx.Client, data: ConsoleData) -> None:
     page = client.get(f"/batches/{data.beam_batch}", headers={})
     assert page.status_code == 200 and 'id="login"' in page.text
+    assert "script-src 'self'" in page.headers["content-security-policy"]
     assert client.get("/static/tree.js").status_code == 200

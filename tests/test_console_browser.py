@@ -192,3 +192,10 @@ def test_two_jobs_of_one_problem_side_by_side(browser: WebDriver, base_url: str,
     stop = browser.find_element(By.CSS_SELECTOR, "#job-b li.kind-stop.note")  # stopped early
     assert "stop" in stop.text
     _shot(browser, "compare")
+
+
+def test_the_pages_logged_no_errors(browser: WebDriver) -> None:
+    """Nothing the policy (CSP) blocked and no script error, on any page opened so far;
+    the API's 404 for another owner's batch is the one expected error."""
+    logged = [e["message"] for e in browser.get_log("browser") if e["level"] == "SEVERE"]
+    assert [m for m in logged if "404" not in m] == []

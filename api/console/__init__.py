@@ -16,8 +16,17 @@ templates = Jinja2Templates(directory=HERE / "templates")  # autoescapes .html
 router = APIRouter(include_in_schema=False)
 
 
+# Scripts only from the console's own files: even a piece of model output that reached the
+# page as HTML could not run (the pages set model output as text in the first place).
+CSP = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+       "img-src 'self' data:; object-src 'none'; base-uri 'none'; frame-ancestors 'none'")
+
+
 def _page(request: Request, template: str, **context: str) -> HTMLResponse:
-    return templates.TemplateResponse(request, template, context)
+    response = templates.TemplateResponse(request, template, context)
+    response.headers["Content-Security-Policy"] = CSP
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    return response
 
 
 @router.get("/", response_class=HTMLResponse)
