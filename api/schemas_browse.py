@@ -86,7 +86,7 @@ class TreeNode(BaseModel):
     parent_id: int | None
     depth: int
     kind: str = Field(description="prompt, step, lookahead, critique, revision, rollout, "
-                                  "forced; stop and decision are notes without tokens")
+                                  "forced, probe; stop and decision are notes without tokens")
     status: str = Field(description="expanded (kept), pruned, finished, truncated, selected")
     prompt_tokens: int
     cached_tokens: int
