@@ -77,7 +77,9 @@ def sample_confidence(completion: Completion, config: SearchConfig) -> float:
                           f"every generated token; the engine returned "
                           f"{'none' if top is None else len(top)} for "
                           f"{completion.completion_tokens} tokens")
-    return lowest_group([token_confidence(t) for t in top], config.confidence_window)
+    # Never below 0 (minus a logprob), though the sliding sum's rounding can dip there and
+    # a policy's last bin starts at 0.
+    return max(0.0, lowest_group([token_confidence(t) for t in top], config.confidence_window))
 
 
 def score_samples(run: SearchRun, candidates: list[Candidate]) -> None:
