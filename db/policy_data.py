@@ -1,5 +1,6 @@
 """What `ttcq policy fit` reads: per batch, each graded problem's tokens, its budget curve
-and the first samples' answers, scores and token confidences (worker.search.policy_fit fits the policy from them)."""
+and the first samples' answers, scores and token confidences (worker.search.policy_fit
+fits the policy from them)."""
 
 import uuid
 from collections.abc import Sequence

@@ -28,7 +28,7 @@ from ttcq.worker.search.policy_fit import fit_policy
 from ttcq.worker.search.policy_runs import Sample, StoredBatch, StoredJob
 from ttcq.worker.search.registry import run_search
 from ttcq.worker.search.scoring import aggregate
-from ttcq.worker.search.types import Problem, SearchResult
+from ttcq.worker.search.types import Aggregation, Problem, SearchResult
 from ttcq.worker.verifiers.factory import make_verifier
 
 PROBE, BINS, QUALITY = 4, 5, 2.0
@@ -52,7 +52,7 @@ def solve(row: dict[str, Any], config: dict[str, Any]) -> SearchResult:
     return run_search(problem, search, engine, make_verifier(search.verifier, engine))
 
 
-def stored_job(result: SearchResult, gold: str, aggregation: str) -> StoredJob:
+def stored_job(result: SearchResult, gold: str, aggregation: Aggregation) -> StoredJob:
     """A search result as `ttcq policy fit` reads it back from storage (db.policy_data)."""
     def right(index: int) -> bool:
         c = result.candidates[index]
@@ -78,11 +78,12 @@ def run_fixed(rows: Sequence[dict[str, Any]]) -> list[StoredBatch]:
     return out
 
 
-def expected_probe_confidence(p: float, steps: int, model: Confidence = Confidence()
+def expected_probe_confidence(p: float, steps: int, model: Confidence | None = None
                               ) -> tuple[float, float]:
     """(mean, sd) of one sample's lowest group confidence over a window within a step: a
     sound trace (probability p ** steps) is at max(0, sound + offset), an unsound one at
     max(0, unsound + offset), the offset normal with sd spread."""
+    model = model or Confidence()
     s = p**steps
     moments = [_clipped_moments(level, model.spread) for level in (model.sound, model.unsound)]
     mean = s * moments[0][0] + (1 - s) * moments[1][0]

@@ -1,8 +1,9 @@
 """compute_optimal: a probe of k samples estimates how hard the problem is (its answer
-agreement, its verifier scores, or its token confidence: worker.search.policy), the policy's bin for that
-estimate names a strategy and budget, and that strategy runs. Nothing of the probe is
-thrown away: its samples (and scores) stay candidates and its tokens count in the
-problem's cost. A policy without a probe (k = 0) runs its one bin's strategy.
+agreement, its verifier scores, or its token confidence: worker.search.policy), the
+policy's bin for that estimate names a strategy and budget, and that strategy runs.
+Nothing of the probe is thrown away: its samples (and scores) stay candidates and its
+tokens count in the problem's cost. A policy without a probe (k = 0) runs its one bin's
+strategy.
 
 - Settled (the bin's n is 0): the probe's answer stands (its majority; with the verifier
   signal its best-scored sample); nothing more runs. A confidence probe is drawn with the

@@ -13,8 +13,9 @@ The estimate is the probe's confidence, high for easy problems, by one of three 
   costs no tokens, only the logprobs the engine returns; unlike the others it has no
   upper bound (minus a mean logprob).
 Each number can be read back from a stored sampling batch (for confidence, one drawn with
-confidence_top_k), which is what `ttcq policy fit` does. A probe of k = 0 is no probe: the policy is one strategy for every problem
-(what a fit chooses where no estimate pays for itself)."""
+confidence_top_k), which is what `ttcq policy fit` does. A probe of k = 0 is no probe: the
+policy is one strategy for every problem (what a fit chooses where no estimate pays for
+itself)."""
 
 from collections import Counter
 from collections.abc import Sequence
