@@ -108,6 +108,8 @@ class Candidate:
     step_scores: list[float] = field(default_factory=list)
     score: float | None = None
     selected: bool = False
+    # Token confidence (lowest group) of a sample drawn with top-k logprobs; else None.
+    confidence: float | None = None
 
     @property
     def finished(self) -> bool:
