@@ -18,6 +18,7 @@ from ttcq.api.schemas_browse import (
     JobTree,
     ProblemPage,
     ProblemRow,
+    SameProblemJob,
     TreeNode,
 )
 from ttcq.db import browse, queries_api, results, trees
@@ -91,6 +92,18 @@ def job_tree(job_id: uuid.UUID, session: SessionDep, owner: OwnerDep) -> JobTree
         nodes=[TreeNode.model_validate(node) for node in nodes],
         chosen_path=[] if chosen is None else trees.path_to(nodes, chosen),
     )
+
+
+@router.get("/jobs/{job_id}/same-problem", tags=["browse"])
+def same_problem(
+    job_id: uuid.UUID, session: SessionDep, owner: OwnerDep,
+    limit: Annotated[int, Query(ge=1, le=500)] = browse.SAME_PROBLEM_LIMIT,
+) -> list[SameProblemJob]:
+    """The caller's other jobs of this job's problem (the same line and text, so the same
+    dataset submitted again, e.g. under another strategy), newest batch first."""
+    job = _owned_job(session, job_id, owner)
+    rows = browse.same_problem_jobs(session=session, job=job, owner=owner, limit=limit)
+    return [SameProblemJob.model_validate(row) for row in rows]
 
 
 @router.get("/jobs/{job_id}/nodes/{node_id}", tags=["browse"])

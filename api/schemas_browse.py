@@ -2,6 +2,7 @@
 what the web console draws, typed here so that the OpenAPI spec publishes them."""
 
 import uuid
+from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, Field
@@ -103,6 +104,22 @@ class BatchRef(BaseModel):
     id: uuid.UUID
     name: str
     strategy: str
+
+
+class SameProblemJob(BaseModel):
+    """Another of the caller's jobs of the same problem (same line and text), in another
+    batch: what to compare a job with."""
+
+    job_id: uuid.UUID
+    line: int
+    batch_id: uuid.UUID
+    batch_name: str
+    strategy: str
+    created_at: datetime = Field(description="when the batch was submitted")
+    state: str
+    answer: str | None
+    correct: bool | None
+    tokens: int = Field(description="prompt + completion + verifier tokens (0 before a cost)")
 
 
 class JobTree(BaseModel):

@@ -1,5 +1,6 @@
 """Console speed on real sizes: a batch of 100,000 jobs (states, grades, costs and levels
-as a large run leaves them) and a job whose search tree has 2,000 nodes, served by the
+as a large run leaves them), 1,000 of its problems again under another strategy (a job's
+others of the same problem), and a job whose search tree has 2,000 nodes, served by the
 real API (uvicorn in a thread) from Postgres.
 
 Measured: each /v1 read the pages make (median of REPEATS, after a warm-up), and, where
@@ -35,6 +36,7 @@ from ttcq.worker.search.config import make_config
 
 JOBS = 100_000
 TREE_NODES = 2_000
+TWINS = 1_000  # the first problems of the 100,000 again, under another strategy
 REPEATS = 5
 KEEP_ABOVE = 0.5  # a step scoring above it is kept (expanded), the others pruned
 TOKEN = "bench-token"
@@ -64,12 +66,15 @@ FROM job WHERE batch_id = :batch AND state = 'succeeded'
 """
 
 
+def _problems(count: int) -> Iterator[ProblemIn]:
+    return (ProblemIn(line=i + 1, problem=f"Problem {i}: what is {i} + {i}?", gold="42",
+                      meta={"level": 1 + i % 5}) for i in range(count))
+
+
 def _big_batch(session: Session) -> str:
     config = make_config(strategy="beam_search", n=16, beam_width=4).model_dump(mode="json")
-    problems = (ProblemIn(line=i + 1, problem=f"Problem {i}: what is {i} + {i}?", gold="42",
-                          meta={"level": 1 + i % 5}) for i in range(JOBS))
-    batch, _ = create_batch(session=session, owner="bench", config=config, problems=problems,
-                            name="100k")
+    batch, _ = create_batch(session=session, owner="bench", config=config,
+                            problems=_problems(JOBS), name="100k")
     session.execute(text(_STATES_SQL), {"batch": batch.id})
     session.execute(text(_COSTS_SQL), {"batch": batch.id})
     session.commit()
@@ -103,6 +108,17 @@ def _tree_rows(job_id: Any, rng: random.Random) -> tuple[list[dict[str, Any]], l
                    "text": "...", "finish": "stop", "answer": "42", "step_scores": [0.9],
                    "score": 0.9, "selected": i == 0} for i, n in enumerate(leaves)]
     return nodes, candidates
+
+
+def _twin_job(session: Session, batch: str) -> str:
+    """A job of the 100,000-job batch whose problem a smaller majority batch has too."""
+    config = make_config(strategy="majority", n=16).model_dump(mode="json")
+    create_batch(session=session, owner="bench", config=config, problems=_problems(TWINS),
+                 name="twins")
+    session.execute(text("ANALYZE"))
+    job = session.execute(text("SELECT id FROM job WHERE batch_id = :batch AND line = :line"),
+                          {"batch": batch, "line": TWINS // 2})
+    return str(job.scalar_one())
 
 
 def _tree_job(session: Session) -> str:
@@ -148,7 +164,7 @@ def _median_ms(fn: Callable[[], object]) -> float:
     return round(1000 * statistics.median(times), 1)
 
 
-def _api_figures(base: str, batch: str, job: str) -> dict[str, Any]:
+def _api_figures(base: str, batch: str, job: str, twin: str) -> dict[str, Any]:
     client = httpx.Client(base_url=base, headers={"Authorization": f"Bearer {TOKEN}"},
                           timeout=60)
     reads = {
@@ -158,12 +174,14 @@ def _api_figures(base: str, batch: str, job: str) -> dict[str, Any]:
         "problems_wrong_level_3": f"/v1/batches/{batch}/problems?outcome=wrong&level=3",
         "failures": f"/v1/batches/{batch}/failures", "cost": f"/v1/batches/{batch}/cost",
         "tree_2000": f"/v1/jobs/{job}/tree",
+        "same_problem_in_100k": f"/v1/jobs/{twin}/same-problem",
     }
     figures: dict[str, Any] = {}
     for name, path in reads.items():
         assert client.get(path).status_code == 200, path
         figures[f"api_{name}_ms"] = _median_ms(lambda path=path: client.get(path))
     figures["tree_2000_bytes"] = len(client.get(reads["tree_2000"]).content)
+    figures["same_problem_found"] = len(client.get(reads["same_problem_in_100k"]).json())
     return figures
 
 
@@ -211,10 +229,11 @@ def main() -> dict[str, Any]:
         started = time.perf_counter()
         with Session(get_engine(url), expire_on_commit=False) as session:
             batch, job = _big_batch(session), _tree_job(session)
+            twin = _twin_job(session, batch)
         result: dict[str, Any] = {"jobs": JOBS, "tree_nodes": TREE_NODES, "repeats": REPEATS,
                                   "setup_s": round(time.perf_counter() - started, 1)}
         with _live_api(url) as base:
-            result |= _api_figures(base, batch, job)
+            result |= _api_figures(base, batch, job, twin)
             if CHROMIUM.exists() and CHROMEDRIVER.exists():
                 result |= _browser_figures(base, batch, job)
     save_results("console", [result])

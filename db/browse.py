@@ -13,11 +13,12 @@ from sqlalchemy import Float, case, cast, func
 from sqlalchemy import select as select_columns
 from sqlmodel import Session, col
 
-from ttcq.db.models import Job, JobCost, JobState
+from ttcq.db.models import Batch, Job, JobCost, JobState
 
 Outcome = Literal["correct", "wrong", "failed", "unfinished"]
 ProblemSort = Literal["line", "tokens", "-tokens"]
 PREVIEW_CHARS = 160  # of a problem's text in a table row; the job page shows it whole
+SAME_PROBLEM_LIMIT = 100
 
 
 def _level() -> Any:
@@ -69,6 +70,26 @@ def problem_rows(
     rows = [dict(row._mapping) for row in session.execute(query)]
     total = session.execute(select_columns(func.count()).select_from(Job).where(*where))
     return ProblemRows(total=int(total.scalar_one()), rows=rows)
+
+
+def same_problem_jobs(*, session: Session, job: Job, owner: str,
+                      limit: int = SAME_PROBLEM_LIMIT) -> list[dict[str, Any]]:
+    """The owner's other jobs of job's problem, newest batch first, each with its batch,
+    strategy, state, answer, grade and tokens. A dataset submitted again keeps its lines, so
+    matching the line too keeps this on indexes (owner's batches, then (batch_id, line)):
+    the cost grows with the owner's batches, not with their jobs."""
+    query = (
+        select_columns(col(Job.id).label("job_id"), col(Job.line), col(Job.state),
+                       col(Job.answer), col(Job.correct), _tokens().label("tokens"),
+                       col(Batch.id).label("batch_id"), col(Batch.name).label("batch_name"),
+                       col(Batch.strategy), col(Batch.created_at))
+        .join(Batch, col(Batch.id) == Job.batch_id)
+        .outerjoin(JobCost, col(JobCost.job_id) == Job.id)
+        .where(col(Batch.owner) == owner, col(Job.line) == job.line,
+               col(Job.problem) == job.problem, col(Job.id) != job.id)
+        .order_by(col(Batch.created_at).desc(), col(Job.id)).limit(limit)
+    )
+    return [dict(row._mapping) for row in session.execute(query)]
 
 
 def batch_levels(*, session: Session, batch_id: uuid.UUID) -> list[str]:

@@ -16,6 +16,7 @@ from tests.utils.console_data import (
     ConsoleData,
     store_console_batches,
 )
+from ttcq.db.batches import ProblemIn, create_batch
 from ttcq.db.models import Candidate, Job, JobCost, TraceNode
 from ttcq.worker.service import SessionFactory
 
@@ -101,12 +102,39 @@ def test_a_node_is_read_whole(client: httpx.Client, data: ConsoleData) -> None:
     assert client.get(f"/v1/jobs/{data.beam_job}/nodes/99999").status_code == 404
 
 
+def test_same_problem_lists_the_callers_other_jobs_of_it(
+    client: httpx.Client, data: ConsoleData, sessions: SessionFactory,
+) -> None:
+    with sessions() as session:  # the same line, another problem: not a twin
+        create_batch(session=session, owner="alice", config={"strategy": "majority"},
+                     problems=[ProblemIn(line=1, problem="another problem")])
+    twins = client.get(f"/v1/jobs/{data.beam_job}/same-problem").json()
+    by_job = {t["job_id"]: t for t in twins}
+    assert set(by_job) == {str(data.majority_job), str(data.waiting_job)}  # not bob's
+    majority = by_job[str(data.majority_job)]
+    assert (majority["batch_id"], majority["strategy"], majority["line"]) == (
+        str(data.majority_batch), "majority", 1)
+    assert majority["state"] == "succeeded" and majority["tokens"] > 0
+    assert by_job[str(data.waiting_job)]["tokens"] == 0  # queued, no cost yet
+    assert twins[0]["created_at"] >= twins[1]["created_at"]  # newest batch first
+    back = client.get(f"/v1/jobs/{data.majority_job}/same-problem").json()
+    assert str(data.beam_job) in {t["job_id"] for t in back}
+
+
+def test_same_problem_of_another_owners_job_is_not_found(client: httpx.Client,
+                                                          data: ConsoleData) -> None:
+    assert client.get(f"/v1/jobs/{data.bob_job}/same-problem").status_code == 404
+    assert client.get(f"/v1/jobs/{data.bob_job}/same-problem",
+                      headers=auth(BOB)).json() == []  # alice's jobs are not bob's twins
+
+
 def test_another_owners_batch_and_job_are_not_found(client: httpx.Client,
                                                     data: ConsoleData) -> None:
     as_bob = auth(BOB)
     for path in (f"/v1/batches/{data.beam_batch}/problems",
                  f"/v1/batches/{data.beam_batch}/failures", f"/v1/batches/{data.beam_batch}/cost",
-                 f"/v1/jobs/{data.beam_job}/tree", f"/v1/jobs/{data.beam_job}/nodes/0"):
+                 f"/v1/jobs/{data.beam_job}/tree", f"/v1/jobs/{data.beam_job}/nodes/0",
+                 f"/v1/jobs/{data.beam_job}/same-problem"):
         assert client.get(path, headers=as_bob).status_code == 404, path
     assert client.get(f"/v1/batches/{data.bob_batch}/problems").status_code == 404
 
@@ -121,8 +149,11 @@ def test_the_batch_list_carries_tokens_and_rate(client: httpx.Client, data: Cons
 def test_the_reads_are_typed_in_the_spec(client: httpx.Client) -> None:
     spec = client.get("/openapi.json").json()
     schemas = spec["components"]["schemas"]
-    assert {"ProblemPage", "ProblemRow", "FailedJob", "BatchCost", "JobTree", "TreeNode"} <= set(
-        schemas)
+    assert {"ProblemPage", "ProblemRow", "FailedJob", "BatchCost", "JobTree", "TreeNode",
+            "SameProblemJob"} <= set(schemas)
+    twins = spec["paths"]["/v1/jobs/{job_id}/same-problem"]["get"]["responses"]["200"]
+    assert twins["content"]["application/json"]["schema"]["items"] == {
+        "$ref": "#/components/schemas/SameProblemJob"}
     tree = spec["paths"]["/v1/jobs/{job_id}/tree"]["get"]["responses"]["200"]
     assert tree["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/JobTree"}
     assert "/" not in spec["paths"] and "/batches/{batch_id}" not in spec["paths"]

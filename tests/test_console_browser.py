@@ -28,6 +28,7 @@ from ttcq.worker.service import SessionFactory
 pytestmark = pytest.mark.browser
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 REDIS_URL = os.environ.get("TTCQ_TEST_REDIS", "redis://127.0.0.1:6379/15")
+TOKENS = ("prompt_tokens", "completion_tokens", "verifier_tokens")  # a job's tokens, summed
 SHOTS = Path(os.environ.get("TTCQ_SCREENSHOTS", Path(__file__).parents[1] / "screenshots"))
 
 
@@ -181,17 +182,46 @@ def test_another_owners_batch_is_not_found(browser: WebDriver, base_url: str,
     _shot(browser, "not-found")
 
 
-def test_two_jobs_of_one_problem_side_by_side(browser: WebDriver, base_url: str,
-                                              data: ConsoleData) -> None:
-    url = f"{base_url}/compare?a={data.beam_job}&b={data.majority_job}"
-    assert _open(browser, url) == "1"
+def test_a_job_is_compared_with_its_problem_under_another_strategy(
+    browser: WebDriver, base_url: str, data: ConsoleData
+) -> None:
+    assert _open(browser, f"{base_url}/jobs/{data.beam_job}") == "1"
+    twins = browser.find_elements(By.CSS_SELECTOR, "#compare-with tbody tr")
+    assert {row.get_attribute("data-job-id") for row in twins} == {
+        str(data.majority_job), str(data.waiting_job)}  # alice's only, not bob's
+    twin = browser.find_element(By.CSS_SELECTOR, f'tr[data-job-id="{data.majority_job}"]')
+    assert "majority" in twin.text and ("correct" in twin.text or "wrong" in twin.text)
+    twin.find_element(By.CSS_SELECTOR, "a.compare-link").click()
+    _wait(browser, lambda d: "/compare?" in d.current_url
+          and d.find_element(By.TAG_NAME, "body").get_attribute("data-ready") == "1")
+    assert browser.current_url.endswith(f"?a={data.beam_job}&b={data.majority_job}")
     for pane, strategy in (("job-a", "beam_search"), ("job-b", "majority")):
         view = browser.find_element(By.ID, pane)
         assert strategy in view.find_element(By.TAG_NAME, "h1").text
         assert view.find_elements(By.CSS_SELECTOR, "li.on-path")
     stop = browser.find_element(By.CSS_SELECTOR, "#job-b li.kind-stop.note")  # stopped early
     assert "stop" in stop.text
+    _assert_summary(browser, base_url, [str(data.beam_job), str(data.majority_job)])
     _shot(browser, "compare")
+
+
+def _assert_summary(browser: WebDriver, base_url: str, jobs: list[str]) -> None:
+    """Strategy, answer, grade, tokens and nodes of both jobs, above the trees, as the API
+    has them; the rows that differ are marked."""
+    with httpx.Client(base_url=base_url, headers=auth()) as client:
+        trees = [client.get(f"/v1/jobs/{job}/tree").json() for job in jobs]
+    summary = browser.find_element(By.ID, "summary")
+    assert summary.location["y"] < browser.find_element(By.ID, "job-a").location["y"]
+    facts = {row.get_attribute("data-fact"): [c.text for c in row.find_elements(
+        By.TAG_NAME, "td")] for row in summary.find_elements(By.CSS_SELECTOR, "tbody tr")}
+    assert facts["strategy"] == [t["batch"]["strategy"] for t in trees]
+    assert facts["answer"] == [t["job"]["answer"] or "–" for t in trees]
+    assert facts["correct"] == [{True: "correct", False: "wrong", None: "–"}[t["job"]["correct"]]
+                                for t in trees]
+    assert facts["nodes"] == [f"{len(t['nodes']):,}" for t in trees]
+    assert facts["tokens"] == [f"{sum(t['cost'][k] for k in TOKENS):,}" for t in trees]
+    assert "differs" in str(summary.find_element(
+        By.CSS_SELECTOR, 'tr[data-fact="strategy"]').get_attribute("class"))
 
 
 def test_the_pages_logged_no_errors(browser: WebDriver) -> None:

@@ -1,6 +1,7 @@
 """Batches for the console's tests: the ground-truth task searched by beam search and by
 majority for alice (one job failed, one step holding markup as a model may write it), and a
-batch of bob's that alice must not reach."""
+batch of bob's that alice must not reach. Every batch holds the same problems at the same
+lines, so a job has others of its problem to be compared with."""
 
 import uuid
 from dataclasses import dataclass
@@ -34,7 +35,9 @@ class ConsoleData:
     majority_job: uuid.UUID  # the same problem as beam_job
     failed_job: uuid.UUID  # a job of the majority batch, failed
     waiting_batch: uuid.UUID  # alice's, two jobs queued and none run
+    waiting_job: uuid.UUID  # its line 1: beam_job's problem again
     bob_batch: uuid.UUID
+    bob_job: uuid.UUID  # beam_job's problem too, but bob's
 
 
 def _job_ids(sessions: SessionFactory, batch_id: uuid.UUID) -> list[uuid.UUID]:
@@ -74,7 +77,8 @@ def store_console_batches(sessions: SessionFactory, problems: int = 4) -> Consol
     majority, jobs = submit(sessions, found, "alice", **RUNS["majority"], early_stop=0.5)
     _fail(sessions, jobs[-1])
     solve(sessions, jobs[:-1], quality=QUALITY)
-    waiting, _ = submit(sessions, found[:2], "alice", **RUNS["majority"])
+    waiting, waiting_jobs = submit(sessions, found[:2], "alice", **RUNS["majority"])
     bob = run_batch(sessions, found[:1], quality=QUALITY, owner="bob", **RUNS["majority"])
     return ConsoleData(beam, beam_job, _mark_up_a_pruned_step(sessions, beam_job), majority,
-                       jobs[0], jobs[-1], waiting, bob)
+                       jobs[0], jobs[-1], waiting, waiting_jobs[0], bob,
+                       _job_ids(sessions, bob)[0])

@@ -145,8 +145,14 @@ const tree = (() => {
     container.replaceChildren(...header(data).filter(Boolean), el("h2", {}, `Candidates (${data.candidates.length})`), candidates(data, view),
       el("h2", {}, `Search tree (${num(data.nodes.length)} nodes)`), tools, view.list);
     container.dataset.renderMs = (performance.now() - started).toFixed(1);
-    return view;
+    return data;
   }
 
-  return { renderJob };
+  // What a job spent: prompt, completion and verifier tokens (as the API's `tokens`).
+  function totalTokens(data) {
+    const cost = data.cost;
+    return cost ? cost.prompt_tokens + cost.completion_tokens + cost.verifier_tokens : 0;
+  }
+
+  return { renderJob, totalTokens };
 })();
