@@ -79,7 +79,9 @@ def reply_after(spec: TaskSpec, model: Thinking, reply: str, rng: random.Random,
     answer = _answer(spec, solved(reply[:close]), rng)
     if reply.endswith(BOX_OPEN):  # the forced cue: the box's contents close it
         return answer + "}"
-    return answer_text(answer)
+    # An answer cut mid-way (DeepConf's chunks stop at a blank line) goes on from there.
+    written, said = reply[close + len(THINK_CLOSE):], answer_text(answer)
+    return said[len(written):] if said.startswith(written) else said
 
 
 def _thinking(spec: TaskSpec, model: Thinking, reply: str, rng: random.Random,
