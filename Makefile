@@ -12,13 +12,15 @@ demo: install
 # once into ~/.cache/ttcq-servers (about 8 minutes and 11 GB the first time).
 test: install
 	bash scripts/services.sh
+	bash scripts/browser.sh
 	bash scripts/servers/prepare.sh
 	CELERY_TRACE_APP=1 .venv/bin/python -m pytest --cov --cov-report=term-missing:skip-covered
 
-# The edit loop: unit and integration tiers (no SGLang, vLLM, crash or evidence runs).
+# The edit loop: unit and integration tiers (no SGLang, vLLM, crash or evidence runs, and
+# no browser: the console's Chromium tests run in `make test`).
 test-fast: install
 	bash scripts/services.sh
-	CELERY_TRACE_APP=1 .venv/bin/python -m pytest -m "not servers" -q
+	CELERY_TRACE_APP=1 .venv/bin/python -m pytest -m "not servers and not browser" -q
 
 lint:
 	.venv/bin/ruff check .

@@ -8,7 +8,15 @@ from celery import Celery
 from fastapi import FastAPI, Request, Response
 from fastapi.openapi.utils import get_openapi
 
-from ttcq.api import ops, routes, routes_labels, routes_policies, routes_reports
+from ttcq.api import (
+    console,
+    ops,
+    routes,
+    routes_browse,
+    routes_labels,
+    routes_policies,
+    routes_reports,
+)
 from ttcq.api.ops import Metrics
 from ttcq.settings import Settings, get_settings
 from ttcq.worker.celery_app import make_celery
@@ -40,7 +48,9 @@ def create_app(settings: Settings | None = None, celery: Celery | None = None) -
     app.include_router(routes_reports.router)
     app.include_router(routes_policies.router)
     app.include_router(routes_labels.router)
+    app.include_router(routes_browse.router)
     app.include_router(ops.router)
+    console.mount(app)  # the web console's pages under /
     app.middleware("http")(_count_requests)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any, TypeVar, get_args
 
 import click
+import yaml
 
 from ttcq.api.client import ApiError, Client
 from ttcq.api.datasets import parse_fields
@@ -60,6 +61,9 @@ SEARCH_FLAGS: list[tuple[str, Any, str]] = [
      "sampling: close a thought at T tokens and ask for the answer (s1 budget forcing)"),
     ("--think-min", click.IntRange(min=1),
      "sampling: a thought closed before M tokens goes on after think_wait (\"Wait\")"),
+    ("--probe-every", click.IntRange(min=1),
+     "sampling, deepconf: ask for the answer every K thinking tokens (Dynasor probing)"),
+    ("--probe-agree", click.IntRange(min=2), "with --probe-every: agreeing answers that stop"),
     ("--aggregation", click.Choice(get_args(Aggregation)), "step-score aggregation"),
     ("--selection", click.Choice(get_args(Selection)), "final answer selection"),
     ("--max-tokens", click.IntRange(min=1), "tokens per candidate, over all steps"),
@@ -75,6 +79,10 @@ def search_options(command: F) -> F:
     """Add the search flags and --config RECIPE to a command."""
     for flag, kind, help_text in reversed(SEARCH_FLAGS):
         command = click.option(flag, type=kind, default=None, help=help_text)(command)
+    command = click.option(
+        "--template-kwarg", "template_kwargs", multiple=True, metavar="KEY=VALUE",
+        help="a chat-template switch, e.g. enable_thinking=false (repeatable)",
+    )(command)
     command = click.option(
         "--policy", "policy_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
         help="compute_optimal policy YAML (from `ttcq policy fit`); stored in the batch config",
@@ -99,6 +107,9 @@ def config_from(recipe: Path | None, flags: Mapping[str, Any]) -> dict[str, Any]
     except (ConfigError, OSError) as error:
         raise click.BadParameter(str(error), param_hint="--config") from None
     config.update({k: flags[k] for k in SEARCH_KEYS if flags.get(k) is not None})
+    if flags.get("template_kwargs"):
+        config["chat_template_kwargs"] = {
+            **config.get("chat_template_kwargs", {}), **template_kwargs(flags["template_kwargs"])}
     if flags.get("policy_file") is not None:
         try:
             # The file's content, not its path, goes into the config: a job reruns alike.
@@ -106,6 +117,19 @@ def config_from(recipe: Path | None, flags: Mapping[str, Any]) -> dict[str, Any]
         except (PolicyError, OSError) as error:
             raise click.BadParameter(str(error), param_hint="--policy") from None
     return config
+
+
+def template_kwargs(pairs: tuple[str, ...]) -> dict[str, Any]:
+    """KEY=VALUE pairs, each value read as YAML reads a scalar (false, 3, 0.5, text)."""
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        parsed = yaml.safe_load(value) if sep else None
+        if not key or not sep or not isinstance(parsed, bool | int | float | str):
+            raise click.BadParameter(f"{pair!r}: expected KEY=VALUE with a scalar value",
+                                     param_hint="--template-kwarg")
+        out[key] = parsed
+    return out
 
 
 def with_batch_tokens(config: dict[str, Any], problems: int) -> dict[str, Any]:

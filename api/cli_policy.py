@@ -25,10 +25,12 @@ def policy_group() -> None:
 @click.option("--probe", type=click.IntRange(1, 64), default=4, show_default=True,
               help="k: samples of the probe (with auto, the most tried); read from a "
                    "sampling batch of n >= k")
-@click.option("--difficulty", type=click.Choice(["auto", "agreement", "verifier", "none"]),
+@click.option("--difficulty",
+              type=click.Choice(["auto", "agreement", "verifier", "confidence", "none"]),
               default="auto", show_default=True,
               help="the probe's signal: answer agreement, verifier scores (read from a "
-                   "scored best-of-N batch), none (one strategy for all), or auto: the "
+                   "scored best-of-N batch), token confidence (read from a sampling batch "
+                   "run with confidence_top_k), none (one strategy for all), or auto: the "
                    "best of these and of smaller probes by cross-validation")
 @click.option("--bins", type=click.IntRange(1, 32), default=4, show_default=True,
               help="difficulty bins (quantiles of the probe's confidence)")

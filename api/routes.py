@@ -42,7 +42,7 @@ from ttcq.api.schemas import (
     JobPublic,
     component_schemas,
 )
-from ttcq.db import attempts, batches, jobs, queries_api, results
+from ttcq.db import attempts, batches, browse, jobs, queries_api, results
 from ttcq.db.batches import ProblemIn
 from ttcq.db.models import Batch
 from ttcq.db.session import session_scope
@@ -118,7 +118,8 @@ def _store_and_enqueue(
 
 def public_batch(session: Session, batch: Batch, warning: str | None = None) -> BatchPublic:
     progress = queries_api.batch_progress(session=session, batch_ids=[batch.id])
-    return BatchPublic.of(batch, progress[batch.id], warning)
+    usage = browse.batch_usage(session=session, batch_ids=[batch.id])
+    return BatchPublic.of(batch, progress[batch.id], warning, usage[batch.id])
 
 
 def _limits(settings: Settings, config: SearchConfig) -> Limits:
@@ -248,8 +249,10 @@ def list_batches(
 ) -> list[BatchPublic]:
     """The caller's most recent batches, newest first."""
     own = batches.list_batches(session=session, owner=owner, limit=limit)
-    progress = queries_api.batch_progress(session=session, batch_ids=[b.id for b in own])
-    return [BatchPublic.of(b, progress[b.id]) for b in own]
+    ids = [b.id for b in own]
+    progress = queries_api.batch_progress(session=session, batch_ids=ids)
+    usage = browse.batch_usage(session=session, batch_ids=ids)
+    return [BatchPublic.of(b, progress[b.id], usage=usage[b.id]) for b in own]
 
 
 @router.get("/batches/{batch_id}", tags=["batches"])

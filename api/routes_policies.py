@@ -28,7 +28,7 @@ class PolicyFit(BaseModel):
     probe: int = Field(default=4, ge=1, le=64, description="k: samples of the probe (with "
                                                            "auto, the most tried)")
     bins: int = Field(default=4, ge=1, le=32)
-    difficulty: Literal["auto", "agreement", "verifier", "none"] = "auto"
+    difficulty: Literal["auto", "agreement", "verifier", "confidence", "none"] = "auto"
 
 
 @router.post("/policies/fit", tags=["reports"])

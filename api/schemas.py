@@ -8,7 +8,15 @@ from pydantic import BaseModel, ConfigDict, Field, GetCoreSchemaHandler, GetJson
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import core_schema
 
-from ttcq.db.models import Batch, CandidateBase, JobBase, JobCostBase, TraceNodeBase
+from ttcq.db.browse import Usage
+from ttcq.db.models import (
+    Batch,
+    CandidateBase,
+    JobBase,
+    JobCostBase,
+    TraceNodeBase,
+    utcnow,
+)
 from ttcq.db.queries_api import Progress
 from ttcq.worker.search.config import SearchConfig
 
@@ -76,17 +84,25 @@ class BatchPublic(BaseModel):
                     "refused the job's request), transient (its engine errors recurred "
                     "while others succeeded), time_limit, worker_lost and engine_lost "
                     "(its worker or engine was lost each time it ran alone), store")
+    tokens: int = Field(default=0, description="prompt + completion + verifier tokens so far")
+    jobs_per_minute: float | None = Field(
+        default=None, description="jobs ended per minute from the first start to the last "
+                                  "end (to now while jobs run); null before any ended")
     warning: str | None = Field(default=None, description="why a submission answered 202")
 
     @classmethod
-    def of(cls, batch: Batch, progress: Progress, warning: str | None = None) -> "BatchPublic":
+    def of(cls, batch: Batch, progress: Progress, warning: str | None = None,
+           usage: Usage | None = None) -> "BatchPublic":
+        usage = usage or Usage()
+        running = progress.done < progress.total
         return cls(
             id=batch.id, name=batch.name, model=batch.model, strategy=batch.strategy,
             priority=batch.priority, created_at=batch.created_at,
             cancel_requested=batch.cancel_requested, config=batch.config,
             total=batch.total_jobs, done=progress.done, counts=progress.counts,
             graded=progress.graded, correct=progress.correct, accuracy=progress.accuracy,
-            failures=progress.failures, warning=warning,
+            failures=progress.failures, tokens=usage.tokens,
+            jobs_per_minute=usage.jobs_per_minute(utcnow(), running), warning=warning,
         )
 
 

@@ -1,7 +1,8 @@
 """A test double of the Engine protocol for benchmarks: every sample is one canned
 completion, returned at once, so what is measured is ttcq and not a model."""
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from ttcq.worker.engines.base import Completion, EngineInfo, GenerationRequest, TokenLogprobs
 
@@ -24,7 +25,8 @@ class ScriptedEngine:
     def detokenize(self, token_ids: Sequence[int]) -> str:
         return "".join(self._pieces.get(t, "?") for t in token_ids)
 
-    def chat_prompt(self, messages: Sequence[dict[str, str]]) -> list[int]:
+    def chat_prompt(self, messages: Sequence[dict[str, str]],
+                    template_kwargs: Mapping[str, Any] | None = None) -> list[int]:
         return self.tokenize("".join(m["content"] for m in messages))
 
     def reset(self) -> None:

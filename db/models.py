@@ -180,6 +180,9 @@ class CandidateBase(SQLModel):
     extraction: str | None = Field(default=None, max_length=32)
     step_scores: list[float] = Field(default_factory=list, sa_type=JSON)
     score: float | None = None
+    confidence: float | None = Field(
+        default=None, description="token confidence: the sample's lowest group confidence, "
+                                  "where it was drawn with top-k logprobs")
     selected: bool = False
     correct: bool | None = None
 

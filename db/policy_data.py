@@ -1,5 +1,6 @@
 """What `ttcq policy fit` reads: per batch, each graded problem's tokens, its budget curve
-and the first samples' answers and scores (worker.search.policy_fit fits the policy from them)."""
+and the first samples' answers, scores and token confidences (worker.search.policy_fit
+fits the policy from them)."""
 
 import uuid
 from collections.abc import Sequence
@@ -19,8 +20,10 @@ class JobRecord:
     generation_tokens: int  # prompt + completion (cached included)
     verifier_tokens: int
     points: dict[int, bool] = field(default_factory=dict)  # budget n -> correct
-    # The first samples: (canonical answer or None, correct, aggregated score or None).
-    samples: list[tuple[str | None, bool, float | None]] = field(default_factory=list)
+    # The first samples: (canonical answer or None, correct, aggregated score or None,
+    # token confidence or None).
+    samples: list[tuple[str | None, bool, float | None, float | None]] = field(
+        default_factory=list)
 
 
 @dataclass
@@ -61,15 +64,16 @@ def _jobs(session: Session, batch_id: uuid.UUID, samples: int) -> dict[str, JobR
         jobs[job_id][1].points[n] = bool(correct)
     first = (select_columns(col(Candidate.job_id), col(Candidate.canonical),
                             col(Candidate.finish), col(Candidate.correct),
-                            col(Candidate.score))
+                            col(Candidate.score), col(Candidate.confidence))
              .join(Job, col(Job.id) == Candidate.job_id)
              .where(*graded, col(Candidate.idx) < samples)
              .order_by(col(Candidate.job_id), col(Candidate.idx)))
     rows = session.exec(first)  # type: ignore[call-overload]
-    for job_id, canonical, finish, correct, score in rows:
+    for job_id, canonical, finish, correct, score, confidence in rows:
         stopped = finish == "stop"
+        # A cut-off sample keeps its confidence: the probe averages over all its samples.
         jobs[job_id][1].samples.append((canonical if stopped else None, bool(correct),
-                                        score if stopped else None))
+                                        score if stopped else None, confidence))
     return dict(jobs.values())
 
 

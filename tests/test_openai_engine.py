@@ -7,13 +7,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlmodel import select
 
 from lab.recording import OpenAIRecorder
 from lab.servers import RunningServer, server_paths, vllm_server
 from tests.utils.jobs import assert_stored_as_reported, job_of, make_batch
+from tests.utils.thinker import THINK_SYSTEM, with_thinking_switch
 from tests.utils.top_logprobs import assert_top_logprobs, counts
+from ttcq.db.models import TraceNode
 from ttcq.worker.engines.base import EngineError, GenerationRequest, SamplingParams
 from ttcq.worker.engines.openai import OpenAIEngine
+from ttcq.worker.search.thinking import ANSWER_CUE
 from ttcq.worker.service import SessionFactory, process_job
 from ttcq.worker.verifiers.factory import ServedVerifiers
 
@@ -158,3 +162,36 @@ def test_strategies_store_exactly_what_vllm_reported(
     assert outcome == "succeeded", job_of(sessions, job_id).error
     cost = assert_stored_as_reported(sessions, job_id, client)
     assert cost.seeded is True and cost.engine_model == NAME
+
+
+def test_a_thought_opened_by_a_template_switch_is_forced_and_probed_on_vllm(
+    vllm: RunningServer, sessions: SessionFactory, tmp_path: Path,
+) -> None:
+    """SmolLM2 with a Qwen3-style enable_thinking switch in its template: a thought opened
+    by the template is closed at its budget and answered, and probed, with stored tokens
+    exactly the server's; switched off, the prompt holds an empty thought."""
+    folder = with_thinking_switch(server_paths()["TTCQ_POLICY_MODEL_DIR"], tmp_path)
+    chat = [{"role": "user", "content": "What is 6 * 7?"}]
+    for extra in ({"think_budget": 40}, {"probe_every": 12, "probe_agree": 2}):
+        client = OpenAIRecorder(vllm.url)  # one per job: its counters are that job's
+        engine = OpenAIEngine(vllm.url, model=NAME, server=client, tokenizer_path=str(folder))
+        assert engine.detokenize(engine.chat_prompt(chat)).endswith("assistant\n<think>\n")
+        off = engine.chat_prompt(chat, {"enable_thinking": False})
+        assert engine.detokenize(off).endswith("assistant\n<think>\n\n</think>\n\n")
+        [job_id] = make_batch(sessions, strategy="majority", n=3, seed=5, max_tokens=64,
+                              system_prompt=THINK_SYSTEM, **extra)
+        outcome = process_job(sessions=sessions, job_id=job_id, engine=engine,
+                              worker_name="t", lease_seconds=60, max_attempts=1)
+        engine.close()
+        assert outcome == "succeeded", job_of(sessions, job_id).error
+        cost = assert_stored_as_reported(sessions, job_id, client)
+        assert 0 < cost.thinking_tokens <= cost.completion_tokens
+        kind = "forced" if "think_budget" in extra else "probe"
+        with sessions() as session:
+            nodes = session.exec(select(TraceNode).where(
+                TraceNode.job_id == job_id, TraceNode.kind == kind)).all()
+        assert len(nodes) >= 3  # every thought is forced, or probed once at least
+        if kind == "probe":  # a probe is a call of its own: its tokens are on its node
+            assert all(n.prompt_tokens > 0 and n.completion_tokens > 0 for n in nodes)
+        else:
+            assert {n.text for n in nodes} == {"</think>" + ANSWER_CUE}

@@ -1,6 +1,7 @@
 """self_refine on the real model: rounds, critique nodes, tree invariants, exact cost."""
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import pytest
 
@@ -116,7 +117,8 @@ class ScriptedEngine:
     def detokenize(self, token_ids: Sequence[int]) -> str:
         return "".join(chr(t) for t in token_ids)
 
-    def chat_prompt(self, messages: Sequence[dict[str, str]]) -> list[int]:
+    def chat_prompt(self, messages: Sequence[dict[str, str]],
+                    template_kwargs: Mapping[str, Any] | None = None) -> list[int]:
         self.chats.append([(m["role"], m["content"]) for m in messages])
         return self.tokenize("|".join(m["content"] for m in messages))
 

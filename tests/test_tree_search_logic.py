@@ -2,7 +2,8 @@
 step text, so every expansion, score and pruning decision is known in advance."""
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 from ttcq.worker.engines.base import (
     Completion,
@@ -38,7 +39,8 @@ class ScriptedEngine:
     def detokenize(self, token_ids: Sequence[int]) -> str:
         return "".join(chr(t) for t in token_ids if t != EOS)
 
-    def chat_prompt(self, messages: Sequence[dict[str, str]]) -> list[int]:
+    def chat_prompt(self, messages: Sequence[dict[str, str]],
+                    template_kwargs: Mapping[str, Any] | None = None) -> list[int]:
         return self.tokenize(messages[-1]["content"] + "|")
 
     def reset(self) -> None:

@@ -42,7 +42,8 @@ def _candidate(job_id: uuid.UUID, gold: str | None, c: Candidate) -> Row:
     return {"job_id": job_id, "idx": c.index, "grp": c.group, "leaf_node_id": c.leaf_id,
             "text": c.text, "finish": c.finish, "answer": c.answer, "canonical": c.canonical,
             "extraction": c.extraction, "step_scores": c.step_scores, "score": c.score,
-            "selected": c.selected, "correct": grade(gold, c.answer if c.finished else None)}
+            "confidence": c.confidence, "selected": c.selected,
+            "correct": grade(gold, c.answer if c.finished else None)}
 
 
 @lru_cache(maxsize=4096)

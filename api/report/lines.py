@@ -10,8 +10,9 @@ SAMPLING = ("majority", "best_of_n", "weighted_best_of_n")
 TREE = ("beam_search", "dvts", "lookahead")
 # The budget is the x axis and the seed is noise: batches that differ only there are
 # replicates of one configuration (self-refine's budget is its number of rounds, mcts's
-# its simulations).
-NOT_A_SETTING = {"n", "seed", "rounds", "pf_rounds", "mcts_simulations"}
+# its simulations). Sample confidences are stored beside samples they do not change.
+NOT_A_SETTING = {"n", "seed", "rounds", "pf_rounds", "mcts_simulations",
+                 "confidence_top_k", "confidence_window"}
 IGNORED_BY = {
     "majority": {"verifier", "aggregation", "beam_width", "lookahead", "max_step_tokens",
                  "max_depth"},

@@ -30,7 +30,8 @@ import math
 import random
 import re
 from array import array
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from lab.ground_truth.confidence import Confidence
 from lab.ground_truth.task import SOUND, STEP, TaskSpec, sound_path, step_text
@@ -68,7 +69,8 @@ class GroundTruthEngine:
     def detokenize(self, token_ids: Sequence[int]) -> str:
         return "".join(map(chr, token_ids)).replace("\x00", "")
 
-    def chat_prompt(self, messages: Sequence[dict[str, str]]) -> list[int]:
+    def chat_prompt(self, messages: Sequence[dict[str, str]],
+                    template_kwargs: Mapping[str, Any] | None = None) -> list[int]:
         text = "".join(f"<|{m['role']}|>\n{m['content']}\n" for m in messages)
         return self.tokenize(text + "<|assistant|>\n")
 

@@ -1,7 +1,10 @@
 """A scripted reasoning engine for thinking-format and budget-forcing tests, and a wrapper
 that makes a real model's assistant turn open with a thought."""
 
-from collections.abc import Callable, Sequence
+import shutil
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
 
 from ttcq.worker.engines.base import (
     Completion,
@@ -38,7 +41,8 @@ class ScriptedThinker:
     def detokenize(self, token_ids: Sequence[int]) -> str:
         return "".join(chr(t) for t in token_ids if t != EOS)
 
-    def chat_prompt(self, messages: Sequence[dict[str, str]]) -> list[int]:
+    def chat_prompt(self, messages: Sequence[dict[str, str]],
+                    template_kwargs: Mapping[str, Any] | None = None) -> list[int]:
         return self.tokenize(f"U:{messages[-1]['content']}{ASSISTANT}{self.opening}")
 
     def reset(self) -> None:
@@ -87,5 +91,29 @@ class ThoughtOpening(EngineWrapper):
     """TEST DOUBLE around a real engine: its chat prompt opens the assistant's turn with a
     thought, as reasoning models' chat templates do (SmolLM2's does not)."""
 
-    def chat_prompt(self, messages: Sequence[dict[str, str]]) -> list[int]:
-        return self.inner.chat_prompt(messages) + self.inner.tokenize("<think>\n")
+    def chat_prompt(self, messages: Sequence[dict[str, str]],
+                    template_kwargs: Mapping[str, Any] | None = None) -> list[int]:
+        return self.inner.chat_prompt(messages, template_kwargs) + self.inner.tokenize(
+            "<think>\n")
+
+
+# Qwen3's switch on a template that opens the assistant's turn: a thought opened by default,
+# an empty one closed (Qwen3's own "<think>\n\n</think>\n\n") with enable_thinking false.
+THINKING_SWITCH = ("{% if enable_thinking is defined and enable_thinking is false %}"
+                   "{{ '<think>\\n\\n</think>\\n\\n' }}{% else %}{{ '<think>\\n' }}{% endif %}")
+
+
+def with_thinking_switch(model_dir: str | Path, dest: Path) -> Path:
+    """TEST DOUBLE of a reasoning model's folder: model_dir's tokenizer files (no weights)
+    with its chat template's assistant turn opened by THINKING_SWITCH."""
+    source = Path(model_dir)
+    for name in ("tokenizer.json", "tokenizer_config.json", "config.json",
+                 "generation_config.json"):
+        if (source / name).is_file():
+            shutil.copy(source / name, dest / name)
+    template = (source / "chat_template.jinja").read_text(encoding="utf-8")
+    opening = "{{ '<|im_start|>assistant\n' }}"
+    assert opening in template, "the model's template no longer opens the turn this way"
+    (dest / "chat_template.jinja").write_text(
+        template.replace(opening, opening + THINKING_SWITCH), encoding="utf-8")
+    return dest

@@ -1,8 +1,8 @@
 """The engine interface every backend implements, and the usage it reports."""
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 FinishReason = Literal["stop", "length"]
 
@@ -110,8 +110,11 @@ class Engine(Protocol):
 
     def detokenize(self, token_ids: Sequence[int]) -> str: ...
 
-    def chat_prompt(self, messages: Sequence[dict[str, str]]) -> list[int]:
-        """Token ids of a chat, ending where the assistant's reply starts."""
+    def chat_prompt(self, messages: Sequence[dict[str, str]],
+                    template_kwargs: Mapping[str, Any] | None = None) -> list[int]:
+        """Token ids of a chat, ending where the assistant's reply starts; template_kwargs
+        are the chat template's own switches (Qwen3's enable_thinking), as SGLang's and
+        vLLM's chat_template_kwargs."""
         ...
 
     def generate(self, requests: Sequence[GenerationRequest]) -> list[list[Completion]]:

@@ -6,7 +6,7 @@ chat template. Detokenizing is local too: step splitting asks for many prefixes'
 
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -79,14 +79,18 @@ class HFTokenizer:
     def detokenize(self, token_ids: Sequence[int]) -> str:
         return self.tokenizer.decode(list(token_ids), skip_special_tokens=True)
 
-    def render(self, messages: Sequence[dict[str, str]], *, reply: bool = True) -> str:
-        """The chat as text; reply: end where the assistant's next turn starts."""
+    def render(self, messages: Sequence[dict[str, str]], *, reply: bool = True,
+               template_kwargs: Mapping[str, Any] | None = None) -> str:
+        """The chat as text; reply: end where the assistant's next turn starts;
+        template_kwargs: the template's own switches (Qwen3's enable_thinking)."""
         # A problem that spells out a control token must not open or close a turn.
         clean = [{**m, "content": _CONTROL.sub("", m["content"])} for m in messages]
         return self.template.render(messages=clean, add_generation_prompt=reply,
-                                    bos_token=self.bos_token, eos_token=self.eos_token)
+                                    bos_token=self.bos_token, eos_token=self.eos_token,
+                                    **(template_kwargs or {}))
 
-    def chat_prompt(self, messages: Sequence[dict[str, str]], *, reply: bool = True) -> list[int]:
+    def chat_prompt(self, messages: Sequence[dict[str, str]], *, reply: bool = True,
+                    template_kwargs: Mapping[str, Any] | None = None) -> list[int]:
         """Token ids of the rendered chat, control tokens parsed as such."""
-        text = self.render(messages, reply=reply)
+        text = self.render(messages, reply=reply, template_kwargs=template_kwargs)
         return list(self.tokenizer.encode(text, add_special_tokens=False).ids)

@@ -8,9 +8,10 @@ generator seeded per sample, so every branch is reproducible on its own."""
 import importlib.util
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import jinja2
 import numpy as np
@@ -155,11 +156,13 @@ class LlamaCppEngine:
     def detokenize(self, token_ids: Sequence[int]) -> str:
         return self.llm.detokenize(list(token_ids)).decode("utf-8", errors="replace")
 
-    def chat_prompt(self, messages: Sequence[dict[str, str]]) -> list[int]:
+    def chat_prompt(self, messages: Sequence[dict[str, str]],
+                    template_kwargs: Mapping[str, Any] | None = None) -> list[int]:
         # The rendered chat is tokenized with its control tokens; a problem that spells one
         # out ("<|im_end|>") must not open or close a turn, so those are cut from contents.
         clean = [{**m, "content": _CONTROL.sub("", m["content"])} for m in messages]
-        text = self._template.render(messages=clean, add_generation_prompt=True)
+        text = self._template.render(messages=clean, add_generation_prompt=True,
+                                     **(template_kwargs or {}))
         return self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=True)
 
     def reset(self) -> None:

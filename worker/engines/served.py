@@ -2,7 +2,8 @@
 connection, and the check a worker runs before it takes messages."""
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from ttcq.worker.engines.base import (
     Completion,
@@ -26,8 +27,9 @@ class ServedEngine(ABC):
     def detokenize(self, token_ids: Sequence[int]) -> str:
         return self.tokenizer.detokenize(token_ids)
 
-    def chat_prompt(self, messages: Sequence[dict[str, str]]) -> list[int]:
-        return self.tokenizer.chat_prompt(messages)
+    def chat_prompt(self, messages: Sequence[dict[str, str]],
+                    template_kwargs: Mapping[str, Any] | None = None) -> list[int]:
+        return self.tokenizer.chat_prompt(messages, template_kwargs=template_kwargs)
 
     def reset(self) -> None:  # noqa: B027 - deliberately nothing, not a hook to fill
         """Nothing to do: the server's cache is shared by every search, on purpose."""

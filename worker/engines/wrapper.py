@@ -1,7 +1,8 @@
 """A base for engine wrappers: forwards every call, so a wrapper overrides only what it
 watches (metering, recording in tests, cache accounting in benchmarks)."""
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from ttcq.worker.engines.base import Completion, Engine, GenerationRequest, TokenLogprobs
 
@@ -17,8 +18,9 @@ class EngineWrapper:
     def detokenize(self, token_ids: Sequence[int]) -> str:
         return self.inner.detokenize(token_ids)
 
-    def chat_prompt(self, messages: Sequence[dict[str, str]]) -> list[int]:
-        return self.inner.chat_prompt(messages)
+    def chat_prompt(self, messages: Sequence[dict[str, str]],
+                    template_kwargs: Mapping[str, Any] | None = None) -> list[int]:
+        return self.inner.chat_prompt(messages, template_kwargs)
 
     def reset(self) -> None:
         self.inner.reset()

@@ -1,11 +1,14 @@
 """compute_optimal: a probe of k samples estimates how hard the problem is (its answer
-agreement, or its verifier scores: worker.search.policy), the policy's bin for that
-estimate names a strategy and budget, and that strategy runs. Nothing of the probe is
-thrown away: its samples (and scores) stay candidates and its tokens count in the
-problem's cost. A policy without a probe (k = 0) runs its one bin's strategy.
+agreement, its verifier scores, or its token confidence: worker.search.policy), the
+policy's bin for that estimate names a strategy and budget, and that strategy runs.
+Nothing of the probe is thrown away: its samples (and scores) stay candidates and its
+tokens count in the problem's cost. A policy without a probe (k = 0) runs its one bin's
+strategy.
 
 - Settled (the bin's n is 0): the probe's answer stands (its majority; with the verifier
-  signal its best-scored sample); nothing more runs.
+  signal its best-scored sample); nothing more runs. A confidence probe is drawn with the
+  policy's top_k logprobs (its tokens are the same; each sample's confidence is stored on
+  its candidate), and its majority stands.
 - A sampling strategy: the probe's k samples are the first k of its n (sample j is seeded
   seed + j either way), so only n - k more are drawn (and only those scored), and the
   result is exactly the one that strategy alone would give at n, probe cost included.
@@ -33,6 +36,9 @@ from ttcq.worker.search.strategies import run_base_strategy
 from ttcq.worker.search.types import Aggregation, Candidate, Problem, SearchResult, TraceNode
 from ttcq.worker.verifiers.base import Verifier
 
+SIGNAL_NAMES = {"agreement": "agreement", "verifier": "verifier score",
+                "confidence": "token confidence"}
+
 
 def compute_optimal(
     problem: Problem, config: SearchConfig, engine: Engine, verifier: Verifier
@@ -40,10 +46,13 @@ def compute_optimal(
     policy = config.compute_policy
     k = policy.probe
     by_score = policy.difficulty == "verifier"
+    by_confidence = policy.difficulty == "confidence"
     probe_config = config.model_copy(update={
         "strategy": "best_of_n" if by_score else "majority", "n": max(k, 1),
         "selection": "naive" if by_score else "majority",
-        "aggregation": policy.aggregation or config.aggregation})
+        "aggregation": policy.aggregation or config.aggregation,
+        "confidence_top_k": policy.top_k if by_confidence else 0,
+        "confidence_window": policy.window})
     run = SearchRun(problem, probe_config, engine, verifier)
     probe: list[Candidate] = []
     if k:
@@ -53,7 +62,7 @@ def compute_optimal(
             score_samples(run, probe)
         found = _confidence(probe, policy, probe_config.aggregation)
         index = policy.bin_of(found)
-        why = f"{'verifier score' if by_score else 'agreement'} {found:.2f}"
+        why = f"{SIGNAL_NAMES[policy.difficulty]} {found:.2f}"
     else:
         index, why = 0, "no probe (the policy runs one strategy for every problem)"
     n, ledger = _budget(config, policy)
@@ -91,6 +100,8 @@ def _budget(config: SearchConfig, policy: Policy) -> tuple[int | None, str]:
 def _confidence(probe: list[Candidate], policy: Policy, aggregation: Aggregation) -> float:
     if policy.difficulty == "agreement":
         return probe_agreement(probe)
+    if policy.difficulty == "confidence":
+        return mean_score([c.confidence for c in probe])
     return mean_score([aggregate(c.step_scores, aggregation) if c.finished else None
                        for c in probe])
 
@@ -144,5 +155,6 @@ def _shifted(c: Candidate, k: int, offset: int) -> Candidate:
         index=c.index + k, group=c.group + k, leaf_id=c.leaf_id + offset, text=c.text,
         finish=c.finish, answer=c.answer, canonical=c.canonical, extraction=c.extraction,
         step_scores=c.step_scores, score=c.score, selected=c.selected,
+        confidence=c.confidence,
     )
 

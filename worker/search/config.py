@@ -73,6 +73,10 @@ class SearchConfig(BaseModel):
         default=None, ge=1, description="extend a thought that ends before M tokens with "
                                         "think_wait")
     think_wait: str = Field(default="Wait", min_length=1)
+    # Passed to the model's chat template as SGLang and vLLM pass chat_template_kwargs.
+    chat_template_kwargs: dict[str, bool | int | float | str] = Field(
+        default_factory=dict, description="the chat template's own switches, e.g. Qwen3's "
+                                          "{enable_thinking: false}")
     probe_every: int | None = Field(
         default=None, ge=1, description="answer probing: thinking tokens between probes for "
                                         "the answer so far (Dynasor)")
@@ -94,6 +98,14 @@ class SearchConfig(BaseModel):
     chunk_tokens: int = Field(default=256, ge=1,
                               description="deepconf: most tokens a trace grows by in one call "
                                           "(a chunk also ends at a step delimiter)")
+    # A sampling batch drawn with top-k logprobs stores each sample's token confidence, so
+    # `ttcq policy fit` can read what compute_optimal's confidence probe would have seen.
+    confidence_top_k: int = Field(
+        default=0, ge=0, le=20,
+        description="sampling: logprobs per token for each sample's confidence (its lowest "
+                    "group confidence, stored on its candidate); 0: none")
+    confidence_window: int = Field(default=2048, ge=1,
+                                   description="sampling: tokens per group confidence")
     early_stop: float | None = Field(
         default=None, gt=0.0, le=1.0,
         description="sampling: stop once the leading answer holds this share of the samples",
@@ -156,6 +168,7 @@ class SearchConfig(BaseModel):
             raise ValueError("pf_rounds: Particle Gibbs rounds need n >= 2 (one particle is "
                              "the reference, the others are new)")
         self._check_early_stop()
+        self._check_confidence()
         self._check_thinking()
         return self
 
@@ -168,6 +181,10 @@ class SearchConfig(BaseModel):
         if self.probe_every is not None and self.strategy not in probing:
             raise ValueError(f"probe_every: strategy {self.strategy} does not probe thoughts "
                              f"(only {', '.join(probing)})")
+        if self.confidence_top_k and (self.think_budget, self.think_min, self.probe_every) != (
+                None, None, None):
+            raise ValueError("confidence_top_k: not with think_budget, think_min or probe_every "
+                             "(a forced or probed thought is written by several calls)")
         if self.think_budget and self.think_min and self.think_min >= self.think_budget:
             raise ValueError(f"think_min: {self.think_min} must be below think_budget "
                              f"({self.think_budget})")
@@ -191,6 +208,12 @@ class SearchConfig(BaseModel):
                 bin_config(self, policy_bin)
             except ConfigError as error:
                 raise ValueError(f"policy.bins.{i}: {error}") from None
+
+    def _check_confidence(self) -> None:
+        if self.confidence_top_k and self.strategy not in SAMPLING_STRATEGIES:
+            raise ValueError(f"confidence_top_k: strategy {self.strategy} stores no sample "
+                             f"confidences (only {', '.join(SAMPLING_STRATEGIES)}; deepconf "
+                             "has deepconf_top_k, compute_optimal its policy's top_k)")
 
     def _check_early_stop(self) -> None:
         if self.early_stop is None:

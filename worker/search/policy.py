@@ -1,16 +1,21 @@
 """The compute-optimal policy: a cheap probe estimates a problem's difficulty, the estimate
 lands in a bin, and the bin names the strategy and budget to spend on the problem.
 
-The estimate is the probe's confidence, high for easy problems, by one of two signals:
+The estimate is the probe's confidence, high for easy problems, by one of three signals:
 - agreement: the share of the k probe samples that gave the most common (canonical)
   answer; a cut-off sample gives no answer. It needs no verifier call, so the probe
   costs only k samples.
 - verifier: the mean of the k samples' verifier scores (aggregated over their steps; a
   cut-off sample counts 0), as Snell et al. bin problems. The scores cost verifier
   tokens, and are kept: a best-of-N bin does not score those samples again.
-Either number can be read back from a stored sampling batch, which is what `ttcq policy
-fit` does. A probe of k = 0 is no probe: the policy is one strategy for every problem
-(what a fit chooses where no estimate pays for itself)."""
+- confidence: the mean of the k samples' token confidences (DeepConf's: each sample's
+  lowest group confidence over `window` tokens, from its top_k logprobs per token). It
+  costs no tokens, only the logprobs the engine returns; unlike the others it has no
+  upper bound (minus a mean logprob).
+Each number can be read back from a stored sampling batch (for confidence, one drawn with
+confidence_top_k), which is what `ttcq policy fit` does. A probe of k = 0 is no probe: the
+policy is one strategy for every problem (what a fit chooses where no estimate pays for
+itself)."""
 
 from collections import Counter
 from collections.abc import Sequence
@@ -30,7 +35,7 @@ from pydantic import (
 from ttcq.worker.search.names import SAMPLING_STRATEGIES
 from ttcq.worker.search.types import Aggregation, Candidate
 
-Difficulty = Literal["agreement", "verifier"]
+Difficulty = Literal["agreement", "verifier", "confidence"]
 
 
 class PolicyError(ValueError):
@@ -45,8 +50,10 @@ class PolicyBin(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     # min_agreement: its name before the verifier signal, still read in older policies.
+    # At most 1 for agreement and verifier scores (Policy checks it); token confidence
+    # has no upper bound.
     min_confidence: float = Field(
-        ge=0.0, le=1.0, validation_alias=AliasChoices("min_confidence", "min_agreement"))
+        ge=0.0, validation_alias=AliasChoices("min_confidence", "min_agreement"))
     strategy: str = Field(default="majority", min_length=1)
     n: int = Field(default=0, ge=0, le=4096)
     config: dict[str, Any] = Field(default_factory=dict)
@@ -77,6 +84,9 @@ class Policy(BaseModel):
     # verifier whose scores the thresholds were fitted on (a job must use the same).
     aggregation: Aggregation | None = None
     verifier: str | None = Field(default=None, max_length=64)
+    # For difficulty confidence: logprobs per token, and tokens per group confidence.
+    top_k: int = Field(default=20, ge=1, le=20)
+    window: int = Field(default=2048, ge=1)
     # The per-problem budget (n) the bins' budgets were chosen for: a run with another
     # n scales every bin's budget by n / budget.
     budget: int = Field(default=16, ge=1, le=4096)
@@ -91,6 +101,10 @@ class Policy(BaseModel):
             raise ValueError("bins: min_confidence must fall strictly from bin to bin")
         if thresholds[-1] != 0.0:
             raise ValueError("bins: the last bin must have min_confidence 0 (it takes the rest)")
+        if self.difficulty != "confidence" and thresholds[0] > 1.0:
+            raise ValueError(f"bins.0.min_confidence: {thresholds[0]:g} is above 1, where "
+                             f"{self.difficulty} never reaches (only difficulty confidence "
+                             "is unbounded)")
         if self.probe == 0 and (len(self.bins) > 1 or self.bins[0].n == 0):
             raise ValueError("probe: without a probe (0) there is one bin, with n > 0 "
                              "(nothing tells problems apart, and nothing has an answer yet)")
@@ -129,7 +143,8 @@ def probe_agreement(candidates: Sequence[Candidate]) -> float:
 
 
 def mean_score(scores: Sequence[float | None]) -> float:
-    """The verifier signal: the mean of the samples' scores (None: a cut-off, 0)."""
+    """The verifier and confidence signals: the mean of the samples' scores or token
+    confidences (None, a cut-off's score or a sample without logprobs: 0)."""
     return sum(s or 0.0 for s in scores) / len(scores) if scores else 0.0
 
 

@@ -3,8 +3,9 @@ from db.policy_data, or from anywhere else).
 
 - Probes: what compute_optimal's probe would have seen is read from the first k samples
   of a stored sampling batch (sample j is seeded seed + j either way): their answers'
-  agreement, or their verifier scores from a scored batch (best-of-N). "none" is no probe:
-  one strategy for every problem.
+  agreement, their verifier scores from a scored batch (best-of-N), or their token
+  confidences from a batch drawn with confidence_top_k. "none" is no probe: one strategy
+  for every problem.
 - Bins: quantiles of the probe's confidence over the problems.
 - Options of a bin: every (batch, budget point), plus "settled" (the probe's answer).
   Their cost is what compute_optimal would spend: a sampling strategy reuses the probe,
@@ -46,7 +47,13 @@ CARRIED = {
     "self_refine": ("rounds",),
 }
 FOLDS = 5
-Signal = Literal["auto", "agreement", "verifier", "none"]
+Signal = Literal["auto", "agreement", "verifier", "confidence", "none"]
+ProbeSignal = Literal["agreement", "verifier", "confidence", "none"]
+# Where each signal is read from (a stored sampling batch with what), and what is read.
+NEEDS = {"agreement": ("sampling batch (majority, best_of_n)", "agreement is"),
+         "verifier": ("scored sampling batch (best_of_n, weighted_best_of_n with a verifier)",
+                      "scores are"),
+         "confidence": ("sampling batch drawn with confidence_top_k", "token confidences are")}
 
 
 class FitError(ValueError):
@@ -65,10 +72,10 @@ class Option:
 
 @dataclass(frozen=True)
 class Probe:
-    """How compute_optimal would estimate difficulty: k samples' agreement or verifier
-    scores, read from `source`; or none (k = 0)."""
+    """How compute_optimal would estimate difficulty: k samples' agreement, verifier
+    scores or token confidences, read from `source`; or none (k = 0)."""
 
-    signal: Literal["agreement", "verifier", "none"]
+    signal: ProbeSignal
     k: int
     source: int = -1  # the batch it is read from, by position
 
@@ -134,7 +141,8 @@ def fit_policy(
 ) -> Policy:
     """The policy that solves the most of these problems within target_tokens per problem
     on average (see the module's docstring). difficulty auto tries no probe, agreement of
-    2 and of `probe` samples, and verifier scores of 1, 2 and `probe` samples."""
+    2 and of `probe` samples, and verifier scores and token confidences of 1, 2 and
+    `probe` samples (each where a batch holds them)."""
     adaptive = [b.name for b in batches if b.strategy == "compute_optimal"]
     if adaptive:
         raise FitError(f"batch {adaptive[0]} is compute_optimal: fit from fixed strategies")
@@ -161,34 +169,34 @@ def fit_policy(
     return _policy(batches, chosen, rows, keys, fit, target_tokens, tried)
 
 
-def _source(batches: Sequence[StoredBatch], k: int, scored: bool) -> int | None:
-    """The first sampling batch (scored, for the verifier signal) whose first k samples a
-    probe of k would have drawn: n >= k, and no early stop (it may have drawn fewer)."""
+def _source(batches: Sequence[StoredBatch], k: int, signal: str) -> int | None:
+    """The first sampling batch holding the signal (scores, confidences) whose first k
+    samples a probe of k would have drawn: n >= k, and no early stop (it may have drawn
+    fewer)."""
     return next((i for i, b in enumerate(batches) if b.strategy in SAMPLING_STRATEGIES
                  and b.budget >= k and b.config.get("early_stop") is None
-                 and (b.scored or not scored)), None)
+                 and (b.scored or signal != "verifier")
+                 and (b.confident or signal != "confidence")), None)
 
 
 def _probes(batches: Sequence[StoredBatch], k: int, difficulty: Signal) -> list[Probe]:
-    agreeing, scoring = _source(batches, k, False), _source(batches, k, True)
-    if difficulty == "agreement" and agreeing is None:
-        raise FitError(f"no sampling batch (majority, best_of_n) with n >= probe={k}: "
-                       "the probe's agreement is read from one")
-    if difficulty == "verifier" and scoring is None:
-        raise FitError(f"no scored sampling batch (best_of_n, weighted_best_of_n with a "
-                       f"verifier) with n >= probe={k}: the probe's scores are read from one")
     if difficulty == "none":
         return [Probe("none", 0)]
-    if difficulty == "agreement":
-        return [Probe("agreement", k, agreeing)]  # type: ignore[arg-type]
-    if difficulty == "verifier":
-        return [Probe("verifier", k, scoring)]  # type: ignore[arg-type]
+    if difficulty != "auto":
+        source = _source(batches, k, difficulty)
+        if source is None:
+            batch, read = NEEDS[difficulty]
+            raise FitError(f"no {batch} with n >= probe={k}: the probe's {read} read from one")
+        return [Probe(difficulty, k, source)]
     found = [Probe("none", 0)]
-    for signal, sizes in (("agreement", {min(2, k), k} - {1}), ("verifier", {1, min(2, k), k})):
-        for j in sorted(sizes):
-            source = _source(batches, j, signal == "verifier")
+    sizes: dict[ProbeSignal, set[int]] = {"agreement": {min(2, k), k} - {1},
+                                          "verifier": {1, min(2, k), k},
+                                          "confidence": {1, min(2, k), k}}
+    for signal, counts in sizes.items():
+        for j in sorted(counts):
+            source = _source(batches, j, signal)
             if source is not None:
-                found.append(Probe(signal, j, source))  # type: ignore[arg-type]
+                found.append(Probe(signal, j, source))
     return found
 
 
@@ -207,6 +215,9 @@ def probe_rows(batches: Sequence[StoredBatch], probe: Probe, keys: Iterable[str]
             probe_generation = job.generation_tokens * job.share(k, source.budget)
             if probe.signal == "agreement":
                 confidence = agreement([s.answer for s in samples])
+                settled = probe_outcome(samples)
+            elif probe.signal == "confidence":
+                confidence = mean_score([s.confidence for s in samples])
                 settled = probe_outcome(samples)
             else:
                 probe_verifier = job.verifier_tokens * job.share(k, source.budget)
@@ -334,7 +345,11 @@ def _policy(batches: Sequence[StoredBatch], probe: Probe, rows: dict[str, Row],
     by_score = probe.signal == "verifier" and source is not None
     aggregation = source.config.get("aggregation") if by_score else None  # type: ignore[union-attr]
     verifier = source.config.get("verifier") if by_score else None  # type: ignore[union-attr]
+    # A confidence policy's probe draws its confidences as the source batch drew them.
+    logprobs = ({"top_k": source.config["confidence_top_k"],
+                 "window": source.config.get("confidence_window", 2048)}
+                if probe.signal == "confidence" and source is not None else {})
     return Policy(probe=probe.k, budget=max([o.n for o in fit.picks] + [probe.k]),
-                  difficulty="verifier" if probe.signal == "verifier" else "agreement",
+                  difficulty="agreement" if probe.signal == "none" else probe.signal,
                   aggregation=aggregation, verifier=verifier, bins=policy_bins,
-                  description=described[:2000], probe_tokens=probe_tokens)
+                  description=described[:2000], probe_tokens=probe_tokens, **logprobs)

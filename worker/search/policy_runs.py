@@ -16,6 +16,7 @@ class Sample(NamedTuple):
     answer: str | None  # canonical; None: cut off, or no answer found
     correct: bool
     score: float | None = None  # aggregated verifier score; None: unscored or cut off
+    confidence: float | None = None  # token confidence; None: drawn without logprobs
 
 
 @dataclass
@@ -53,7 +54,7 @@ class JobRows(Protocol):
     @property
     def points(self) -> Mapping[int, bool]: ...
     @property
-    def samples(self) -> Sequence[tuple[str | None, bool, float | None]]: ...
+    def samples(self) -> Sequence[tuple[str | None, bool, float | None, float | None]]: ...
 
 
 class BatchRows(Protocol):
@@ -94,3 +95,8 @@ class StoredBatch:
         """A sampling batch whose samples a verifier scored."""
         return self.strategy in SAMPLING_STRATEGIES[1:] and self.config.get("verifier") not in (
             None, "none")
+
+    @property
+    def confident(self) -> bool:
+        """A sampling batch whose samples carry token confidences (confidence_top_k)."""
+        return self.strategy in SAMPLING_STRATEGIES and bool(self.config.get("confidence_top_k"))

@@ -39,7 +39,7 @@ class SearchRun:
             messages.append({"role": "user", "content": user})
             if i < len(assistant_turns):
                 messages.append({"role": "assistant", "content": assistant_turns[i]})
-        return self.engine.chat_prompt(messages)
+        return self.engine.chat_prompt(messages, self.config.chat_template_kwargs or None)
 
     def params(
         self, *, max_tokens: int, seed: int, stop: bool = False, greedy: bool = False,

@@ -3,9 +3,10 @@ optionally stopping early once the answers drawn so far agree."""
 
 from collections.abc import Callable
 
-from ttcq.worker.engines.base import Completion, Engine, GenerationRequest
+from ttcq.worker.engines.base import Completion, Engine, EngineError, GenerationRequest
 from ttcq.worker.search.answers import canonical_answer, extract_answer
 from ttcq.worker.search.config import SearchConfig
+from ttcq.worker.search.deepconf import lowest_group, token_confidence
 from ttcq.worker.search.forcing import draw_forced
 from ttcq.worker.search.run import SearchRun
 from ttcq.worker.search.scoring import aggregate
@@ -47,7 +48,9 @@ def draw_samples(run: SearchRun, start: int = 0, count: int | None = None) -> li
     if (c.think_budget, c.think_min, c.probe_every) != (None, None, None):
         return draw_forced(run, start, count)
     request = GenerationRequest(
-        run.prompt_ids, run.params(max_tokens=c.max_tokens, seed=start), count
+        run.prompt_ids,
+        run.params(max_tokens=c.max_tokens, seed=start, top_logprobs=c.confidence_top_k),
+        count,
     )
     completions = run.generate([request])[0]
     candidates = []
@@ -60,9 +63,23 @@ def draw_samples(run: SearchRun, start: int = 0, count: int | None = None) -> li
                 leaf_id=leaf.id,
                 text=completion.text,
                 finish=completion.finish_reason,
+                confidence=sample_confidence(completion, c) if c.confidence_top_k else None,
             )
         )
     return candidates
+
+
+def sample_confidence(completion: Completion, config: SearchConfig) -> float:
+    """DeepConf's trace confidence of one sample: its lowest group confidence."""
+    top = completion.top_logprobs
+    if top is None or len(top) != completion.completion_tokens:
+        raise EngineError(f"confidence_top_k needs top-{config.confidence_top_k} logprobs for "
+                          f"every generated token; the engine returned "
+                          f"{'none' if top is None else len(top)} for "
+                          f"{completion.completion_tokens} tokens")
+    # Never below 0 (minus a logprob), though the sliding sum's rounding can dip there and
+    # a policy's last bin starts at 0.
+    return max(0.0, lowest_group([token_confidence(t) for t in top], config.confidence_window))
 
 
 def score_samples(run: SearchRun, candidates: list[Candidate]) -> None:

@@ -13,9 +13,10 @@ Aggregation = Literal["last", "min", "prod", "mean"]
 # "rollout": a continuation from a step to an answer (a labeller's, or mcts's value).
 # "forced": text ttcq appended to a thought (budget forcing); its tokens are counted as
 # prompt tokens of the call that continues from it, not here.
+# "probe": the answer asked for mid-thought (answer probing), holding that call's tokens.
 NodeKind = Literal[
     "prompt", "step", "lookahead", "critique", "revision", "stop", "decision", "rollout",
-    "forced",
+    "forced", "probe",
 ]
 
 
@@ -107,6 +108,8 @@ class Candidate:
     step_scores: list[float] = field(default_factory=list)
     score: float | None = None
     selected: bool = False
+    # Token confidence (lowest group) of a sample drawn with top-k logprobs; else None.
+    confidence: float | None = None
 
     @property
     def finished(self) -> bool:
