@@ -71,14 +71,14 @@ def trace(spec: TaskSpec, model: Thinking, probing: Probing, rng: np.random.Gene
 
     answers: list[str] = []
     spent = 0  # probe tokens
-    at = probing.every
-    while at is not None and at < min(natural, limit):
+    every = probing.every
+    # Probes at the multiples of K the thought reaches before it closes and its limit.
+    for at in range(every, min(natural, limit), every) if every is not None else ():
         answers.append(answer_at(at))
         spent += len(answers[-1]) + 2  # "X}" and the end of the sequence
         last = answers[-probing.agree:]
         if len(last) == probing.agree and len(set(last)) == 1:
             return Trace(last[0], at, spent, 0, len(answers))
-        at += probing.every
     if natural <= limit:
         answer = answer_at(natural)
         return Trace(answer, natural, spent, len(_said(answer)) + 1, len(answers))
