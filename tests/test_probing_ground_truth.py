@@ -2,8 +2,9 @@
 (majority with probe_every through run_search) against an independent numpy simulation
 (lab.ground_truth.simulate_probing) within 3.5 standard deviations, in accuracy and in
 thinking, probe and answer tokens, with and without a budget; each check tells a reference
-one step off (K doubled, A one more or less); the model's thought written in pieces is well
-formed and a probe's wrong answer is drawn afresh per prefix; DeepConf's probed chains stop."""
+one step off (K doubled, A one more or less); so does DeepConf's with probing; the model's
+thought written in pieces is well formed and a probe's wrong answer is drawn afresh per
+prefix."""
 
 import math
 import re
@@ -13,7 +14,7 @@ import numpy as np
 import pytest
 
 from lab.ground_truth.engine import GroundTruthEngine
-from lab.ground_truth.simulate_probing import Probing, Run, majority
+from lab.ground_truth.simulate_probing import Probing, Run, deepconf, majority
 from lab.ground_truth.task import Level, TaskSpec, make_dataset, specs_of
 from lab.ground_truth.thought import THINK_CLOSE, Thinking, attempt_text
 from ttcq.worker.engines.base import GenerationRequest, SamplingParams
@@ -39,11 +40,14 @@ def _search(problem: Problem, probing: Probing, n: int, engine: GroundTruthEngin
     return run_search(problem, config, engine, NoVerifier())
 
 
-def _searched(probing: Probing, n: int) -> list[Run]:
+def _searched(probing: Probing, n: int, strategy: str = "majority", **values: object
+              ) -> list[Run]:
     engine = GroundTruthEngine(thinking=MODEL)
     out = []
     for row in make_dataset(PROBLEMS, seed=21):
-        result = _search(Problem(row["problem"], row["answer"]), probing, n, engine)
+        result = _search(Problem(row["problem"], row["answer"]), probing, n, engine,
+                         strategy, **values)
+        assert not any(node.kind == "stop" for node in result.trace.nodes)  # see deepconf
         probes = sum(node.completion_tokens for node in result.trace.nodes
                      if node.kind == "probe")
         thinking = result.thinking_tokens
@@ -145,17 +149,37 @@ def test_a_thought_written_in_pieces_is_well_formed(piece: int) -> None:
                for line in lines[1:-1])
 
 
+DEEPCONF = {"deepconf_warmup": 4, "chunk_tokens": 128, "deepconf_window": 64}
+
+
+def _simulated_deepconf(probing: Probing, n: int) -> list[Run]:
+    """DeepConf's first chunk (128 tokens) reaches past K = 112: its first probe is there."""
+    rng = np.random.default_rng(5)
+    first = Probing(probing.every, probing.agree, first=128)
+    return [deepconf(spec, MODEL, first, n, 4, rng)
+            for spec in specs_of(make_dataset(SIMULATED, seed=22))]
+
+
+def test_probed_deepconf_matches_the_simulation() -> None:
+    """Online DeepConf, n = 8 in batches of 4 with the 95% consensus stop; every token of a
+    thought has the same confidence here, so no chain is stopped (checked in _searched)."""
+    measured = _searched(Probing(112, 2), 8, "deepconf", **DEEPCONF)
+    _agree(measured, _simulated_deepconf(Probing(112, 2), 8))
+    for off in (Probing(224, 2), Probing(112, 3)):
+        with pytest.raises(AssertionError):
+            _agree(measured, _simulated_deepconf(off, 8))
+
+
 def test_deepconf_chains_are_probed_and_stop_on_agreement() -> None:
     """DeepConf on the thinking engine (its top-k logprobs from the confidence model):
     probed chains end at an agreeing probe, and think less than unprobed ones."""
     engine = GroundTruthEngine(thinking=MODEL)
     rows = make_dataset(20, {1: Level(0.95)}, seed=41)
-    values = {"deepconf_warmup": 4, "chunk_tokens": 128, "deepconf_window": 64}
     probed, plain = [], []
     for row in rows:
         problem = Problem(row["problem"], row["answer"])
-        probed.append(_search(problem, Probing(112, 2), 8, engine, "deepconf", **values))
-        plain.append(_search(problem, Probing(None), 8, engine, "deepconf", **values))
+        probed.append(_search(problem, Probing(112, 2), 8, engine, "deepconf", **DEEPCONF))
+        plain.append(_search(problem, Probing(None), 8, engine, "deepconf", **DEEPCONF))
     # Chunks stop at a blank line, also inside the answer: each answer is still written once.
     assert all(c.text.count("\\boxed{") == 1 for r in plain for c in r.candidates)
     leaves = [r.trace.nodes[c.leaf_id].kind for r in probed for c in r.candidates]

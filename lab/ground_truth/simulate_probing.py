@@ -16,7 +16,10 @@ before its limit, a probe asks for its answer: `X}` and the end of the sequence,
 after the close and the cue. Once its last A answers agree the trace ends, answered by its
 last probe. A thought that closes first is answered as written (`\\n\\nThe answer is
 \\boxed{X}.` and the end of the sequence); one that reaches T gets the close and the cue and
-answers `X}` and the end; without T, one that reaches max_tokens has no answer."""
+answers `X}` and the end; without T, one that reaches max_tokens has no answer.
+
+DeepConf's chains (deepconf below) are such traces too, their first probe after their
+first chunk when that is longer than K."""
 
 import math
 from dataclasses import dataclass
@@ -34,6 +37,7 @@ class Probing:
     agree: int = 3  # A
     budget: int | None = None  # T
     max_tokens: int = 4096
+    first: int | None = None  # where the first probe falls, if not at K (DeepConf's chunk)
 
 
 @dataclass(frozen=True)
@@ -71,9 +75,10 @@ def trace(spec: TaskSpec, model: Thinking, probing: Probing, rng: np.random.Gene
 
     answers: list[str] = []
     spent = 0  # probe tokens
-    every = probing.every
-    # Probes at the multiples of K the thought reaches before it closes and its limit.
-    for at in range(every, min(natural, limit), every) if every is not None else ():
+    # Probes every K tokens (from the first) that the thought reaches before it closes and
+    # before its limit.
+    every, start = probing.every, probing.first or probing.every
+    for at in range(start, min(natural, limit), every) if start and every else range(0):
         answers.append(answer_at(at))
         spent += len(answers[-1]) + 2  # "X}" and the end of the sequence
         last = answers[-probing.agree:]
@@ -104,10 +109,33 @@ def majority(spec: TaskSpec, model: Thinking, probing: Probing, n: int,
     """n samples, the answer most of them give (ties to the one seen first); a sample
     without an answer does not vote."""
     traces = [trace(spec, model, probing, rng) for _ in range(n)]
+    votes = _votes(traces)
+    chosen = max(votes, key=lambda a: votes[a]) if votes else None
+    return Run(chosen == spec.answer, sum(t.thinking for t in traces),
+               sum(t.probing for t in traces), sum(t.answering for t in traces))
+
+
+def deepconf(spec: TaskSpec, model: Thinking, probing: Probing, n: int, warmup: int,
+             rng: np.random.Generator, consensus: float = 0.95) -> Run:
+    """Online DeepConf where every token has the same confidence (the thinking engine's
+    thoughts have no steps to set it by): no trace falls below the threshold, all vote
+    alike. Warm-up traces, then batches of as many until, after a batch, the leading
+    answer holds `consensus` of the votes, or n traces; ties to the answer seen first."""
+    traces = [trace(spec, model, probing, rng) for _ in range(min(warmup, n))]
+    while len(traces) < n:
+        traces += [trace(spec, model, probing, rng) for _ in range(min(warmup, n - len(traces)))]
+        votes = _votes(traces)
+        if votes and max(votes.values()) >= consensus * sum(votes.values()):
+            break
+    votes = _votes(traces)
+    chosen = max(votes, key=lambda a: votes[a]) if votes else None
+    return Run(chosen == spec.answer, sum(t.thinking for t in traces),
+               sum(t.probing for t in traces), sum(t.answering for t in traces))
+
+
+def _votes(traces: list[Trace]) -> dict[str, int]:
     votes: dict[str, int] = {}
     for t in traces:
         if t.answer is not None:
             votes[t.answer] = votes.get(t.answer, 0) + 1
-    chosen = max(votes, key=lambda a: votes[a]) if votes else None
-    return Run(chosen == spec.answer, sum(t.thinking for t in traces),
-               sum(t.probing for t in traces), sum(t.answering for t in traces))
+    return votes
