@@ -186,3 +186,19 @@ def test_deepconf_chains_are_probed_and_stop_on_agreement() -> None:
     assert leaves.count("probe") > len(leaves) // 2
     assert sum(r.thinking_tokens for r in probed) < 0.6 * sum(r.thinking_tokens for r in plain)
     assert mean(r.answer == row["answer"] for r, row in zip(probed, rows, strict=True)) > 0.8
+
+
+def test_a_close_cut_between_two_calls_ends_the_thought_once() -> None:
+    """Probes every 40 tokens cut some thoughts inside `</think>` (40 = 8 + 28 + 4): the
+    next call finishes the tag and answers, as no stop string matches across the cut; the
+    budget then forces no second close, and the search still matches the simulation."""
+    probing = Probing(40, 3, budget=4000)
+    engine = GroundTruthEngine(thinking=MODEL)
+    cut = 0
+    for row in make_dataset(150, seed=3):
+        result = _search(Problem(row["problem"], row["answer"]), probing, 1, engine)
+        assert [c.text.count(THINK_CLOSE) for c in result.candidates] == [1]
+        cut += any(node.kind == "step" and node.text.startswith(THINK_CLOSE[i:])
+                   for node in result.trace.nodes for i in range(2, len(THINK_CLOSE)))
+    assert cut >= 3
+    _agree(_searched(probing, 1), _simulated(probing, 1))
