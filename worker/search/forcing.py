@@ -181,10 +181,10 @@ def _answered_in_thought_call(run: SearchRun, s: Forced, completion: Completion)
     while ids and ids[-1] in eos:
         ids.pop()
     _segment(run, s, ids, completion.text, completion)
-    if completion.finish_reason == "length" and not has_boxed_answer(run.answer_part(s.text)):
+    boxed = has_boxed_answer(run.answer_part(s.text))
+    if completion.finish_reason == "length" and not boxed:
         s.stage, s.answer_tokens = "answer", run.config.max_tokens
         return
-    boxed = has_boxed_answer(run.answer_part(s.text))
     s.stage, s.finish = "done", "stop" if boxed else completion.finish_reason
     s.node.status = "finished" if s.finish == "stop" else "truncated"
 
