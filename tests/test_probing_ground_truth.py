@@ -13,6 +13,7 @@ from statistics import mean, pvariance
 import numpy as np
 import pytest
 
+from lab.ground_truth import simulate_forcing as forcing
 from lab.ground_truth.engine import GroundTruthEngine
 from lab.ground_truth.simulate_probing import Probing, Run, deepconf, majority
 from lab.ground_truth.task import Level, TaskSpec, make_dataset, specs_of
@@ -105,6 +106,19 @@ def test_probing_saves_thinking_and_agreement_on_a_wrong_answer_costs_accuracy(
     probed = searched["K=56 A=2"]
     assert mean(r.thinking for r in probed) < 0.3 * mean(r.thinking for r in plain)
     assert mean(r.correct for r in probed) < mean(r.correct for r in plain) - 0.1
+
+
+def test_the_simulation_without_probes_is_budget_forcings() -> None:
+    """The two simulations, written apart, agree where probing is off: at T = 256 and
+    unforced, in accuracy and in thinking and answer tokens."""
+    rng = np.random.default_rng(9)
+    specs = specs_of(make_dataset(SIMULATED, seed=22))
+    for budget in (256, None):
+        forced = [forcing.majority(spec, MODEL, forcing.Forcing(budget), 1, rng)
+                  for spec in specs]
+        probed = [majority(spec, MODEL, Probing(None, budget=budget), 1, rng)
+                  for spec in specs]
+        _agree([Run(r.correct, r.thinking, 0, r.answering) for r in forced], probed)
 
 
 def _probe_answer(engine: GroundTruthEngine, spec: TaskSpec, thought: str) -> str:
