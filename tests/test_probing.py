@@ -150,3 +150,24 @@ def test_a_probe_interval_of_0_or_probing_where_it_does_not_apply_is_refused() -
         make_config(strategy="beam_search", verifier="checker", probe_every=64)
     with pytest.raises(ConfigError, match="probe_agree"):
         make_config(strategy="majority", probe_every=64, probe_agree=1)
+
+
+def straddler(so_far: str, seed: int) -> str:
+    """A 20-token thought, then `</think>` and an answer of 33 tokens; probed, says 41."""
+    if so_far.endswith(ANSWER_CUE):
+        return "41}<eos>"
+    return ("<think>" + "a" * 13 + "</think> so the answer is \\boxed{42}<eos>")[len(so_far):]
+
+
+def test_a_close_cut_by_a_probe_ends_the_thought_with_the_answer_after_it() -> None:
+    # The first call stops at 24 tokens, inside </think>; after a probe the next writes the
+    # rest of the tag and 20 tokens of answer (no stop string matches across the cut) and
+    # an answer call finishes the box: no close or cue is forced at the budget.
+    result, recorder, engine = _search(straddler, n=1, probe_every=24, think_budget=100)
+    [candidate] = result.candidates
+    assert candidate.text == "<think>" + "a" * 13 + "</think> so the answer is \\boxed{42}"
+    assert (candidate.answer, candidate.finish) == ("42", "stop")
+    assert len(_probes(result)) == 1 and result.thinking_tokens == 28
+    asked = [r.params.max_tokens for call in engine.calls for r in call]
+    assert asked[:3] == [24, FORCED_ANSWER_TOKENS, 24] and len(asked) == 4
+    _exact(result, recorder)

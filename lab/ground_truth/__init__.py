@@ -16,7 +16,8 @@ problems of mixed difficulty are problems with different p.
   score of a sound step is Beta(q, 1) and of an unsound one Beta(1, q), q the quality.
 - thought.py: with a thinking format on, the engine writes a thought of attempts that
   each solve with p**L and close after a geometric number, then the answer;
-  simulate_forcing.py is budget forcing's numpy reference on it.
+  simulate_forcing.py is budget forcing's numpy reference on it, simulate_probing.py
+  answer probing's (majority and DeepConf).
 - reference.py (exact: majority, best-of-N, weighted best-of-N) and simulate.py (Monte
   Carlo written from the model alone: beam search, lookahead, DVTS) say what each
   strategy's accuracy should be; they share no code with worker.search.

@@ -19,8 +19,9 @@ ground-truth task (see lab.ground_truth), instantly and reproducibly.
   last step, so `self_judge` on this engine is GroundTruthVerifier.
 - With a thinking model (`thinking=Thinking()`, lab.ground_truth.thought) a reply is a
   thought of attempts, closed by `</think>`, then the answer; its length and accuracy
-  follow that model, and it continues any prefix (after "Wait", after a forced cue). At
-  temperature 0 a thought is the seed-0 draw of its prompt: fixed, not the likeliest.
+  follow that model, and it continues any prefix (after "Wait", after a forced cue, or
+  cut mid-thought, where it goes on as if uncut). At temperature 0 a thought, and a
+  probe's answer, is the seed-0 draw of its prompt: fixed, not the likeliest.
 - The prefix cache is ideal within a search (since reset): a prompt that is a sequence
   already prompted or produced is cached but for its last token, as SGLang reports.
 """

@@ -12,9 +12,18 @@ probability 1 - (1 - s)**k, so longer thoughts are worth more and budget forcing
 something to trade.
 
 The text says what happened (an attempt reads "solves" or "misses"), so a continuation of
-any prefix needs nothing but the prompt: a thought continued (after "Wait", or from a cut)
-draws fresh attempts, which is the same model since both draws are memoryless. After the
-close the answer follows; after the forced cue `\\boxed{` only the answer and `}`."""
+any prefix needs nothing but the prompt. A thought cut mid-way (a call's token limit, as
+answer probing and DeepConf cut it) goes on where it was cut: a cut tag or attempt line is
+finished first (the outcome it shows is kept), and one cut just after an attempt draws its
+close then, so a thought written in pieces is distributed as one written whole. After
+"Wait" it draws fresh attempts (the same model: both draws are memoryless). After the close
+the answer follows; after the forced cue `\\boxed{` only the answer and `}`.
+
+How an answer is drawn: the gold one if some complete attempt before the close solved, else
+a wrong one drawn from the task's weights with the call's generator, which is seeded by the
+whole prompt. So the same prefix always answers the same, and an unsolved thought asked
+again later (answer probing's next probe: a longer prefix) draws its wrong answer afresh,
+independently of its earlier probes."""
 
 import random
 import re
@@ -61,23 +70,29 @@ def reply_after(spec: TaskSpec, model: Thinking, reply: str, rng: random.Random,
     limit tokens (past them nothing would be returned)."""
     close = reply.find(THINK_CLOSE)
     if close < 0:
-        thought = _thinking(spec, model, rng, limit, opening=not reply)
-        if THINK_CLOSE not in thought:
+        thought = _thinking(spec, model, reply, rng, limit)
+        close = (reply + thought).find(THINK_CLOSE)
+        if close < 0:
             return thought
-        reply += thought
-        close = reply.find(THINK_CLOSE)
-        answer = _answer(spec, solved(reply[:close]), rng)
+        answer = _answer(spec, solved((reply + thought)[:close]), rng)
         return thought + answer_text(answer)
     answer = _answer(spec, solved(reply[:close]), rng)
     if reply.endswith(BOX_OPEN):  # the forced cue: the box's contents close it
         return answer + "}"
-    return answer_text(answer)
+    # An answer cut mid-way (DeepConf's chunks stop at a blank line) goes on from there.
+    written, said = reply[close + len(THINK_CLOSE):], answer_text(answer)
+    return said[len(written):] if said.startswith(written) else said
 
 
-def _thinking(spec: TaskSpec, model: Thinking, rng: random.Random, limit: int,
-              opening: bool) -> str:
-    out = [THINK_OPEN] if opening else []
-    length = len(out[0]) if opening else 0
+def _thinking(spec: TaskSpec, model: Thinking, reply: str, rng: random.Random,
+              limit: int) -> str:
+    head = _finish_cut(spec, reply, rng)
+    if (reply + head).endswith(THINK_CLOSE):
+        return head
+    out, length = [head], len(head)
+    # The close is drawn after each attempt: after one that ended the prefix, first of all.
+    if _ENDS_ATTEMPT.search(reply + head) and rng.random() < model.close_chance:
+        return head + THINK_CLOSE
     while length < limit:
         out.append(attempt_text(rng.random() < spec.solve_rate, rng.getrandbits(32)))
         length += ATTEMPT_TOKENS
@@ -85,6 +100,27 @@ def _thinking(spec: TaskSpec, model: Thinking, rng: random.Random, limit: int,
             out.append(THINK_CLOSE)
             break
     return "".join(out)
+
+
+_ENDS_ATTEMPT = re.compile(ATTEMPT.pattern + r"\Z")
+_OUTCOME_AT = len("Try: this ")  # where an attempt line shows its outcome
+
+
+def _finish_cut(spec: TaskSpec, reply: str, rng: random.Random) -> str:
+    """The rest of the opening tag, the close tag or the attempt line that reply was cut
+    inside of; "" if it was cut at none."""
+    if THINK_OPEN.startswith(reply):
+        return THINK_OPEN[len(reply):]
+    line = reply[reply.rfind("\n") + 1:]
+    if line and THINK_CLOSE.startswith(line):
+        return THINK_CLOSE[len(line):]
+    line = line[max(line.rfind("T"), 0):]  # an attempt may follow "Wait" on its line
+    if not line or not attempt_text(True, 0).startswith(line[:_OUTCOME_AT]):
+        return ""  # at a line's start, or after "Wait": fresh attempts follow
+    solves = line[_OUTCOME_AT] == "s" if len(line) > _OUTCOME_AT else (
+        rng.random() < spec.solve_rate)
+    whole = attempt_text(solves, rng.getrandbits(32))
+    return whole[len(line):] if whole.startswith(line[:_OUTCOME_AT + 1]) else ""
 
 
 def _answer(spec: TaskSpec, right: bool, rng: random.Random) -> str:

@@ -138,6 +138,9 @@ def _thought_params(run: SearchRun, max_tokens: int, seed: int) -> SamplingParam
 
 def _after_thought(run: SearchRun, s: Forced, completion: Completion) -> None:
     c = run.config
+    if _closed_across_cut(c.think_close, s.text, completion.text):
+        _answered_in_thought_call(run, s, completion)
+        return
     if c.think_close in completion.text:
         kept = tokens_before_close(run.engine, completion, c.think_close)
         if c.think_min is not None and s.thought + kept < c.think_min:
@@ -161,6 +164,29 @@ def _after_thought(run: SearchRun, s: Forced, completion: Completion) -> None:
             and ids and s.thought < _limit(c)):
         return  # a probing call's end: the sample thinks on after its probe
     _close_or_cut(run, s, completion.finish_reason)
+
+
+def _closed_across_cut(close: str, before: str, text: str) -> bool:
+    """Whether think_close began at the end of the last call and ends in this one: no
+    stop string matches across a prompt, so the model went on into its answer."""
+    tail = before[max(0, len(before) - len(close) + 1):]
+    return close not in text and close in tail + text
+
+
+def _answered_in_thought_call(run: SearchRun, s: Forced, completion: Completion) -> None:
+    """The thought closed by itself (think_min cannot replace a close already answered
+    after): the answer is what follows, continued if the call was cut before its box."""
+    eos = set(run.engine.info.eos_token_ids)
+    ids = list(completion.token_ids)
+    while ids and ids[-1] in eos:
+        ids.pop()
+    _segment(run, s, ids, completion.text, completion)
+    boxed = has_boxed_answer(run.answer_part(s.text))
+    if completion.finish_reason == "length" and not boxed:
+        s.stage, s.answer_tokens = "answer", run.config.max_tokens
+        return
+    s.stage, s.finish = "done", "stop" if boxed else completion.finish_reason
+    s.node.status = "finished" if s.finish == "stop" else "truncated"
 
 
 def _close_or_cut(run: SearchRun, s: Forced, finish: FinishReason) -> None:
