@@ -164,3 +164,5 @@ def test_the_console_pages_are_served(client: httpx.Client, data: ConsoleData) -
     assert page.status_code == 200 and 'id="login"' in page.text
     assert "script-src 'self'" in page.headers["content-security-policy"]
     assert client.get("/static/tree.js").status_code == 200
+    for bad in ("/batches/not-a-uuid", "/jobs/..%2Fbatches", "/compare?a=x&b="):
+        assert client.get(bad).status_code == 404  # ids go into API paths: UUIDs only

@@ -164,3 +164,11 @@ def test_confidences_are_stored_and_fitted_from(sessions: Any, db_url: str,
     policy = Policy.model_validate(yaml.safe_load(out.read_text()))
     assert (policy.difficulty, policy.top_k, policy.window) == ("confidence", 20, 16)
     assert result.stdout.startswith("probe: confidence of 4\nbin 1: confidence >= ")
+
+
+@pytest.mark.parametrize("thinking", [{"think_budget": 64}, {"probe_every": 32}])
+def test_a_confidence_probe_with_forced_or_probed_thoughts_is_refused(
+        thinking: dict[str, int]) -> None:
+    with pytest.raises(ConfigError, match=f"policy.difficulty: .* {next(iter(thinking))}"):
+        make_config(strategy="compute_optimal", policy=BY_CONFIDENCE, verifier="none",
+                    **thinking)

@@ -160,14 +160,35 @@ def straddler(so_far: str, seed: int) -> str:
 
 
 def test_a_close_cut_by_a_probe_ends_the_thought_with_the_answer_after_it() -> None:
-    # The first call stops at 24 tokens, inside </think>; after a probe the next writes the
-    # rest of the tag and 20 tokens of answer (no stop string matches across the cut) and
-    # an answer call finishes the box: no close or cue is forced at the budget.
+    # The first call stops at 24 tokens, inside </think>: no probe there (it would close
+    # a half-written tag); the next writes the rest of the tag and 20 tokens of answer (no
+    # stop string matches across the cut) and an answer call finishes the box: no close
+    # or cue is forced at the budget.
     result, recorder, engine = _search(straddler, n=1, probe_every=24, think_budget=100)
     [candidate] = result.candidates
     assert candidate.text == "<think>" + "a" * 13 + "</think> so the answer is \\boxed{42}"
     assert (candidate.answer, candidate.finish) == ("42", "stop")
-    assert len(_probes(result)) == 1 and result.thinking_tokens == 28
+    assert not _probes(result) and result.thinking_tokens == 28
     asked = [r.params.max_tokens for call in engine.calls for r in call]
-    assert asked[:3] == [24, FORCED_ANSWER_TOKENS, 24] and len(asked) == 4
+    assert asked[:2] == [24, 24] and len(asked) == 3
     _exact(result, recorder)
+
+
+def tagless(so_far: str, seed: int) -> str:
+    """Never opens a thought: all it writes is answer."""
+    return "42}<eos>" if so_far.endswith(ANSWER_CUE) else ("b" * 60 + "\\boxed{7}<eos>")[
+        len(so_far):]
+
+
+def test_a_reply_outside_a_thought_is_never_probed_and_keeps_max_tokens() -> None:
+    result, recorder, _ = _search(tagless, probe_every=10, n=1)
+    assert not _probes(result)
+    assert result.candidates[0].text == "b" * 60 + "\\boxed{7}"
+    assert result.thinking_tokens == 0
+    _exact(result, recorder)
+    # Without a budget, max_tokens holds thought and answer together, probed or not.
+    def long_answer(so_far: str, seed: int) -> str:
+        return ("<think>" + "a" * 93 + "</think>" + "x" * 200 + "<eos>")[len(so_far):]
+    plain, _, _ = _search(long_answer, n=1, max_tokens=150)
+    probed, _, _ = _search(long_answer, n=1, max_tokens=150, probe_every=1000)
+    assert len(plain.candidates[0].text) == len(probed.candidates[0].text) == 150

@@ -13,7 +13,7 @@ from lab.recording import RecordingEngine
 from tests.utils.thinker import ASSISTANT, THINKING_SWITCH, ScriptedThinker
 from ttcq.api.cli_options import config_from
 from ttcq.worker.engines.hf_tokenizer import HFTokenizer
-from ttcq.worker.search.config import make_config
+from ttcq.worker.search.config import ConfigError, make_config
 from ttcq.worker.search.registry import run_search
 from ttcq.worker.search.types import Problem, SearchResult
 from ttcq.worker.verifiers.base import NoVerifier
@@ -89,3 +89,8 @@ def test_template_kwargs_from_the_command_line(tmp_path: Path) -> None:
     assert make_config(**config).chat_template_kwargs["enable_thinking"] is False
     with pytest.raises(click.BadParameter, match="'enable_thinking': expected KEY=VALUE"):
         config_from(None, {"template_kwargs": ("enable_thinking",)})
+
+
+def test_a_switch_ttcq_sets_itself_is_refused_naming_it() -> None:
+    with pytest.raises(ConfigError, match="chat_template_kwargs.messages: set by ttcq"):
+        make_config(chat_template_kwargs={"messages": "x"})

@@ -8,12 +8,17 @@ from typing import Any
 
 import pytest
 
+from lab.ground_truth.engine import GroundTruthEngine
+from lab.ground_truth.task import TaskSpec
+from lab.ground_truth.thought import Thinking
 from tests.utils.thinker import ScriptedThinker
 from ttcq.worker.engines.base import Completion, GenerationRequest
+from ttcq.worker.engines.wrapper import EngineWrapper
 from ttcq.worker.search.config import make_config
 from ttcq.worker.search.registry import run_search
 from ttcq.worker.search.thinking import thinking_tokens
 from ttcq.worker.search.types import Problem, SearchResult
+from ttcq.worker.verifiers.base import NoVerifier
 from ttcq.worker.verifiers.factory import make_verifier
 
 PROBLEM = Problem("What is 1 + 2?", gold="3")
@@ -121,3 +126,37 @@ def test_a_rollout_cut_inside_the_thought_counts_whole(strategy: str) -> None:
     assert any(n.kind == "rollout" for n in result.trace.nodes)
     assert result.thinking_tokens == engine.thought_tokens()
     assert result.thinking_tokens == result.generation.completion_tokens
+
+
+def test_an_open_tag_longer_than_the_close_is_found_across_a_cut() -> None:
+    engine = ScriptedThinker(_continue)
+    chunk = Completion(list(map(ord, "ning>ab")), "ning>ab", "length", None, 10, 0)
+    assert thinking_tokens(engine, chunk, "<reasoning>", "</r>", False, "<reaso") == 7
+
+
+class KeptReplies(EngineWrapper):
+    """Keeps every call's prompt and completions."""
+
+    def __init__(self, inner: Any):
+        super().__init__(inner)
+        self.replies: list[tuple[Sequence[int], Completion]] = []
+
+    def generate(self, requests: Sequence[GenerationRequest]) -> list[list[Completion]]:
+        out = self.inner.generate(requests)
+        self.replies += [(r.prompt_ids, c) for r, cs in zip(requests, out, strict=True)
+                         for c in cs]
+        return out
+
+
+def test_self_refines_turns_are_chats_of_their_own_though_they_start_alike() -> None:
+    """The ground-truth engine's chats all start with the first one's ids (as ChatML's
+    do); each of self-refine's turns is a fresh reply, its thought counted from its start."""
+    engine = KeptReplies(GroundTruthEngine(thinking=Thinking(mean_attempts=4.0)))
+    config = make_config(strategy="self_refine", rounds=1, verifier="none", max_tokens=128,
+                         max_step_tokens=128)
+    task = TaskSpec("refine", 0.5, 3, "42", (("7", 1.0),))
+    result = run_search(Problem(task.problem_text(), "42"), config, engine, NoVerifier())
+    assert len(engine.replies) == 3
+    each = [thinking_tokens(engine, c, "<think>", "</think>", False) for _, c in engine.replies]
+    assert each[0] and each[2]  # the first answer and its rewrite think; the critique not
+    assert result.thinking_tokens == sum(each)

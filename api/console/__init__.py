@@ -4,9 +4,10 @@ sessionStorage). The pages carry no data of their own: whoever opens one sees on
 their token's /v1 answers allow, and another owner's batch is "not found" there as in the
 API."""
 
+import uuid
 from pathlib import Path
 
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import APIRouter, FastAPI, HTTPException, Request
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
@@ -36,17 +37,25 @@ def batches_page(request: Request) -> HTMLResponse:
 
 @router.get("/batches/{batch_id}", response_class=HTMLResponse)
 def batch_page(request: Request, batch_id: str) -> HTMLResponse:
-    return _page(request, "batch.html", batch_id=batch_id)
+    return _page(request, "batch.html", batch_id=_id(batch_id))
 
 
 @router.get("/jobs/{job_id}", response_class=HTMLResponse)
 def job_page(request: Request, job_id: str) -> HTMLResponse:
-    return _page(request, "job.html", job_id=job_id)
+    return _page(request, "job.html", job_id=_id(job_id))
 
 
 @router.get("/compare", response_class=HTMLResponse)
 def compare_page(request: Request, a: str = "", b: str = "") -> HTMLResponse:
-    return _page(request, "compare.html", a=a, b=b)
+    return _page(request, "compare.html", a=a and _id(a), b=b and _id(b))
+
+
+def _id(value: str) -> str:
+    """A batch or job id as the pages put it into API paths: a UUID, or no such page."""
+    try:
+        return str(uuid.UUID(value))
+    except ValueError:
+        raise HTTPException(status_code=404, detail=f"no batch or job {value!r}") from None
 
 
 def mount(app: FastAPI) -> None:

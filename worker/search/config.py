@@ -25,6 +25,8 @@ DEFAULT_SELECTION: dict[str, Selection] = {
 # Strategies whose judge is no verifier (labels grade rollouts against the gold; DeepConf
 # reads the model's own confidence): their verifier defaults to none.
 UNVERIFIED: tuple[str, ...] = (*LABEL_STRATEGIES, "deepconf")
+# What ttcq itself passes to a chat template: a recipe may not set them.
+RESERVED_TEMPLATE_KWARGS = ("messages", "add_generation_prompt", "bos_token", "eos_token")
 # `--strategy lookahead` without `--lookahead`: one greedy step before each score, the
 # cheapest lookahead (at most one extra step per candidate step) that is not beam search.
 DEFAULT_LOOKAHEAD = 1
@@ -170,7 +172,13 @@ class SearchConfig(BaseModel):
         self._check_early_stop()
         self._check_confidence()
         self._check_thinking()
+        self._check_template_kwargs()
         return self
+
+    def _check_template_kwargs(self) -> None:
+        for key in self.chat_template_kwargs:
+            if key in RESERVED_TEMPLATE_KWARGS:
+                raise ValueError(f"chat_template_kwargs.{key}: set by ttcq itself")
 
     def _check_thinking(self) -> None:
         forced = [name for name in ("think_budget", "think_min") if getattr(self, name)]
@@ -181,10 +189,16 @@ class SearchConfig(BaseModel):
         if self.probe_every is not None and self.strategy not in probing:
             raise ValueError(f"probe_every: strategy {self.strategy} does not probe thoughts "
                              f"(only {', '.join(probing)})")
-        if self.confidence_top_k and (self.think_budget, self.think_min, self.probe_every) != (
-                None, None, None):
-            raise ValueError("confidence_top_k: not with think_budget, think_min or probe_every "
-                             "(a forced or probed thought is written by several calls)")
+        thinking = [name for name in ("think_budget", "think_min", "probe_every")
+                    if getattr(self, name) is not None]
+        if self.confidence_top_k and thinking:
+            raise ValueError(f"confidence_top_k: not with {thinking[0]} (a forced or probed "
+                             "thought is written by several calls)")
+        if (self.strategy == "compute_optimal" and thinking
+                and self.compute_policy.difficulty == "confidence"):
+            raise ValueError(f"policy.difficulty: a confidence probe is not drawn with "
+                             f"{thinking[0]} (a forced or probed thought is written by "
+                             "several calls)")
         if self.think_budget and self.think_min and self.think_min >= self.think_budget:
             raise ValueError(f"think_min: {self.think_min} must be below think_budget "
                              f"({self.think_budget})")

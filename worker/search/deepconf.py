@@ -29,9 +29,9 @@ from dataclasses import dataclass, field, replace
 from ttcq.worker.engines.base import Completion, Engine, EngineError, GenerationRequest
 from ttcq.worker.search.answers import has_boxed_answer
 from ttcq.worker.search.config import SearchConfig
-from ttcq.worker.search.probing import ProbeLog, probe
+from ttcq.worker.search.probing import ProbeLog, inside_thought, probe
 from ttcq.worker.search.run import SearchRun
-from ttcq.worker.search.thinking import thinking_tokens, thought_open_after
+from ttcq.worker.search.thinking import thinking_tokens
 from ttcq.worker.search.tree import Beam, BeamState, TreeSearch
 from ttcq.worker.search.types import Candidate, Problem, SearchResult
 from ttcq.worker.verifiers.base import Verifier
@@ -142,8 +142,7 @@ class DeepConf:
         c = self.config
         chain.probes.since += thinking_tokens(self.run.engine, completion, c.think_open,
                                               c.think_close, self.run.opened_by_prompt, reply)
-        chain.thinking = thought_open_after(chain.beam.text, c.think_open, c.think_close,
-                                            self.run.opened_by_prompt) is True
+        chain.thinking = inside_thought(self.run, chain.beam.text)
 
     def _probe(self, chains: Sequence[Chain]) -> None:
         """Probe the chains due; a settled one ends with its probe as its answer."""

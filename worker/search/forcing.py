@@ -24,7 +24,7 @@ from ttcq.worker.engines.base import (
 )
 from ttcq.worker.search.answers import has_boxed_answer
 from ttcq.worker.search.config import SearchConfig
-from ttcq.worker.search.probing import ProbeLog, probe
+from ttcq.worker.search.probing import ProbeLog, inside_thought, probe
 from ttcq.worker.search.run import SearchRun
 from ttcq.worker.search.steps import split_steps
 from ttcq.worker.search.thinking import (
@@ -115,10 +115,22 @@ def _ask(config: SearchConfig, s: Forced) -> int:
     return room if config.probe_every is None else min(room, config.probe_every - s.probes.since)
 
 
+def _answer_room(config: SearchConfig, s: Forced) -> int:
+    """The answer's tokens after a thought that closed by itself: max_tokens of its own
+    under a thinking budget, else what the thought left of max_tokens (as unforced)."""
+    if config.think_budget is not None:
+        return config.max_tokens
+    return max(1, config.max_tokens - s.thought)
+
+
 def _probe_due(run: SearchRun, thinking: list[Forced]) -> None:
     """Probe the samples due in one call; a settled one ends with its probe as answer."""
     c = run.config
     due = [s for s in thinking if s.probes.due(c.probe_every)]
+    for s in due:
+        if not inside_thought(run, s.text):
+            s.probes.since = 0  # no probe outside a thought, nor inside its close tag
+    due = [s for s in due if s.probes.since]
     if not due:
         return
     probes = probe(run, [(run.prompt_ids + tuple(s.ids), s.node) for s in due],
@@ -151,7 +163,7 @@ def _after_thought(run: SearchRun, s: Forced, completion: Completion) -> None:
                 _close_or_cut(run, s, "length")
             return
         _segment(run, s, completion.token_ids, completion.text, completion)
-        s.stage, s.answer_tokens = "answer", c.max_tokens
+        s.stage, s.answer_tokens = "answer", _answer_room(c, s)
         return
     # Not closed: at the budget, or an end of sequence inside the thought (dropped from
     # what is continued; still counted on the node).
@@ -183,7 +195,7 @@ def _answered_in_thought_call(run: SearchRun, s: Forced, completion: Completion)
     _segment(run, s, ids, completion.text, completion)
     boxed = has_boxed_answer(run.answer_part(s.text))
     if completion.finish_reason == "length" and not boxed:
-        s.stage, s.answer_tokens = "answer", run.config.max_tokens
+        s.stage, s.answer_tokens = "answer", _answer_room(run.config, s)
         return
     s.stage, s.finish = "done", "stop" if boxed else completion.finish_reason
     s.node.status = "finished" if s.finish == "stop" else "truncated"

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from ttcq.worker.engines.base import GenerationRequest
 from ttcq.worker.search.answers import canonical_answer, closing_box
 from ttcq.worker.search.run import SearchRun
-from ttcq.worker.search.thinking import ANSWER_CUE, FORCED_ANSWER_TOKENS
+from ttcq.worker.search.thinking import ANSWER_CUE, FORCED_ANSWER_TOKENS, thought_open_after
 from ttcq.worker.search.types import TraceNode
 
 
@@ -40,6 +40,15 @@ class Probe:
     node: TraceNode  # the probe's node: its text is the cue and what the model wrote
     token_ids: tuple[int, ...]  # what the probe appended to the trace: cue and answer
     answer: str | None
+
+
+def inside_thought(run: SearchRun, reply: str) -> bool:
+    """Whether a reply so far ends inside its thought, and not in the middle of its close
+    tag: only there may a probe close it."""
+    c = run.config
+    if thought_open_after(reply, c.think_open, c.think_close, run.opened_by_prompt) is not True:
+        return False
+    return not any(reply.endswith(c.think_close[:k]) for k in range(1, len(c.think_close)))
 
 
 def probe_cue(run: SearchRun) -> str:

@@ -28,7 +28,9 @@ class SearchRun:
         self.verification = Usage()
         self.trace = Trace()
         self.root = self.trace.add(None, "prompt", problem.text)
+        self.other_chats: set[tuple[int, ...]] = set()  # chats after the first (self-refine)
         self.prompt_ids = tuple(self.chat([problem.text]))
+        self.other_chats.clear()
         self.opened_by_prompt = opens_thought(self.engine, self.prompt_ids, config.think_open)
         self.thinking_tokens = 0  # generated tokens inside thoughts, counted by generate
 
@@ -39,7 +41,9 @@ class SearchRun:
             messages.append({"role": "user", "content": user})
             if i < len(assistant_turns):
                 messages.append({"role": "assistant", "content": assistant_turns[i]})
-        return self.engine.chat_prompt(messages, self.config.chat_template_kwargs or None)
+        ids = self.engine.chat_prompt(messages, self.config.chat_template_kwargs or None)
+        self.other_chats.add(tuple(ids))
+        return ids
 
     def params(
         self, *, max_tokens: int, seed: int, stop: bool = False, greedy: bool = False,
@@ -73,7 +77,8 @@ class SearchRun:
         so far: a continuation of this run's prompt reads the whole reply (a thought's
         close may lie anywhere in it), another chat (self-refine's turns) only its end."""
         base = len(self.prompt_ids)
-        if tuple(prompt_ids[:base]) != self.prompt_ids:
+        # A chat of its own may start with the first one's ids (ChatML): it is no reply.
+        if tuple(prompt_ids) in self.other_chats or tuple(prompt_ids[:base]) != self.prompt_ids:
             return opens_thought(self.engine, prompt_ids, self.config.think_open), ""
         return self.opened_by_prompt, self.engine.detokenize(prompt_ids[base:])
 

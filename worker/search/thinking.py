@@ -66,7 +66,7 @@ def thinking_tokens(engine: Engine, completion: Completion, think_open: str,
     if inside is None:
         return 0
     # A tag cut between two calls (DeepConf's chunks) is found across the cut.
-    keep = len(think_close) - 1
+    keep = max(len(think_open), len(think_close)) - 1
     tail = reply[max(0, len(reply) - keep):] if keep else ""
     text = tail + completion.text
     parts = split_reasoning(text, think_open, think_close, inside)
