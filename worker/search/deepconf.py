@@ -31,7 +31,6 @@ from ttcq.worker.search.answers import has_boxed_answer
 from ttcq.worker.search.config import SearchConfig
 from ttcq.worker.search.probing import ProbeLog, inside_thought, probe
 from ttcq.worker.search.run import SearchRun
-from ttcq.worker.search.thinking import thinking_tokens
 from ttcq.worker.search.tree import Beam, BeamState, TreeSearch
 from ttcq.worker.search.types import Candidate, Problem, SearchResult
 from ttcq.worker.verifiers.base import Verifier
@@ -105,8 +104,12 @@ class DeepConf:
         has ended or (with a threshold) fallen below it."""
         while live := [chain for chain in chains if chain.open]:
             requests = [self._request(chain) for chain in live]
-            for chain, [completion] in zip(live, self.run.generate(requests), strict=True):
+            completions = self.run.generate(requests)
+            for chain, [completion], [thought] in zip(live, completions, self.run.last_thinking,
+                                                      strict=True):
                 self._extend(chain, completion)
+                chain.probes.since += thought
+                chain.thinking = inside_thought(self.run, chain.beam.text)
                 if threshold is not None:  # the last chunk too: it may end below
                     self._check(chain, threshold)
             self._probe([chain for chain in live if chain.open and chain.thinking])
@@ -129,20 +132,10 @@ class DeepConf:
                               f"every generated token; the engine returned "
                               f"{'none' if top is None else len(top)} for "
                               f"{completion.completion_tokens} tokens")
-        reply = chain.beam.text
         beam = self.tree.child(chain.beam, completion, "step")
         chain.beam = replace(beam, state=self._state(beam, completion, chain.asked))
         chain.new_tokens = len(top)
         chain.confidences += [token_confidence(t) for t in top]
-        self._follow_thought(chain, completion, reply)
-
-    def _follow_thought(self, chain: Chain, completion: Completion, reply: str) -> None:
-        """Whether the chain is inside a thought now, and its thinking tokens since its
-        last probe (the run counts the search's own)."""
-        c = self.config
-        chain.probes.since += thinking_tokens(self.run.engine, completion, c.think_open,
-                                              c.think_close, self.run.opened_by_prompt, reply)
-        chain.thinking = inside_thought(self.run, chain.beam.text)
 
     def _probe(self, chains: Sequence[Chain]) -> None:
         """Probe the chains due; a settled one ends with its probe as its answer."""

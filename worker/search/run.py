@@ -33,6 +33,7 @@ class SearchRun:
         self.other_chats.clear()
         self.opened_by_prompt = opens_thought(self.engine, self.prompt_ids, config.think_open)
         self.thinking_tokens = 0  # generated tokens inside thoughts, counted by generate
+        self.last_thinking: list[list[int]] = []  # of the latest call, per completion
 
     def chat(self, user_turns: Sequence[str], assistant_turns: Sequence[str] = ()) -> list[int]:
         """Token ids of the system prompt, alternating user/assistant turns, reply start."""
@@ -65,11 +66,13 @@ class SearchRun:
         strategy counts them the same way."""
         results = self.engine.generate(requests)
         c = self.config
+        self.last_thinking = []
         for request, completions in zip(requests, results, strict=True):
             opened, reply = self._reply_of(request.prompt_ids)
-            for completion in completions:
-                self.thinking_tokens += thinking_tokens(
-                    self.engine, completion, c.think_open, c.think_close, opened, reply)
+            self.last_thinking.append([thinking_tokens(
+                self.engine, completion, c.think_open, c.think_close, opened, reply)
+                for completion in completions])
+        self.thinking_tokens += sum(map(sum, self.last_thinking))
         return results
 
     def _reply_of(self, prompt_ids: Sequence[int]) -> tuple[bool, str]:
