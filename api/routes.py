@@ -33,6 +33,7 @@ from sqlmodel import Session
 from ttcq.api.datasets import decode_json, detect_format, parse_fields, read_dataset
 from ttcq.api.deps import CeleryDep, OwnerDep, SessionDep, SettingsDep
 from ttcq.api.json_body import BodyError, read_submission
+from ttcq.api.owned import owned_batch, owned_job
 from ttcq.api.records import BadField, DatasetError, ErrorLog, Limits, check_text, to_problems
 from ttcq.api.schemas import (
     BatchCreate,
@@ -53,7 +54,6 @@ from ttcq.worker.search.names import LABEL_STRATEGIES
 
 router = APIRouter(prefix="/v1")
 log = logging.getLogger(__name__)
-NOT_FOUND = "no such batch"
 RESULT_LINES_PER_CHUNK = 200
 DATABASE_DOWN = (psycopg.OperationalError, sqlalchemy.exc.OperationalError,
                  sqlalchemy.exc.InterfaceError)
@@ -236,13 +236,6 @@ def _field_pairs(pairs: list[str]) -> dict[str, str]:
         raise bad_request(str(error)) from None
 
 
-def _owned_batch(session: Session, batch_id: uuid.UUID, owner: str) -> Batch:
-    batch = batches.get_batch(session=session, batch_id=batch_id, owner=owner)
-    if batch is None:  # someone else's batch is as invisible as a missing one
-        raise HTTPException(status.HTTP_404_NOT_FOUND, NOT_FOUND)
-    return batch
-
-
 @router.get("/batches", tags=["batches"])
 def list_batches(
     session: SessionDep, owner: OwnerDep, limit: Annotated[int, Query(ge=1, le=500)] = 50
@@ -258,13 +251,13 @@ def list_batches(
 @router.get("/batches/{batch_id}", tags=["batches"])
 def read_batch(batch_id: uuid.UUID, session: SessionDep, owner: OwnerDep) -> BatchPublic:
     """The batch with its config, jobs by state, and accuracy so far."""
-    return public_batch(session, _owned_batch(session, batch_id, owner))
+    return public_batch(session, owned_batch(session, batch_id, owner))
 
 
 @router.post("/batches/{batch_id}/cancel", tags=["batches"])
 def cancel_batch(batch_id: uuid.UUID, session: SessionDep, owner: OwnerDep) -> BatchPublic:
     """Cancel queued jobs now; running ones stop at their next check."""
-    batch = _owned_batch(session, batch_id, owner)
+    batch = owned_batch(session, batch_id, owner)
     batches.cancel_batch(session=session, batch_id=batch.id)
     session.refresh(batch)
     return public_batch(session, batch)
@@ -277,7 +270,7 @@ def requeue_batch(
     """Send the batch's queued jobs to the queue again, for messages Redis lost (a restart
     without persistence). A job runs once however many messages it has: the claim on its
     row admits one worker."""
-    batch = _owned_batch(session, batch_id, owner)
+    batch = owned_batch(session, batch_id, owner)
     job_ids = jobs.queued_job_ids(session=session, batch_id=batch.id)
     try:
         enqueue_jobs(celery, job_ids, priority=batch.priority, queue=queue_for(batch.model))
@@ -293,7 +286,7 @@ def retry_batch(
     """Run the batch's failed jobs again, with fresh attempts: no dataset to submit again.
     Each job's attempt history keeps what its failures said; a search that saved a
     checkpoint resumes from it."""
-    batch = _owned_batch(session, batch_id, owner)
+    batch = owned_batch(session, batch_id, owner)
     job_ids = attempts.retry_failed(session=session, batch_id=batch.id)
     try:
         enqueue_jobs(celery, job_ids, priority=batch.priority, queue=queue_for(batch.model))
@@ -314,7 +307,7 @@ def batch_results(
     batch_id: uuid.UUID, session: SessionDep, owner: OwnerDep, settings: SettingsDep
 ) -> StreamingResponse:
     """Every job's result as JSON lines, finished or not."""
-    batch = _owned_batch(session, batch_id, owner)
+    batch = owned_batch(session, batch_id, owner)
     lines = _result_lines(settings.database_url, batch.id, batch.config)
     return StreamingResponse(lines, media_type="application/x-ndjson")
 
@@ -336,9 +329,7 @@ def _result_lines(url: str, batch_id: uuid.UUID, config: dict[str, Any]) -> Iter
 @router.get("/jobs/{job_id}", tags=["jobs"])
 def read_job(job_id: uuid.UUID, session: SessionDep, owner: OwnerDep) -> JobDetail:
     """One job with its cost, final candidates and whole search trace."""
-    job = queries_api.get_owned_job(session=session, job_id=job_id, owner=owner)
-    if job is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, "no such job")
+    job = owned_job(session, job_id, owner)
     return JobDetail.model_validate(
         {
             **JobPublic.model_validate(job).model_dump(),

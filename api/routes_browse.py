@@ -6,10 +6,9 @@ import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query, status
-from sqlmodel import Session
 
 from ttcq.api.deps import OwnerDep, SessionDep
-from ttcq.api.routes_reports import owned_batch
+from ttcq.api.owned import owned_batch, owned_job
 from ttcq.api.schemas import CandidatePublic, CostPublic, JobPublic, TraceNodePublic
 from ttcq.api.schemas_browse import (
     BatchCost,
@@ -23,7 +22,7 @@ from ttcq.api.schemas_browse import (
 )
 from ttcq.db import browse, queries_api, results, trees
 from ttcq.db.browse import Outcome, ProblemSort
-from ttcq.db.models import Batch, Job
+from ttcq.db.models import Batch
 
 router = APIRouter(prefix="/v1")
 
@@ -65,18 +64,11 @@ def batch_cost(batch_id: uuid.UUID, session: SessionDep, owner: OwnerDep) -> Bat
     return BatchCost.of(browse.batch_cost(session=session, batch_id=batch.id))
 
 
-def _owned_job(session: Session, job_id: uuid.UUID, owner: str) -> Job:
-    job = queries_api.get_owned_job(session=session, job_id=job_id, owner=owner)
-    if job is None:  # someone else's job is as invisible as a missing one
-        raise HTTPException(status.HTTP_404_NOT_FOUND, "no such job")
-    return job
-
-
 @router.get("/jobs/{job_id}/tree", tags=["browse"])
 def job_tree(job_id: uuid.UUID, session: SessionDep, owner: OwnerDep) -> JobTree:
     """The job's search tree without node texts, its candidates, and the path from the
     root to the chosen candidate."""
-    job = _owned_job(session, job_id, owner)
+    job = owned_job(session, job_id, owner)
     batch = session.get(Batch, job.batch_id)
     assert batch is not None
     nodes = trees.tree_nodes(session=session, job_id=job.id)
@@ -101,7 +93,7 @@ def same_problem(
 ) -> list[SameProblemJob]:
     """The caller's other jobs of this job's problem (the same line and text, so the same
     dataset submitted again, e.g. under another strategy), newest batch first."""
-    job = _owned_job(session, job_id, owner)
+    job = owned_job(session, job_id, owner)
     rows = browse.same_problem_jobs(session=session, job=job, owner=owner, limit=limit)
     return [SameProblemJob.model_validate(row) for row in rows]
 
@@ -110,7 +102,7 @@ def same_problem(
 def job_node(job_id: uuid.UUID, node_id: int, session: SessionDep, owner: OwnerDep
              ) -> TraceNodePublic:
     """One node of the job's search tree, with its whole text."""
-    job = _owned_job(session, job_id, owner)
+    job = owned_job(session, job_id, owner)
     node = trees.trace_node(session=session, job_id=job.id, node_id=node_id)
     if node is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "no such node")

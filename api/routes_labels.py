@@ -14,8 +14,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ttcq.api.deps import CeleryDep, OwnerDep, SessionDep, SettingsDep
 from ttcq.api.label_export import ExportFormat, export_rows
+from ttcq.api.owned import owned_batch
 from ttcq.api.routes import QUEUE_DOWN, bad_request, public_batch
-from ttcq.api.routes_reports import owned_batch
 from ttcq.api.schemas import BatchPublic
 from ttcq.db.labels import (
     LabelSourceError,

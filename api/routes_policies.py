@@ -8,7 +8,8 @@ from fastapi import APIRouter, HTTPException
 from pydantic import BaseModel, ConfigDict, Field
 
 from ttcq.api.deps import OwnerDep, SessionDep
-from ttcq.api.routes_reports import MAX_REPORT_BATCHES, owned_batch
+from ttcq.api.owned import owned_batch
+from ttcq.api.routes_reports import MAX_REPORT_BATCHES
 from ttcq.db.policy_data import batch_records
 from ttcq.worker.search.policy import Policy
 from ttcq.worker.search.policy_fit import FitError, fit_policy

@@ -12,9 +12,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlmodel import Session
 
 from ttcq.api.deps import OwnerDep, SessionDep
+from ttcq.api.owned import owned_batch
 from ttcq.api.report.data import Report, build_report
-from ttcq.db import batches
-from ttcq.db.models import Batch, Rescore
+from ttcq.db.models import Rescore
 from ttcq.worker.rescoring import RescoreError, RescoreSummary, rescore_batch
 from ttcq.worker.search.config import Aggregation, Selection
 
@@ -41,13 +41,6 @@ class RescorePublic(BaseModel):
     correct: int = Field(description="at the full budget, as rescored")
     accuracy: float | None
     accuracy_before: float | None = Field(description="at the full budget, as searched")
-
-
-def owned_batch(session: Session, batch_id: uuid.UUID, owner: str) -> Batch:
-    batch = batches.get_batch(session=session, batch_id=batch_id, owner=owner)
-    if batch is None:  # someone else's batch is as invisible as a missing one
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no such batch {batch_id}")
-    return batch
 
 
 @router.get("/report", tags=["reports"])

@@ -14,6 +14,7 @@ from sqlalchemy import select as select_columns
 from sqlmodel import Session, col
 
 from ttcq.db.models import Batch, Job, JobCost, JobState
+from ttcq.db.reports import job_level, job_tokens
 
 Outcome = Literal["correct", "wrong", "failed", "unfinished"]
 ProblemSort = Literal["line", "tokens", "-tokens"]
@@ -21,14 +22,9 @@ PREVIEW_CHARS = 160  # of a problem's text in a table row; the job page shows it
 SAME_PROBLEM_LIMIT = 100
 
 
-def _level() -> Any:
-    return col(Job.meta)["level"].as_string()
-
-
 def _tokens() -> Any:
-    """A job's tokens: prompt, completion and verifier (0 before it has a cost)."""
-    return func.coalesce(
-        JobCost.prompt_tokens + JobCost.completion_tokens + JobCost.verifier_tokens, 0)
+    """A job's tokens, 0 before it has a cost."""
+    return func.coalesce(job_tokens(), 0)
 
 
 def _outcome_filter(outcome: Outcome) -> Any:
@@ -55,14 +51,14 @@ def problem_rows(
     if outcome is not None:
         where.append(_outcome_filter(outcome))
     if level is not None:
-        where.append(_level() == level)
+        where.append(job_level() == level)
     tokens = _tokens().label("tokens")
     order = {"line": [col(Job.line)], "tokens": [tokens, col(Job.line)],
              "-tokens": [tokens.desc(), col(Job.line)]}[sort]
     query = (
         select_columns(col(Job.id).label("job_id"), col(Job.line), col(Job.custom_id),
                        func.left(col(Job.problem), PREVIEW_CHARS).label("problem"),
-                       _level().label("level"), col(Job.state), col(Job.gold),
+                       job_level().label("level"), col(Job.state), col(Job.gold),
                        col(Job.answer), col(Job.correct), col(Job.failure), tokens)
         .outerjoin(JobCost, col(JobCost.job_id) == Job.id)
         .where(*where).order_by(*order).offset(offset).limit(limit)
@@ -94,8 +90,8 @@ def same_problem_jobs(*, session: Session, job: Job, owner: str,
 
 def batch_levels(*, session: Session, batch_id: uuid.UUID) -> list[str]:
     """The distinct `level` values of the batch's problems (for the level filter)."""
-    query: Any = (select_columns(_level()).where(col(Job.batch_id) == batch_id)
-             .where(_level().is_not(None)).distinct())
+    query: Any = (select_columns(job_level()).where(col(Job.batch_id) == batch_id)
+             .where(job_level().is_not(None)).distinct())
     return sorted(str(level) for (level,) in session.execute(query))
 
 

@@ -29,11 +29,13 @@ class CurveRow:
     thinking: float = 0.0  # of those, the ones inside thoughts
 
 
-def _level() -> Any:
+def job_level() -> Any:
+    """A job's level, as its dataset row gave it (MATH-500's field)."""
     return col(Job.meta)["level"].as_string()
 
 
-def _job_tokens() -> Any:
+def job_tokens() -> Any:
+    """A job's tokens: prompt, completion and verifier."""
     return JobCost.prompt_tokens + JobCost.completion_tokens + JobCost.verifier_tokens
 
 
@@ -50,10 +52,10 @@ def _counts(point: Any) -> list[Any]:
 
 
 def batch_curves(*, session: Session, batch_ids: Sequence[uuid.UUID]) -> list[CurveRow]:
-    level = _level()
+    level = job_level()
     query = (
         select_columns(col(Job.batch_id), level, col(BudgetPoint.n), *_counts(BudgetPoint),
-                       func.sum(_job_tokens()), func.sum(cast(JobCost.flops, Float)),
+                       func.sum(job_tokens()), func.sum(cast(JobCost.flops, Float)),
                        *_generated())
         .select_from(BudgetPoint).join(Job, col(Job.id) == BudgetPoint.job_id)
         .outerjoin(JobCost, col(JobCost.job_id) == BudgetPoint.job_id)
@@ -65,8 +67,8 @@ def batch_curves(*, session: Session, batch_ids: Sequence[uuid.UUID]) -> list[Cu
 
 def rescore_curves(*, session: Session, rescore_ids: Sequence[uuid.UUID]) -> list[CurveRow]:
     """As batch_curves, the rescore's verifier cost added to the job's own."""
-    level = _level()
-    tokens = _job_tokens() + func.coalesce(RescoreCost.verifier_tokens, 0)
+    level = job_level()
+    tokens = job_tokens() + func.coalesce(RescoreCost.verifier_tokens, 0)
     flops = cast(JobCost.flops, Float) + func.coalesce(RescoreCost.flops, 0.0)
     query = (
         select_columns(col(RescorePoint.rescore_id), level, col(RescorePoint.n),
@@ -103,7 +105,7 @@ def recent_batches(*, session: Session, limit: int = 20) -> list[Batch]:
 
 def job_outcome(*, session: Session, job_id: uuid.UUID) -> tuple[bool | None, int]:
     """(correct?, tokens processed) of one finished job, for live progress."""
-    tokens = func.coalesce(_job_tokens(), 0)
+    tokens = func.coalesce(job_tokens(), 0)
     query = (select_columns(col(Job.correct), tokens)
              .outerjoin(JobCost, col(JobCost.job_id) == Job.id).where(col(Job.id) == job_id))
     correct, used = session.exec(query).one()  # type: ignore[call-overload]
