@@ -64,6 +64,17 @@ def token_confidence(top_logprobs: Sequence[float]) -> float:
     return -sum(max(lp, LOGPROB_FLOOR) for lp in top_logprobs) / len(top_logprobs)
 
 
+def completion_confidences(completion: Completion, needed_by: str, k: int) -> list[float]:
+    """Each generated token's confidence; an engine that sent no top-k logprobs for every
+    token is an error (every confidence 0 would pass for a confident model)."""
+    top = completion.top_logprobs
+    if top is None or len(top) != completion.completion_tokens:
+        raise EngineError(f"{needed_by} needs top-{k} logprobs for every generated token; "
+                          f"the engine returned {'none' if top is None else len(top)} for "
+                          f"{completion.completion_tokens} tokens")
+    return [token_confidence(t) for t in top]
+
+
 def lowest_group(confidences: Sequence[float], window: int) -> float:
     """The lowest mean over `window` consecutive tokens (over all of them if fewer)."""
     if not confidences:
@@ -126,16 +137,11 @@ class DeepConf:
         return GenerationRequest(chain.beam.token_ids, params, 1)
 
     def _extend(self, chain: Chain, completion: Completion) -> None:
-        top = completion.top_logprobs
-        if top is None or len(top) != completion.completion_tokens:
-            raise EngineError(f"deepconf needs top-{self.config.deepconf_top_k} logprobs for "
-                              f"every generated token; the engine returned "
-                              f"{'none' if top is None else len(top)} for "
-                              f"{completion.completion_tokens} tokens")
+        confidences = completion_confidences(completion, "deepconf", self.config.deepconf_top_k)
         beam = self.tree.child(chain.beam, completion, "step")
         chain.beam = replace(beam, state=self._state(beam, completion, chain.asked))
-        chain.new_tokens = len(top)
-        chain.confidences += [token_confidence(t) for t in top]
+        chain.new_tokens = len(confidences)
+        chain.confidences += confidences
 
     def _probe(self, chains: Sequence[Chain]) -> None:
         """Probe the chains due; a settled one ends with its probe as its answer."""

@@ -3,10 +3,10 @@ optionally stopping early once the answers drawn so far agree."""
 
 from collections.abc import Callable
 
-from ttcq.worker.engines.base import Completion, Engine, EngineError, GenerationRequest
+from ttcq.worker.engines.base import Completion, Engine, GenerationRequest
 from ttcq.worker.search.answers import canonical_answer, extract_answer
 from ttcq.worker.search.config import SearchConfig
-from ttcq.worker.search.deepconf import lowest_group, token_confidence
+from ttcq.worker.search.deepconf import completion_confidences, lowest_group
 from ttcq.worker.search.forcing import draw_forced
 from ttcq.worker.search.run import SearchRun
 from ttcq.worker.search.scoring import aggregate
@@ -71,15 +71,11 @@ def draw_samples(run: SearchRun, start: int = 0, count: int | None = None) -> li
 
 def sample_confidence(completion: Completion, config: SearchConfig) -> float:
     """DeepConf's trace confidence of one sample: its lowest group confidence."""
-    top = completion.top_logprobs
-    if top is None or len(top) != completion.completion_tokens:
-        raise EngineError(f"confidence_top_k needs top-{config.confidence_top_k} logprobs for "
-                          f"every generated token; the engine returned "
-                          f"{'none' if top is None else len(top)} for "
-                          f"{completion.completion_tokens} tokens")
+    confidences = completion_confidences(completion, "confidence_top_k",
+                                         config.confidence_top_k)
     # Never below 0 (minus a logprob), though the sliding sum's rounding can dip there and
     # a policy's last bin starts at 0.
-    return max(0.0, lowest_group([token_confidence(t) for t in top], config.confidence_window))
+    return max(0.0, lowest_group(confidences, config.confidence_window))
 
 
 def score_samples(run: SearchRun, candidates: list[Candidate]) -> None:
