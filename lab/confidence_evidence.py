@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from lab.compute_optimal_evidence import Arm
 from lab.ground_truth.confidence import Confidence
 from lab.ground_truth.engine import GroundTruthEngine
 from lab.ground_truth.task import LEVELS, make_dataset
@@ -125,20 +126,10 @@ def signal_by_level(majority: StoredBatch, rows: Sequence[dict[str, Any]]) -> li
 
 
 @dataclass(frozen=True)
-class Outcome:
+class Outcome(Arm):
     """compute_optimal with one policy on the held-out problems."""
 
     policy: Policy
-    correct: dict[str, bool]
-    tokens: dict[str, float]
-
-    @property
-    def accuracy(self) -> float:
-        return sum(self.correct.values()) / len(self.correct)
-
-    @property
-    def mean_tokens(self) -> float:
-        return sum(self.tokens.values()) / len(self.tokens)
 
 
 def run_policy(policy: Policy, rows: Sequence[dict[str, Any]]) -> Outcome:
@@ -150,7 +141,7 @@ def run_policy(policy: Policy, rows: Sequence[dict[str, Any]]) -> Outcome:
         used += result.verification.prompt_tokens + result.verification.completion_tokens
         correct[row["problem"]] = result.answer == row["answer"]
         tokens[row["problem"]] = float(used)
-    return Outcome(policy, correct, tokens)
+    return Outcome(f"compute_optimal ({policy.difficulty})", correct, tokens, policy)
 
 
 def paired(a: Outcome, b: Outcome) -> tuple[float, float]:

@@ -15,6 +15,7 @@ from lab.ground_truth.engine import GroundTruthEngine
 from lab.ground_truth.simulate_forcing import CUE, Forcing, Run, majority
 from lab.ground_truth.task import make_dataset, specs_of
 from lab.ground_truth.thought import Thinking
+from tests.utils.agreement import assert_mean_agrees
 from ttcq.worker.search.config import make_config
 from ttcq.worker.search.strategies import run_base_strategy
 from ttcq.worker.search.thinking import ANSWER_CUE
@@ -52,10 +53,8 @@ def _simulated(forcing: Forcing, n: int = 1) -> list[Run]:
 def _agree(measured: list[Run], reference: list[Run]) -> None:
     """Every field's mean within 3.5 SD of the simulation's."""
     for name in FIELDS:
-        a = [float(getattr(r, name)) for r in measured]
-        b = [float(getattr(r, name)) for r in reference]
-        sd = math.sqrt(pvariance(a) / len(a) + pvariance(b) / len(b))
-        assert abs(mean(a) - mean(b)) <= 3.5 * sd + 1e-9, (name, mean(a), mean(b), sd)
+        assert_mean_agrees([getattr(r, name) for r in measured],
+                           [getattr(r, name) for r in reference], name)
 
 
 BUDGETS = (64, 256, 1024)

@@ -3,9 +3,8 @@ independent numpy simulation (lab.ground_truth.simulate_deepconf) within 3.5 sta
 deviations, what online filtering saves when confidence separates sound traces from
 unsound ones and what it costs when it does not, and the search's bookkeeping."""
 
-import math
 from collections.abc import Callable
-from statistics import mean, pvariance
+from statistics import mean
 
 import numpy as np
 import pytest
@@ -16,6 +15,7 @@ from lab.ground_truth.confidence import Confidence
 from lab.ground_truth.engine import GroundTruthEngine
 from lab.ground_truth.simulate_deepconf import Run, majority, offline, online
 from lab.ground_truth.task import Level, TaskSpec, make_dataset, step_text
+from tests.utils.agreement import assert_mean_agrees
 from tests.utils.jobs import make_batch, stored_tokens
 from ttcq.db.models import Candidate, Job, TraceNode
 from ttcq.worker.engines.base import Completion, EngineError
@@ -59,11 +59,8 @@ def _simulated(run: Callable[[TaskSpec, np.random.Generator], Run]) -> list[tupl
 
 def _agree(measured: list[tuple[bool, int]], reference: list[tuple[bool, int]]) -> None:
     """Mean accuracy and mean tokens of the searches within 3.5 SD of the simulation's."""
-    for index in (0, 1):
-        a = [float(x[index]) for x in measured]
-        b = [float(x[index]) for x in reference]
-        sd = math.sqrt(pvariance(a) / len(a) + pvariance(b) / len(b))
-        assert abs(mean(a) - mean(b)) <= 3.5 * sd + 1e-9, (index, mean(a), mean(b), sd)
+    for index, what in enumerate(("accuracy", "tokens")):
+        assert_mean_agrees([x[index] for x in measured], [x[index] for x in reference], what)
 
 
 ONLINE = {"strategy": "deepconf", "n": N, "deepconf_warmup": WARMUP, "deepconf_window": WINDOW,

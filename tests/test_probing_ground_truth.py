@@ -6,9 +6,8 @@ one step off (K doubled, A one more or less); so does DeepConf's with probing; t
 thought written in pieces is well formed and a probe's wrong answer is drawn afresh per
 prefix."""
 
-import math
 import re
-from statistics import mean, pvariance
+from statistics import mean
 
 import numpy as np
 import pytest
@@ -18,6 +17,7 @@ from lab.ground_truth.engine import GroundTruthEngine
 from lab.ground_truth.simulate_probing import Probing, Run, deepconf, majority
 from lab.ground_truth.task import Level, TaskSpec, make_dataset, specs_of
 from lab.ground_truth.thought import THINK_CLOSE, Thinking, attempt_text
+from tests.utils.agreement import assert_mean_agrees
 from ttcq.worker.engines.base import GenerationRequest, SamplingParams
 from ttcq.worker.search.config import make_config
 from ttcq.worker.search.registry import run_search
@@ -66,10 +66,8 @@ def _simulated(probing: Probing, n: int) -> list[Run]:
 def _agree(measured: list[Run], reference: list[Run]) -> None:
     """Every field's mean within 3.5 SD of the simulation's."""
     for name in FIELDS:
-        a = [float(getattr(r, name)) for r in measured]
-        b = [float(getattr(r, name)) for r in reference]
-        sd = math.sqrt(pvariance(a) / len(a) + pvariance(b) / len(b))
-        assert abs(mean(a) - mean(b)) <= 3.5 * sd + 1e-9, (name, mean(a), mean(b), sd)
+        assert_mean_agrees([getattr(r, name) for r in measured],
+                           [getattr(r, name) for r in reference], name)
 
 
 @pytest.fixture(scope="module")
